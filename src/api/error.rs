@@ -1,0 +1,134 @@
+//! Every way a request can fail, and the one place they become HTTP: a status, an OCI error
+//! code and a JSON body `{"errors":[{"code","message"}]}`.
+//!
+//! Errors are classed as the client's (4xx), the upstream's (429/502/503, or an `*_UNKNOWN`
+//! 404 when the upstream has no such content) or the mirror's own (500).
+
+use http::header::{CONTENT_RANGE, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Response, StatusCode};
+use serde_json::json;
+
+use crate::body::{self, Body};
+use crate::digest;
+use crate::upstream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid repository name")]
+    NameInvalid,
+    #[error("invalid tag")]
+    TagInvalid,
+    #[error("invalid digest: {0}")]
+    DigestInvalid(#[from] digest::Error),
+    #[error("this mirror serves pulls only; push and delete are not supported")]
+    Unsupported,
+    #[error("no such endpoint")]
+    NoRoute,
+    #[error("repository unknown to the upstream")]
+    NameUnknown,
+    #[error("manifest unknown to the upstream")]
+    ManifestUnknown,
+    #[error("manifest unknown: its media type is not in the request's Accept header")]
+    NotAcceptable,
+    #[error("blob unknown to the upstream")]
+    BlobUnknown,
+    #[error("requested range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("the upstream sent a manifest the mirror will not serve: {0}")]
+    BadManifest(String),
+    #[error(transparent)]
+    Upstream(upstream::Error),
+    #[error("cache i/o failed: {0}")]
+    Cache(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Upstream "not found" (or Docker Hub's 401 for a repository that does not exist) means
+    /// the content is unknown: `unknown` says which kind of unknown the request was after.
+    pub fn from_upstream(error: upstream::Error, unknown: Error) -> Error {
+        match error {
+            upstream::Error::NotFound | upstream::Error::Denied => unknown,
+            other => Error::Upstream(other),
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Error::NameInvalid => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
+            Error::TagInvalid => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+            Error::DigestInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+            Error::Unsupported => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            Error::NoRoute => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
+            Error::NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+            Error::ManifestUnknown | Error::NotAcceptable => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            Error::BlobUnknown => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            Error::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
+            Error::BadManifest(_) => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
+            Error::Upstream(e) => upstream_status(e),
+            Error::Cache(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "request failed");
+        }
+        let body = json!({ "errors": [{ "code": code, "message": self.to_string() }] }).to_string();
+        let mut response = Response::builder()
+            .status(status)
+            .header(CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_LENGTH, body.len());
+        match &self {
+            Error::Upstream(upstream::Error::RateLimited { retry_after: Some(value) }) => {
+                response = response.header(RETRY_AFTER, value.clone());
+            }
+            Error::RangeNotSatisfiable { size } => {
+                response = response.header(CONTENT_RANGE, format!("bytes */{size}"));
+            }
+            _ => {}
+        }
+        response.body(body::full(body)).unwrap_or_else(|_| fallback())
+    }
+}
+
+fn upstream_status(error: &upstream::Error) -> (StatusCode, &'static str) {
+    match error {
+        upstream::Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+        upstream::Error::Unreachable(_) | upstream::Error::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        upstream::Error::NotFound | upstream::Error::Denied => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+        upstream::Error::Status(_) | upstream::Error::Protocol(_) | upstream::Error::Token(_) => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
+    }
+}
+
+/// Only reachable if a header built above were invalid, which the types rule out.
+fn fallback() -> Response<Body> {
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses() {
+        let check = |e: Error, status: u16, code: &str| assert_eq!(e.status_and_code(), (StatusCode::from_u16(status).expect("status"), code));
+        check(Error::NameInvalid, 400, "NAME_INVALID");
+        check(Error::Unsupported, 405, "UNSUPPORTED");
+        check(Error::from_upstream(upstream::Error::Denied, Error::ManifestUnknown), 404, "MANIFEST_UNKNOWN");
+        check(Error::from_upstream(upstream::Error::NotFound, Error::BlobUnknown), 404, "BLOB_UNKNOWN");
+        check(Error::Upstream(upstream::Error::Unreachable("refused".into())), 503, "UNAVAILABLE");
+        check(Error::Upstream(upstream::Error::RateLimited { retry_after: None }), 429, "TOOMANYREQUESTS");
+        check(Error::Upstream(upstream::Error::Status(StatusCode::INTERNAL_SERVER_ERROR)), 502, "UNAVAILABLE");
+    }
+
+    #[test]
+    fn rate_limits_carry_retry_after() {
+        let e = Error::Upstream(upstream::Error::RateLimited { retry_after: Some(HeaderValue::from_static("30")) });
+        let response = e.into_response();
+        assert_eq!(response.headers()[RETRY_AFTER], "30");
+    }
+}

@@ -1,0 +1,123 @@
+//! Answers one parsed request: one `match` over the route, then the response headers the
+//! registry clients rely on (digest, exact length on HEAD too, media type, ranges).
+
+use std::io::SeekFrom;
+
+use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE, WARNING};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use tokio::io::AsyncSeekExt;
+
+use super::error::Error;
+use super::range::ByteRange;
+use super::route::Route;
+use crate::body::{self, Body};
+use crate::digest::Digest;
+use crate::manifest;
+use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Source};
+use crate::reference::Reference;
+
+const DIGEST_HEADER: &str = "docker-content-digest";
+const STALE_WARNING: &str = r#"299 - "served from the mirror's cache: the upstream is unavailable""#;
+
+pub async fn handle<B>(mirror: &Mirror, request: &Request<B>) -> Response<Body> {
+    respond(mirror, request).await.unwrap_or_else(Error::into_response)
+}
+
+async fn respond<B>(mirror: &Mirror, request: &Request<B>) -> Result<Response<Body>, Error> {
+    let method = request.method();
+    let head = method == Method::HEAD;
+    match Route::parse(method, request.uri().path())? {
+        Route::Base => Ok(json(StatusCode::OK, "{}")),
+        Route::Manifest { repo, reference } => {
+            let answer = mirror.manifest(&repo, &reference, method).await?;
+            let by_tag = matches!(reference, Reference::Tag(_));
+            if by_tag && !manifest::accepts(request.headers(), &answer.media_type) {
+                return Err(Error::NotAcceptable);
+            }
+            manifest_response(answer, head)
+        }
+        Route::Blob { repo, digest } => {
+            let answer = mirror.blob(&repo, &digest, method).await?;
+            blob_response(answer, &digest, request.headers(), head).await
+        }
+        Route::Tags { repo } => {
+            let list = mirror.tags(&repo, request.uri().query()).await?;
+            let mut response = Response::builder().status(list.status);
+            for (name, value) in &list.headers {
+                response = response.header(name, value);
+            }
+            let response = response.header(CONTENT_LENGTH, list.body.len());
+            finish(response, if head { body::empty() } else { body::full(list.body) }, Source::Upstream)
+        }
+    }
+}
+
+fn manifest_response(answer: ManifestAnswer, head: bool) -> Result<Response<Body>, Error> {
+    let mut response = Response::builder()
+        .header(CONTENT_TYPE, &*answer.media_type)
+        .header(CONTENT_LENGTH, answer.size)
+        .header(DIGEST_HEADER, answer.digest.to_string())
+        .header(ETAG, format!("\"{}\"", answer.digest));
+    if answer.source == Source::Stale {
+        response = response.header(WARNING, STALE_WARNING);
+    }
+    let body = match (head, answer.bytes) {
+        (false, Some(bytes)) => body::full(bytes),
+        _ => body::empty(),
+    };
+    finish(response, body, answer.source)
+}
+
+async fn blob_response(answer: BlobAnswer, digest: &Digest, headers: &HeaderMap, head: bool) -> Result<Response<Body>, Error> {
+    let response = Response::builder()
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .header(DIGEST_HEADER, digest.to_string())
+        .header(ETAG, format!("\"{digest}\""));
+    match answer {
+        BlobAnswer::Head { size } => finish(response.header(CONTENT_LENGTH, size), body::empty(), Source::Upstream),
+        BlobAnswer::Streaming { body, size } => {
+            let response = match size {
+                Some(size) => response.header(CONTENT_LENGTH, size),
+                None => response,
+            };
+            finish(response, body, Source::Upstream)
+        }
+        BlobAnswer::Cached { mut file, size } => {
+            let response = response.header(ACCEPT_RANGES, "bytes");
+            match ByteRange::parse(headers.get(RANGE), size) {
+                ByteRange::Unsatisfiable => Err(Error::RangeNotSatisfiable { size }),
+                ByteRange::Full => {
+                    let body = if head { body::empty() } else { body::file(file, size) };
+                    finish(response.header(CONTENT_LENGTH, size), body, Source::Cache)
+                }
+                ByteRange::Partial { start, end } => {
+                    let len = end - start + 1;
+                    let response = response
+                        .status(StatusCode::PARTIAL_CONTENT)
+                        .header(CONTENT_RANGE, format!("bytes {start}-{end}/{size}"))
+                        .header(CONTENT_LENGTH, len);
+                    if head {
+                        return finish(response, body::empty(), Source::Cache);
+                    }
+                    file.seek(SeekFrom::Start(start)).await?;
+                    finish(response, body::file(file, len), Source::Cache)
+                }
+            }
+        }
+    }
+}
+
+fn json(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(body::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(text.len()));
+    response
+}
+
+/// Attaches the body and records where the answer came from, for the request log.
+fn finish(response: http::response::Builder, body: Body, source: Source) -> Result<Response<Body>, Error> {
+    let mut response = response.body(body).map_err(|e| Error::Cache(std::io::Error::other(e)))?;
+    response.extensions_mut().insert(source);
+    Ok(response)
+}

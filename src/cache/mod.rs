@@ -1,0 +1,111 @@
+//! The cache: verified content on disk (`store`), an in-memory index of it (`index`), and the
+//! streaming fill that turns an upstream response into both a client body and a cache entry
+//! (`fill`).
+
+mod fill;
+mod index;
+pub mod store;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::fs::File;
+
+use crate::body::Body;
+use crate::digest::Digest;
+use crate::reference::{RepoName, Tag};
+pub use index::Entry;
+use index::Index;
+use store::{Store, TagRecord};
+
+pub struct Cache {
+    store: Arc<Store>,
+    index: Index,
+}
+
+/// A manifest as served: exact bytes and the media type the upstream gave it.
+pub struct Manifest {
+    pub bytes: Bytes,
+    pub media_type: Arc<str>,
+}
+
+impl Cache {
+    /// Opens the store and rebuilds the index from what is on disk.
+    pub fn load(dir: &Path, max_bytes: Option<u64>) -> io::Result<Cache> {
+        let store = Arc::new(Store::init(dir)?);
+        let index = Index::new(store.clone(), max_bytes);
+        for found in store.scan()? {
+            let entry = Entry { size: found.size, media_type: found.media_type.map(Arc::from) };
+            index.insert(found.digest, entry);
+        }
+        Ok(Cache { store, index })
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.index.entry_count()
+    }
+
+    pub fn lookup(&self, digest: &Digest) -> Option<Entry> {
+        self.index.get(digest)
+    }
+
+    /// Opens cached content for reading. A file that vanished behind the index's back (deleted
+    /// by hand, say) drops out of the index and reads as a miss.
+    pub async fn open(&self, digest: &Digest) -> io::Result<Option<(File, Entry)>> {
+        let Some(entry) = self.index.get(digest) else {
+            return Ok(None);
+        };
+        match self.store.open(digest).await? {
+            Some(file) => Ok(Some((file, entry))),
+            None => {
+                self.index.forget(digest);
+                Ok(None)
+            }
+        }
+    }
+
+    pub async fn manifest(&self, digest: &Digest) -> io::Result<Option<Manifest>> {
+        let Some(media_type) = self.index.get(digest).and_then(|e| e.media_type) else {
+            return Ok(None);
+        };
+        match self.store.read(digest).await? {
+            Some(bytes) => Ok(Some(Manifest { bytes: Bytes::from(bytes), media_type })),
+            None => {
+                self.index.forget(digest);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stores a manifest whose bytes the caller has already verified against `digest`.
+    pub async fn put_manifest(&self, digest: &Digest, manifest: &Manifest) -> io::Result<()> {
+        self.store.put(digest, &manifest.bytes).await?;
+        self.store.put_media_type(digest, &manifest.media_type).await?;
+        let entry = Entry { size: manifest.bytes.len() as u64, media_type: Some(manifest.media_type.clone()) };
+        self.index.insert(digest.clone(), entry);
+        Ok(())
+    }
+
+    /// The last known digest of a tag, from memory or else from disk.
+    pub async fn tag(&self, repo: &RepoName, tag: &Tag) -> Option<TagRecord> {
+        if let Some(record) = self.index.tag(repo, tag) {
+            return Some(record);
+        }
+        let record = self.store.tag(repo, tag).await.ok().flatten()?;
+        self.index.set_tag(repo, tag, record.clone());
+        Some(record)
+    }
+
+    pub async fn set_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> io::Result<()> {
+        let record = TagRecord::new(digest);
+        self.index.set_tag(repo, tag, record.clone());
+        self.store.put_tag(repo, tag, &record).await
+    }
+
+    /// Streams an upstream blob body to the client while verifying and caching it.
+    pub fn fill(self: &Arc<Self>, digest: Digest, size: Option<u64>, upstream: hyper::body::Incoming) -> Body {
+        fill::start(self.clone(), digest, size, upstream)
+    }
+}

@@ -1,0 +1,280 @@
+//! The disk store: content-addressed files, written to a temp file and renamed into place
+//! only once verified, plus the small records beside them (manifest media types, tags).
+//!
+//! Layout under the data directory:
+//! - `blobs/<alg>/<hex>`: content, blobs and manifests alike, exactly as served;
+//! - `manifests/<alg>/<hex>`: the media type of content that was fetched as a manifest;
+//! - `tags/docker.io/<repo>/_tags/<tag>`: the tag's digest and when it was checked (`_tags`
+//!   cannot be a repository path component, so no repository's directory collides with it);
+//! - `tmp/`: fills in progress; emptied at startup, since what is there was never verified.
+//!
+//! This is the only module that touches the file system, and its narrow surface (open, temp
+//! + commit, remove, scan) is what another backend would implement.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::fs::{self, File};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::digest::{Algorithm, Digest};
+use crate::reference::{RepoName, Tag};
+
+/// Upstream whose tags this store keeps; one for now, named so more can sit beside it.
+const UPSTREAM_KEY: &str = "docker.io";
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+pub struct Store {
+    root: PathBuf,
+}
+
+/// What the store knows of one piece of content at startup.
+pub struct Scanned {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TagRecord {
+    pub digest: String,
+    /// Seconds since the epoch when the upstream last confirmed the tag.
+    pub checked_at: u64,
+}
+
+impl TagRecord {
+    pub fn new(digest: &Digest) -> Self {
+        TagRecord { digest: digest.to_string(), checked_at: unix_now() }
+    }
+
+    pub fn age(&self) -> Duration {
+        Duration::from_secs(unix_now().saturating_sub(self.checked_at))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A fill in progress. Dropping it without `Store::commit` removes the file, so an abandoned
+/// or failed fill leaves nothing behind.
+pub struct TempFile {
+    path: PathBuf,
+    pub file: File,
+    committed: bool,
+}
+
+/// Writes go straight to the file; the wrapper exists only to clean up after a failed fill.
+impl AsyncWrite for TempFile {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.file).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_shutdown(cx)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Store {
+    /// Creates the layout if needed and removes unverified leftovers of an earlier run.
+    pub fn init(root: &Path) -> io::Result<Store> {
+        let store = Store { root: root.to_owned() };
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            std::fs::create_dir_all(store.root.join("blobs").join(alg.name()))?;
+            std::fs::create_dir_all(store.root.join("manifests").join(alg.name()))?;
+        }
+        std::fs::create_dir_all(store.root.join("tags"))?;
+        let tmp = store.root.join("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        Ok(store)
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs").join(digest.algorithm().name()).join(digest.hex())
+    }
+
+    fn media_type_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("manifests").join(digest.algorithm().name()).join(digest.hex())
+    }
+
+    fn tag_path(&self, repo: &RepoName, tag: &Tag) -> PathBuf {
+        self.root.join("tags").join(UPSTREAM_KEY).join(repo.as_str()).join("_tags").join(tag.as_str())
+    }
+
+    /// Opens cached content; `None` when it is not on disk.
+    pub async fn open(&self, digest: &Digest) -> io::Result<Option<File>> {
+        match File::open(self.blob_path(digest)).await {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn read(&self, digest: &Digest) -> io::Result<Option<Vec<u8>>> {
+        optional(fs::read(self.blob_path(digest)).await)
+    }
+
+    pub async fn temp(&self) -> io::Result<TempFile> {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = self.root.join("tmp").join(format!("{}-{n}", std::process::id()));
+        let file = File::create(&path).await?;
+        Ok(TempFile { path, file, committed: false })
+    }
+
+    /// Makes verified content durable under its digest: data synced before the rename, the
+    /// directory after it, so a crash leaves either nothing or the whole file.
+    pub async fn commit(&self, mut temp: TempFile, digest: &Digest) -> io::Result<()> {
+        temp.file.flush().await?;
+        temp.file.sync_all().await?;
+        let target = self.blob_path(digest);
+        fs::rename(&temp.path, &target).await?;
+        temp.committed = true;
+        sync_parent(target).await
+    }
+
+    pub async fn put(&self, digest: &Digest, bytes: &[u8]) -> io::Result<()> {
+        let mut temp = self.temp().await?;
+        temp.file.write_all(bytes).await?;
+        self.commit(temp, digest).await
+    }
+
+    pub async fn put_media_type(&self, digest: &Digest, media_type: &str) -> io::Result<()> {
+        write_atomically(self, &self.media_type_path(digest), media_type.as_bytes()).await
+    }
+
+    /// Removes content and its media type; used by eviction, so it is synchronous.
+    pub fn remove(&self, digest: &Digest) -> io::Result<()> {
+        let _ = std::fs::remove_file(self.media_type_path(digest));
+        match std::fs::remove_file(self.blob_path(digest)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn tag(&self, repo: &RepoName, tag: &Tag) -> io::Result<Option<TagRecord>> {
+        let Some(bytes) = optional(fs::read(self.tag_path(repo, tag)).await)? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    pub async fn put_tag(&self, repo: &RepoName, tag: &Tag, record: &TagRecord) -> io::Result<()> {
+        let path = self.tag_path(repo, tag);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).await?;
+        }
+        let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
+        write_atomically(self, &path, &bytes).await
+    }
+
+    /// Lists all committed content; run once at startup to rebuild the index.
+    pub fn scan(&self) -> io::Result<Vec<Scanned>> {
+        let mut found = Vec::new();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            for entry in std::fs::read_dir(self.root.join("blobs").join(alg.name()))? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Ok(digest) = format!("{}:{}", alg.name(), name.to_string_lossy()).parse::<Digest>() else {
+                    continue;
+                };
+                let size = entry.metadata()?.len();
+                let media_type = std::fs::read_to_string(self.media_type_path(&digest)).ok();
+                found.push(Scanned { digest, size, media_type });
+            }
+        }
+        Ok(found)
+    }
+}
+
+async fn write_atomically(store: &Store, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut temp = store.temp().await?;
+    temp.file.write_all(bytes).await?;
+    temp.file.sync_all().await?;
+    fs::rename(&temp.path, path).await?;
+    temp.committed = true;
+    Ok(())
+}
+
+async fn sync_parent(path: PathBuf) -> io::Result<()> {
+    tokio::task::spawn_blocking(move || match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
+fn optional<T>(result: io::Result<T>) -> io::Result<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commit_then_scan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::init(dir.path()).expect("open");
+        let digest = Digest::sha256_of(b"hello");
+        store.put(&digest, b"hello").await.expect("put");
+        store.put_media_type(&digest, "application/x").await.expect("type");
+        let scanned = store.scan().expect("scan");
+        assert_eq!(scanned.len(), 1);
+        assert_eq!((scanned[0].size, scanned[0].media_type.as_deref()), (5, Some("application/x")));
+        assert_eq!(store.read(&digest).await.expect("read"), Some(b"hello".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn dropped_temp_files_vanish_and_leftovers_are_cleared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::init(dir.path()).expect("open");
+        let temp = store.temp().await.expect("temp");
+        let path = temp.path.clone();
+        drop(temp);
+        assert!(!path.exists());
+        std::fs::write(dir.path().join("tmp/stale"), b"partial").expect("write");
+        Store::init(dir.path()).expect("reopen");
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn tags_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::init(dir.path()).expect("open");
+        let repo: RepoName = "a/b".parse().expect("repo");
+        let nested: RepoName = "a/b/c".parse().expect("repo");
+        let tag: Tag = "c".parse().expect("tag");
+        let digest = Digest::sha256_of(b"x");
+        store.put_tag(&repo, &tag, &TagRecord::new(&digest)).await.expect("put");
+        store.put_tag(&nested, &tag, &TagRecord::new(&digest)).await.expect("nested repo beside a tag");
+        let record = store.tag(&repo, &tag).await.expect("read").expect("present");
+        assert_eq!(record.digest, digest.to_string());
+        assert!(store.tag(&repo, &"other".parse().expect("tag")).await.expect("read").is_none());
+    }
+}

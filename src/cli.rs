@@ -1,0 +1,61 @@
+//! Raw command-line flags and their environment variables, exactly as the user gave them.
+//!
+//! Nothing here is validated beyond what clap does; `config` turns these into a `Config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "regmirror", version, about = "A pull-through caching mirror for container registries")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the registry pull API, caching what it fetches from the upstream.
+    Serve(ServeArgs),
+}
+
+/// Every value is optional here so that a config file can fill what the flags and
+/// environment leave out; defaults are applied in `config`.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// TOML config file; flags and environment variables override its values.
+    #[arg(long, env = "REGMIRROR_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on [default: [::]:5000].
+    #[arg(long, env = "REGMIRROR_LISTEN")]
+    pub listen: Option<String>,
+
+    /// Directory holding the cache [default: $STATE_DIRECTORY or ./regmirror-data].
+    #[arg(long, env = "REGMIRROR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Registry that stands for docker.io [default: https://registry-1.docker.io].
+    #[arg(long, env = "REGMIRROR_UPSTREAM")]
+    pub upstream: Option<String>,
+
+    /// PEM certificate chain to serve TLS with.
+    #[arg(long, env = "REGMIRROR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "REGMIRROR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve plain HTTP instead of TLS.
+    #[arg(long, env = "REGMIRROR_INSECURE_HTTP", conflicts_with = "tls_cert")]
+    pub insecure_http: bool,
+
+    /// How long a tag→digest answer is trusted before asking the upstream again [default: 60s].
+    #[arg(long, env = "REGMIRROR_TAG_TTL")]
+    pub tag_ttl: Option<String>,
+
+    /// Cap on the bytes the cache keeps on disk, e.g. 50GiB [default: no cap].
+    #[arg(long, env = "REGMIRROR_MAX_CACHE_SIZE")]
+    pub max_cache_size: Option<String>,
+}

@@ -1,0 +1,266 @@
+//! The validated configuration: flags over environment over config file, checked once at
+//! startup so that nothing downstream re-parses a string.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+
+use crate::cli::ServeArgs;
+
+const DEFAULT_LISTEN: &str = "[::]:5000";
+const DEFAULT_UPSTREAM: &str = "https://registry-1.docker.io";
+const DEFAULT_TAG_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {field} '{value}': {reason}")]
+    Value { field: &'static str, value: String, reason: String },
+    #[error("--tls-cert and --tls-key go together, or --insecure-http serves plain HTTP")]
+    TlsIncomplete,
+    #[error("REGMIRROR_UPSTREAM_USERNAME and REGMIRROR_UPSTREAM_PASSWORD must be set together")]
+    CredentialsIncomplete,
+    #[error("--insecure-http cannot be combined with --tls-cert/--tls-key")]
+    TlsConflict,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub upstream: Uri,
+    pub tls: Tls,
+    pub tag_ttl: Duration,
+    pub max_cache_size: Option<u64>,
+    pub credentials: Option<Credentials>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Tls {
+    Files { cert: PathBuf, key: PathBuf },
+    /// Plain HTTP; only sensible on a trusted link or behind another TLS terminator.
+    Off,
+}
+
+/// Upstream login. `Debug` is written by hand so the password never reaches a log.
+#[derive(Clone, Deserialize)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Credentials from `REGMIRROR_UPSTREAM_USERNAME` / `REGMIRROR_UPSTREAM_PASSWORD`; one
+/// without the other is a mistake worth stopping for.
+pub fn env_credentials(username: Option<String>, password: Option<String>) -> Result<Option<Credentials>, Error> {
+    match (username, password) {
+        (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
+        (None, None) => Ok(None),
+        _ => Err(Error::CredentialsIncomplete),
+    }
+}
+
+/// The config file's shape: the same names as the flags, with `_` for `-`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    upstream: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    insecure_http: bool,
+    tag_ttl: Option<String>,
+    max_cache_size: Option<String>,
+    upstream_credentials: Option<Credentials>,
+}
+
+impl Config {
+    /// Defaults for everything but the upstream and the data directory; tests and embedders
+    /// start here and adjust the public fields.
+    pub fn new(upstream: Uri, data_dir: PathBuf) -> Self {
+        Config {
+            listen: SocketAddr::from(([0u16; 8], 5000)),
+            data_dir,
+            upstream,
+            tls: Tls::Off,
+            tag_ttl: DEFAULT_TAG_TTL,
+            max_cache_size: None,
+            credentials: None,
+        }
+    }
+
+    /// Merges flags (already merged with the environment by clap), the config file and the
+    /// defaults. `state_directory` is systemd's `$STATE_DIRECTORY`, passed in so this stays pure.
+    pub fn from_args(args: ServeArgs, env_credentials: Option<Credentials>, state_directory: Option<PathBuf>) -> Result<Self, Error> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let upstream = args.upstream.or(file.upstream).unwrap_or_else(|| DEFAULT_UPSTREAM.to_owned());
+        let tag_ttl = args.tag_ttl.or(file.tag_ttl);
+        let max_cache_size = args.max_cache_size.or(file.max_cache_size);
+        let tls = pick_tls(
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+            args.insecure_http || file.insecure_http,
+        )?;
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .or(state_directory)
+            .unwrap_or_else(|| PathBuf::from("./regmirror-data"));
+        Ok(Config {
+            listen: parse_listen(&listen)?,
+            data_dir,
+            upstream: parse_upstream(&upstream)?,
+            tls,
+            tag_ttl: tag_ttl.map(|v| parse_field("--tag-ttl", &v, parse_duration)).transpose()?.unwrap_or(DEFAULT_TAG_TTL),
+            max_cache_size: max_cache_size.map(|v| parse_field("--max-cache-size", &v, parse_size)).transpose()?,
+            credentials: env_credentials.or(file.upstream_credentials),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    toml::from_str(&text).map_err(|e| Error::Parse { path: path.to_owned(), message: e.message().to_owned() })
+}
+
+fn pick_tls(cert: Option<PathBuf>, key: Option<PathBuf>, insecure: bool) -> Result<Tls, Error> {
+    match (cert, key, insecure) {
+        (Some(_), _, true) | (_, Some(_), true) => Err(Error::TlsConflict),
+        (Some(cert), Some(key), false) => Ok(Tls::Files { cert, key }),
+        (None, None, true) => Ok(Tls::Off),
+        _ => Err(Error::TlsIncomplete),
+    }
+}
+
+fn parse_field<T>(field: &'static str, value: &str, parse: fn(&str) -> Result<T, String>) -> Result<T, Error> {
+    parse(value).map_err(|reason| Error::Value { field, value: value.to_owned(), reason })
+}
+
+fn parse_listen(value: &str) -> Result<SocketAddr, Error> {
+    parse_field("--listen", value, |v| v.parse().map_err(|_| "expected HOST:PORT, e.g. [::]:5000 or 0.0.0.0:5000".to_owned()))
+}
+
+fn parse_upstream(value: &str) -> Result<Uri, Error> {
+    parse_field("--upstream", value, |v| {
+        let uri: Uri = v.trim_end_matches('/').parse().map_err(|e| format!("{e}"))?;
+        match (uri.scheme_str(), uri.host()) {
+            (Some("http" | "https"), Some(_)) if uri.path() == "/" || uri.path().is_empty() => Ok(uri),
+            (Some("http" | "https"), Some(_)) => Err("a path prefix is not supported".to_owned()),
+            _ => Err("expected an http:// or https:// URL".to_owned()),
+        }
+    })
+}
+
+/// Parses `90`, `500ms`, `30s`, `5m`, `2h`, `1d`; a bare number is seconds.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let (number, unit) = split_number(value)?;
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("unknown unit '{unit}' (use ms, s, m, h or d)")),
+    };
+    number.checked_mul(millis_per_unit).map(Duration::from_millis).ok_or_else(|| "too large".to_owned())
+}
+
+/// Parses byte sizes: `1024`, `512MiB`, `50GiB`, `10GB`, `1T`; binary and decimal units.
+pub fn parse_size(value: &str) -> Result<u64, String> {
+    let (number, unit) = split_number(value)?;
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(format!("unknown unit '{unit}' (use B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)")),
+    };
+    number.checked_mul(multiplier).ok_or_else(|| "too large".to_owned())
+}
+
+fn split_number(value: &str) -> Result<(u64, &str), String> {
+    let value = value.trim();
+    let digits = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let number = value[..digits].parse().map_err(|_| "expected a number with an optional unit".to_owned())?;
+    Ok((number, value[digits..].trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("50GiB"), Ok(50 << 30));
+        assert_eq!(parse_size("10GB"), Ok(10_000_000_000));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("99999999999999TiB").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:7000\"\ntag_ttl = \"5m\"\ninsecure_http = true\n").expect("write");
+        let args = ServeArgs { config: Some(path), tag_ttl: Some("10s".into()), ..Default::default() };
+        let config = Config::from_args(args, None, None).expect("valid");
+        assert_eq!(config.listen, "127.0.0.1:7000".parse().expect("addr"));
+        assert_eq!(config.tag_ttl, Duration::from_secs(10));
+        assert!(matches!(config.tls, Tls::Off));
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let args = ServeArgs { insecure_http: true, tag_ttl: Some("soon".into()), ..Default::default() };
+        let err = Config::from_args(args, None, None).expect_err("invalid");
+        assert_eq!(err.to_string(), "invalid --tag-ttl 'soon': expected a number with an optional unit");
+        let args = ServeArgs { insecure_http: true, upstream: Some("ftp://x".into()), ..Default::default() };
+        assert!(Config::from_args(args, None, None).is_err());
+        assert!(matches!(Config::from_args(ServeArgs::default(), None, None), Err(Error::TlsIncomplete)));
+    }
+
+    #[test]
+    fn credentials_are_redacted() {
+        let c = Credentials { username: "u".into(), password: "hunter2".into() };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,26 @@
+//! regmirror: a pull-through caching mirror for container registries.
+//!
+//! Reading order:
+//! - `cli` and `config`: flags, environment and config file, validated once into `Config`;
+//! - `server`: the accept loop (TLS via `tls`, or plain HTTP) and the request log;
+//! - `api`: the registry pull API — `Route` parsing, one handler, the error mapping;
+//! - `mirror`: the pull-through logic between the cache and the upstream;
+//! - `cache`: verified content on disk with a moka index, and the streaming fill;
+//! - `upstream`: the HTTP client towards the upstream registry, with token auth;
+//! - `reference`, `digest`, `manifest`: the protocol's vocabulary as validated types;
+//! - `body`: the response body type.
+
+pub mod api;
+pub mod body;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod digest;
+pub mod manifest;
+pub mod mirror;
+pub mod reference;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+
+pub use config::{Config, Credentials, Tls};

@@ -1,0 +1,215 @@
+//! The pull-through logic: answer from the cache when it can, ask the upstream when it must,
+//! and only ever cache bytes that match their digest.
+//!
+//! Digests are immutable and served from the cache forever. Tags are mutable: a tag's digest
+//! is trusted for `tag_ttl`, then revalidated with an upstream HEAD (free on Docker Hub), and
+//! when the upstream is down a known tag is served stale rather than not at all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LINK};
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use tokio::fs::File;
+
+use crate::api::Error;
+use crate::body::Body;
+use crate::cache::{Cache, Manifest};
+use crate::config::Config;
+use crate::digest::{Digest, Hasher};
+use crate::manifest;
+use crate::reference::{Reference, RepoName, Tag};
+use crate::upstream::{self, Upstream};
+
+const DIGEST_HEADER: &str = "docker-content-digest";
+const MAX_TAG_LIST: usize = 16 * 1024 * 1024;
+
+pub struct Mirror {
+    upstream: Upstream,
+    cache: Arc<Cache>,
+    tag_ttl: Duration,
+}
+
+/// Where an answer came from, for the request log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    Upstream,
+    /// From the cache because the upstream failed.
+    Stale,
+}
+
+pub struct ManifestAnswer {
+    pub digest: Digest,
+    pub media_type: Arc<str>,
+    pub size: u64,
+    /// `None` for a HEAD answered from upstream headers alone.
+    pub bytes: Option<Bytes>,
+    pub source: Source,
+}
+
+pub enum BlobAnswer {
+    Cached { file: File, size: u64 },
+    /// HEAD of a blob the cache lacks, answered from the upstream's headers.
+    Head { size: u64 },
+    Streaming { body: Body, size: Option<u64> },
+}
+
+pub struct TagList {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// What a tag resolved to, and what the upstream's HEAD said of it if one was made.
+struct Resolved {
+    digest: Digest,
+    head: Option<(Arc<str>, u64)>,
+    source: Source,
+}
+
+impl Mirror {
+    pub fn new(config: &Config) -> std::io::Result<Mirror> {
+        let cache = Cache::load(&config.data_dir, config.max_cache_size)?;
+        Ok(Mirror {
+            upstream: Upstream::new(config.upstream.clone(), config.credentials.clone()),
+            cache: Arc::new(cache),
+            tag_ttl: config.tag_ttl,
+        })
+    }
+
+    pub fn cached_entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    pub async fn manifest(&self, repo: &RepoName, reference: &Reference, method: &Method) -> Result<ManifestAnswer, Error> {
+        let resolved = match reference {
+            Reference::Digest(digest) => Resolved { digest: digest.clone(), head: None, source: Source::Cache },
+            Reference::Tag(tag) => self.resolve(repo, tag).await?,
+        };
+        if let Some(cached) = self.cache.manifest(&resolved.digest).await? {
+            let source = if resolved.source == Source::Stale { Source::Stale } else { Source::Cache };
+            return Ok(answer(resolved.digest, cached, source));
+        }
+        if let (true, Some((media_type, size))) = (method == Method::HEAD, resolved.head) {
+            return Ok(ManifestAnswer { digest: resolved.digest, media_type, size, bytes: None, source: Source::Upstream });
+        }
+        let (digest, fetched) = self.fetch_manifest(repo, &Reference::Digest(resolved.digest)).await?;
+        Ok(answer(digest, fetched, Source::Upstream))
+    }
+
+    /// A tag's digest: from the cache while fresh, else from an upstream HEAD, else (upstream
+    /// down) from the cache with a warning.
+    async fn resolve(&self, repo: &RepoName, tag: &Tag) -> Result<Resolved, Error> {
+        let known = self.cache.tag(repo, tag).await;
+        let known_digest = known.as_ref().and_then(|r| r.digest.parse::<Digest>().ok());
+        if let (Some(record), Some(digest)) = (&known, &known_digest) {
+            if record.age() < self.tag_ttl {
+                return Ok(Resolved { digest: digest.clone(), head: None, source: Source::Cache });
+            }
+        }
+        let reference = Reference::Tag(tag.clone());
+        let head = match self.upstream.manifest(Method::HEAD, repo, &reference).await {
+            Ok(head) => head,
+            Err(e) => match known_digest {
+                Some(digest) if e.is_outage() => {
+                    tracing::warn!(%repo, %tag, error = %e, "upstream unavailable; serving the cached tag");
+                    return Ok(Resolved { digest, head: None, source: Source::Stale });
+                }
+                _ => return Err(Error::from_upstream(e, Error::ManifestUnknown)),
+            },
+        };
+        let resolved = match header_digest(head.headers()) {
+            Some(digest) => Resolved { head: head_info(head.headers()), digest, source: Source::Upstream },
+            // Some registries omit the digest on HEAD: fetch by tag and hash what came.
+            None => Resolved { digest: self.fetch_manifest(repo, &reference).await?.0, head: None, source: Source::Upstream },
+        };
+        self.cache.set_tag(repo, tag, &resolved.digest).await?;
+        Ok(resolved)
+    }
+
+    /// GETs a manifest, checks its bytes against the digest asked for (or, by tag, the one the
+    /// upstream states) and stores it.
+    async fn fetch_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<(Digest, Manifest), Error> {
+        let response = self.upstream.manifest(Method::GET, repo, reference).await;
+        let response = response.map_err(|e| Error::from_upstream(e, Error::ManifestUnknown))?;
+        let media_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let media_type: Arc<str> = media_type.map(|t| t.trim()).filter(|t| !t.is_empty()).ok_or_else(|| bad("no Content-Type"))?.into();
+        if manifest::is_schema1(&media_type) {
+            return Err(bad("schema1 manifests cannot be verified and are not served"));
+        }
+        let expected = match reference {
+            Reference::Digest(digest) => Some(digest.clone()),
+            Reference::Tag(_) => header_digest(response.headers()),
+        };
+        let bytes = Limited::new(response.into_body(), manifest::MAX_SIZE).collect().await;
+        let bytes = bytes.map_err(|e| bad(&format!("reading the manifest (at most {} bytes): {e}", manifest::MAX_SIZE)))?.to_bytes();
+        let algorithm = expected.as_ref().map_or(crate::digest::Algorithm::Sha256, |d| d.algorithm());
+        let mut hasher = Hasher::new(algorithm);
+        hasher.update(&bytes);
+        let actual = hasher.finish();
+        if expected.as_ref().is_some_and(|e| *e != actual) {
+            return Err(bad(&format!("manifest bytes hash to {actual}, not the expected digest")));
+        }
+        let manifest = Manifest { bytes, media_type };
+        self.cache.put_manifest(&actual, &manifest).await?;
+        Ok((actual, manifest))
+    }
+
+    pub async fn blob(&self, repo: &RepoName, digest: &Digest, method: &Method) -> Result<BlobAnswer, Error> {
+        if let Some((file, entry)) = self.cache.open(digest).await? {
+            return Ok(BlobAnswer::Cached { file, size: entry.size });
+        }
+        let response = self.upstream.blob(method.clone(), repo, digest).await;
+        let response = response.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
+        if response.status() != StatusCode::OK {
+            return Err(Error::Upstream(upstream::Error::Status(response.status())));
+        }
+        let size = content_length(response.headers());
+        if *method == Method::HEAD {
+            let size = size.ok_or_else(|| Error::Upstream(upstream::Error::Protocol("blob HEAD without Content-Length".into())))?;
+            return Ok(BlobAnswer::Head { size });
+        }
+        let body = self.cache.fill(digest.clone(), size, response.into_body());
+        Ok(BlobAnswer::Streaming { body, size })
+    }
+
+    /// Tag lists are passed through, with the client's pagination.
+    pub async fn tags(&self, repo: &RepoName, query: Option<&str>) -> Result<TagList, Error> {
+        let response = self.upstream.tags(repo, query).await.map_err(|e| Error::from_upstream(e, Error::NameUnknown))?;
+        let status = response.status();
+        let mut headers = HeaderMap::new();
+        for name in [CONTENT_TYPE, LINK] {
+            if let Some(value) = response.headers().get(&name) {
+                headers.insert(name, value.clone());
+            }
+        }
+        let body = Limited::new(response.into_body(), MAX_TAG_LIST).collect().await;
+        let body = body.map_err(|e| Error::Upstream(upstream::Error::Protocol(format!("reading the tag list: {e}"))))?.to_bytes();
+        Ok(TagList { status, headers, body })
+    }
+}
+
+fn answer(digest: Digest, manifest: Manifest, source: Source) -> ManifestAnswer {
+    ManifestAnswer { digest, size: manifest.bytes.len() as u64, media_type: manifest.media_type, bytes: Some(manifest.bytes), source }
+}
+
+fn bad(message: &str) -> Error {
+    Error::BadManifest(message.to_owned())
+}
+
+fn header_digest(headers: &HeaderMap) -> Option<Digest> {
+    headers.get(DIGEST_HEADER)?.to_str().ok()?.parse().ok()
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Media type and size from a manifest HEAD, when the upstream gave both.
+fn head_info(headers: &HeaderMap) -> Option<(Arc<str>, u64)> {
+    let media_type = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    Some((media_type.into(), content_length(headers).filter(|&n| n > 0)?))
+}

@@ -1,0 +1,178 @@
+//! Repository names and references (tag or digest), validated against the distribution
+//! spec grammar so no handler has to look at a raw string again.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::digest::{self, Digest};
+
+/// Many clients cap host + `/` + name at 255; the name alone can be no longer.
+const MAX_NAME_LEN: usize = 255;
+const MAX_TAG_LEN: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("invalid repository name")]
+    Name,
+    #[error("invalid tag")]
+    Tag,
+    #[error(transparent)]
+    Digest(#[from] digest::Error),
+}
+
+/// A repository name in canonical Docker Hub form: single-component names get `library/`,
+/// so `alpine` and `library/alpine` share cache entries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepoName(String);
+
+impl RepoName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for RepoName {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        if s.len() > MAX_NAME_LEN || !s.split('/').all(is_path_component) {
+            return Err(Error::Name);
+        }
+        if s.contains('/') {
+            Ok(RepoName(s.to_owned()))
+        } else {
+            Ok(RepoName(format!("library/{s}")))
+        }
+    }
+}
+
+impl fmt::Display for RepoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn is_path_component(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    if !alnum(first) || !alnum(last) {
+        return false;
+    }
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if alnum(b) {
+            if i > run_start && !is_separator(&bytes[run_start..i]) {
+                return false;
+            }
+            run_start = i + 1;
+        } else if !matches!(b, b'.' | b'_' | b'-') {
+            return false;
+        }
+    }
+    true
+}
+
+/// One of `.`, `_`, `__`, or a run of `-`.
+fn is_separator(sep: &[u8]) -> bool {
+    matches!(sep, b"." | b"_" | b"__") || sep.iter().all(|&b| b == b'-')
+}
+
+/// A tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tag(String);
+
+impl Tag {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Tag {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let first_ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let rest_ok = s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if first_ok && rest_ok && s.len() <= MAX_TAG_LEN {
+            Ok(Tag(s.to_owned()))
+        } else {
+            Err(Error::Tag)
+        }
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a manifest request names: a mutable tag or an immutable digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Reference {
+    Tag(Tag),
+    Digest(Digest),
+}
+
+impl FromStr for Reference {
+    type Err = Error;
+
+    /// Digests contain `:` and tags cannot, which is what tells them apart.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        if s.contains(':') {
+            Ok(Reference::Digest(s.parse()?))
+        } else {
+            Ok(Reference::Tag(s.parse()?))
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reference::Tag(t) => t.fmt(f),
+            Reference::Digest(d) => d.fmt(f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let ok = |s: &str, want: &str| assert_eq!(s.parse::<RepoName>().map(|n| n.0), Ok(want.to_owned()), "{s}");
+        ok("alpine", "library/alpine");
+        ok("library/alpine", "library/alpine");
+        ok("someuser/tool", "someuser/tool");
+        ok("a/b/c", "a/b/c");
+        ok("my-repo/x__y.z", "my-repo/x__y.z");
+        ok("a--b/manifests", "a--b/manifests");
+        for bad in ["", "Alpine", "a//b", "/a", "a/", "a/../b", "a/./b", "-a", "a-", "a___b", "a..b", "a%2fb", "a b", &"a".repeat(256)] {
+            assert_eq!(bad.parse::<RepoName>(), Err(Error::Name), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tags() {
+        for ok in ["latest", "1", "_x", "v1.2.3-rc_1", &"a".repeat(128)] {
+            assert!(ok.parse::<Tag>().is_ok(), "{ok}");
+        }
+        for bad in ["", ".x", "-x", "a/b", "a:b", &"a".repeat(129)] {
+            assert!(bad.parse::<Tag>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn references() {
+        assert!(matches!("latest".parse(), Ok(Reference::Tag(_))));
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert!(matches!(d.parse(), Ok(Reference::Digest(_))));
+        assert!(matches!("sha256:XYZ".parse::<Reference>(), Err(Error::Digest(_))));
+    }
+}

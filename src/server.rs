@@ -1,0 +1,134 @@
+//! The accept loop: one for TLS and plain HTTP alike, HTTP/1.1 and HTTP/2, with a request log
+//! line per request and a graceful shutdown that lets transfers in flight finish.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::CONTENT_LENGTH;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::api;
+use crate::body::Body;
+use crate::config::{Config, Tls};
+use crate::mirror::{Mirror, Source};
+use crate::tls;
+
+/// A client gets this long to send its request headers, so an idle or silent connection
+/// cannot hold a task forever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Tls(#[from] tls::Error),
+    #[error("cannot open the cache in the data directory: {0}")]
+    Cache(#[from] std::io::Error),
+}
+
+/// Serves until `shutdown` completes, then waits (up to a grace period) for open connections.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    let acceptor = match &config.tls {
+        Tls::Files { cert, key } => Some(TlsAcceptor::from(tls::server_config(cert, key)?)),
+        Tls::Off => None,
+    };
+    let mirror = Arc::new(Mirror::new(&config)?);
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        upstream = %config.upstream,
+        data_dir = %config.data_dir.display(),
+        cached = mirror.cached_entries(),
+        tls = acceptor.is_some(),
+        "regmirror ready"
+    );
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let connection = Connection { mirror: mirror.clone(), builder: builder.clone(), watcher: graceful.watcher(), peer };
+                    tokio::spawn(connection.serve(stream, acceptor.clone()));
+                }
+                // Out of file descriptors, typically: back off instead of spinning.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(open = graceful.count(), "shutting down; letting transfers in flight finish");
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("grace period over; closing the remaining connections");
+    }
+    Ok(())
+}
+
+struct Connection {
+    mirror: Arc<Mirror>,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, acceptor: Option<TlsAcceptor>) {
+        let _ = stream.set_nodelay(true);
+        match acceptor {
+            None => self.serve_io(stream).await,
+            Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => self.serve_io(stream).await,
+                Ok(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+            },
+        }
+    }
+
+    async fn serve_io<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mirror = self.mirror;
+        let service = service_fn(move |request| {
+            let mirror = mirror.clone();
+            async move { Ok::<_, Infallible>(serve_request(&mirror, request).await) }
+        });
+        let connection = self.builder.serve_connection(TokioIo::new(io), service).into_owned();
+        if let Err(e) = self.watcher.watch(connection).await {
+            tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+async fn serve_request(mirror: &Mirror, request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let mut response = api::handle(mirror, &request).await;
+    response.headers_mut().insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
+    tracing::info!(
+        method = %request.method(),
+        path = request.uri().path(),
+        status = response.status().as_u16(),
+        bytes = response.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+        cache = ?response.extensions().get::<Source>(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,37 @@
+//! TLS for the listener: PEM files into a rustls `ServerConfig` offering HTTP/2 and HTTP/1.1.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0} holds no PEM certificate")]
+    NoCertificate(PathBuf),
+    #[error("{0} holds no PEM private key")]
+    NoKey(PathBuf),
+    #[error("certificate and key do not make a usable TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
+    let mut reader = BufReader::new(File::open(cert).map_err(read_err(cert))?);
+    let chain = rustls_pemfile::certs(&mut reader).collect::<Result<Vec<_>, _>>().map_err(read_err(cert))?;
+    if chain.is_empty() {
+        return Err(Error::NoCertificate(cert.to_owned()));
+    }
+    let mut reader = BufReader::new(File::open(key).map_err(read_err(key))?);
+    let key_der = rustls_pemfile::private_key(&mut reader).map_err(read_err(key))?.ok_or_else(|| Error::NoKey(key.to_owned()))?;
+    let mut config = ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key_der)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Read { path: path.to_owned(), source }
+}
