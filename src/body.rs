@@ -34,7 +34,10 @@ pub fn file(file: File, len: u64) -> Body {
         let mut buf = BytesMut::with_capacity(want);
         while buf.len() < want {
             if file.read_buf(&mut buf).await? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "cached file shorter than its index entry"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "cached file shorter than its index entry",
+                ));
             }
         }
         let got = buf.len() as u64;
@@ -54,7 +57,10 @@ pub fn channel(capacity: usize) -> (BodySender, Body) {
             Some(Message::Data(bytes)) => Some((Ok(Frame::data(bytes)), Some(rx))),
             Some(Message::End) => None,
             Some(Message::Abort(e)) => Some((Err(e), None)),
-            None => Some((Err(io::Error::new(io::ErrorKind::UnexpectedEof, "transfer ended early")), None)),
+            None => Some((
+                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "transfer ended early")),
+                None,
+            )),
         }
     });
     (BodySender(tx), BodyExt::boxed_unsync(StreamBody::new(chunks)))

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "regmirror", version, about = "A pull-through caching mirror for container registries")]
+#[command(
+    name = "regmirror",
+    version,
+    about = "A pull-through caching mirror for container registries"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

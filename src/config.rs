@@ -22,7 +22,11 @@ pub enum Error {
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid {field} '{value}': {reason}")]
-    Value { field: &'static str, value: String, reason: String },
+    Value {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("--tls-cert and --tls-key go together, or --insecure-http serves plain HTTP")]
     TlsIncomplete,
     #[error("REGMIRROR_UPSTREAM_USERNAME and REGMIRROR_UPSTREAM_PASSWORD must be set together")]
@@ -44,7 +48,10 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub enum Tls {
-    Files { cert: PathBuf, key: PathBuf },
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
     /// Plain HTTP; only sensible on a trusted link or behind another TLS terminator.
     Off,
 }
@@ -108,13 +115,20 @@ impl Config {
 
     /// Merges flags (already merged with the environment by clap), the config file and the
     /// defaults. `state_directory` is systemd's `$STATE_DIRECTORY`, passed in so this stays pure.
-    pub fn from_args(args: ServeArgs, env_credentials: Option<Credentials>, state_directory: Option<PathBuf>) -> Result<Self, Error> {
+    pub fn from_args(
+        args: ServeArgs,
+        env_credentials: Option<Credentials>,
+        state_directory: Option<PathBuf>,
+    ) -> Result<Self, Error> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
         let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let upstream = args.upstream.or(file.upstream).unwrap_or_else(|| DEFAULT_UPSTREAM.to_owned());
+        let upstream = args
+            .upstream
+            .or(file.upstream)
+            .unwrap_or_else(|| DEFAULT_UPSTREAM.to_owned());
         let tag_ttl = args.tag_ttl.or(file.tag_ttl);
         let max_cache_size = args.max_cache_size.or(file.max_cache_size);
         let tls = pick_tls(
@@ -132,16 +146,27 @@ impl Config {
             data_dir,
             upstream: parse_upstream(&upstream)?,
             tls,
-            tag_ttl: tag_ttl.map(|v| parse_field("--tag-ttl", &v, parse_duration)).transpose()?.unwrap_or(DEFAULT_TAG_TTL),
-            max_cache_size: max_cache_size.map(|v| parse_field("--max-cache-size", &v, parse_size)).transpose()?,
+            tag_ttl: tag_ttl
+                .map(|v| parse_field("--tag-ttl", &v, parse_duration))
+                .transpose()?
+                .unwrap_or(DEFAULT_TAG_TTL),
+            max_cache_size: max_cache_size
+                .map(|v| parse_field("--max-cache-size", &v, parse_size))
+                .transpose()?,
             credentials: env_credentials.or(file.upstream_credentials),
         })
     }
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|e| Error::Parse { path: path.to_owned(), message: e.message().to_owned() })
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| Error::Parse {
+        path: path.to_owned(),
+        message: e.message().to_owned(),
+    })
 }
 
 fn pick_tls(cert: Option<PathBuf>, key: Option<PathBuf>, insecure: bool) -> Result<Tls, Error> {
@@ -154,11 +179,18 @@ fn pick_tls(cert: Option<PathBuf>, key: Option<PathBuf>, insecure: bool) -> Resu
 }
 
 fn parse_field<T>(field: &'static str, value: &str, parse: fn(&str) -> Result<T, String>) -> Result<T, Error> {
-    parse(value).map_err(|reason| Error::Value { field, value: value.to_owned(), reason })
+    parse(value).map_err(|reason| Error::Value {
+        field,
+        value: value.to_owned(),
+        reason,
+    })
 }
 
 fn parse_listen(value: &str) -> Result<SocketAddr, Error> {
-    parse_field("--listen", value, |v| v.parse().map_err(|_| "expected HOST:PORT, e.g. [::]:5000 or 0.0.0.0:5000".to_owned()))
+    parse_field("--listen", value, |v| {
+        v.parse()
+            .map_err(|_| "expected HOST:PORT, e.g. [::]:5000 or 0.0.0.0:5000".to_owned())
+    })
 }
 
 fn parse_upstream(value: &str) -> Result<Uri, Error> {
@@ -183,7 +215,10 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         "d" => 86_400_000,
         _ => return Err(format!("unknown unit '{unit}' (use ms, s, m, h or d)")),
     };
-    number.checked_mul(millis_per_unit).map(Duration::from_millis).ok_or_else(|| "too large".to_owned())
+    number
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| "too large".to_owned())
 }
 
 /// Parses byte sizes: `1024`, `512MiB`, `50GiB`, `10GB`, `1T`; binary and decimal units.
@@ -199,7 +234,11 @@ pub fn parse_size(value: &str) -> Result<u64, String> {
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
         "tb" => 1_000_000_000_000,
-        _ => return Err(format!("unknown unit '{unit}' (use B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)")),
+        _ => {
+            return Err(format!(
+                "unknown unit '{unit}' (use B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)"
+            ))
+        }
     };
     number.checked_mul(multiplier).ok_or_else(|| "too large".to_owned())
 }
@@ -207,7 +246,9 @@ pub fn parse_size(value: &str) -> Result<u64, String> {
 fn split_number(value: &str) -> Result<(u64, &str), String> {
     let value = value.trim();
     let digits = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
-    let number = value[..digits].parse().map_err(|_| "expected a number with an optional unit".to_owned())?;
+    let number = value[..digits]
+        .parse()
+        .map_err(|_| "expected a number with an optional unit".to_owned())?;
     Ok((number, value[digits..].trim()))
 }
 
@@ -240,8 +281,16 @@ mod tests {
     fn flags_win_over_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:7000\"\ntag_ttl = \"5m\"\ninsecure_http = true\n").expect("write");
-        let args = ServeArgs { config: Some(path), tag_ttl: Some("10s".into()), ..Default::default() };
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\ntag_ttl = \"5m\"\ninsecure_http = true\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            config: Some(path),
+            tag_ttl: Some("10s".into()),
+            ..Default::default()
+        };
         let config = Config::from_args(args, None, None).expect("valid");
         assert_eq!(config.listen, "127.0.0.1:7000".parse().expect("addr"));
         assert_eq!(config.tag_ttl, Duration::from_secs(10));
@@ -250,17 +299,34 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_field() {
-        let args = ServeArgs { insecure_http: true, tag_ttl: Some("soon".into()), ..Default::default() };
+        let args = ServeArgs {
+            insecure_http: true,
+            tag_ttl: Some("soon".into()),
+            ..Default::default()
+        };
         let err = Config::from_args(args, None, None).expect_err("invalid");
-        assert_eq!(err.to_string(), "invalid --tag-ttl 'soon': expected a number with an optional unit");
-        let args = ServeArgs { insecure_http: true, upstream: Some("ftp://x".into()), ..Default::default() };
+        assert_eq!(
+            err.to_string(),
+            "invalid --tag-ttl 'soon': expected a number with an optional unit"
+        );
+        let args = ServeArgs {
+            insecure_http: true,
+            upstream: Some("ftp://x".into()),
+            ..Default::default()
+        };
         assert!(Config::from_args(args, None, None).is_err());
-        assert!(matches!(Config::from_args(ServeArgs::default(), None, None), Err(Error::TlsIncomplete)));
+        assert!(matches!(
+            Config::from_args(ServeArgs::default(), None, None),
+            Err(Error::TlsIncomplete)
+        ));
     }
 
     #[test]
     fn credentials_are_redacted() {
-        let c = Credentials { username: "u".into(), password: "hunter2".into() };
+        let c = Credentials {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -77,7 +77,10 @@ impl FromStr for Digest {
         if hex.len() != algorithm.hex_len() || !hex.bytes().all(lower_hex) {
             return Err(Error::BadHex(algorithm.hex_len()));
         }
-        Ok(Digest { algorithm, hex: hex.to_owned() })
+        Ok(Digest {
+            algorithm,
+            hex: hex.to_owned(),
+        })
     }
 }
 

@@ -23,7 +23,8 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> ExitCode {
     let credentials = config::env_credentials(env("REGMIRROR_UPSTREAM_USERNAME"), env("REGMIRROR_UPSTREAM_PASSWORD"));
-    let config = credentials.and_then(|credentials| Config::from_args(args, credentials, env("STATE_DIRECTORY").map(PathBuf::from)));
+    let config = credentials
+        .and_then(|credentials| Config::from_args(args, credentials, env("STATE_DIRECTORY").map(PathBuf::from)));
     let config = match config {
         Ok(config) => config,
         Err(e) => {

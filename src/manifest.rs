@@ -23,7 +23,11 @@ pub const MAX_SIZE: usize = 4 * 1024 * 1024;
 /// Whether a client's Accept headers admit `media_type`. No Accept header at all means the
 /// client takes anything, as every registry behaves.
 pub fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
-    let mut values = headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()).peekable();
+    let mut values = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .peekable();
     if values.peek().is_none() {
         return true;
     }
@@ -56,8 +60,14 @@ mod tests {
     fn negotiation() {
         assert!(accepts(&headers(&[]), OCI_INDEX));
         assert!(accepts(&headers(&[OCI_MANIFEST, OCI_INDEX]), OCI_INDEX));
-        assert!(accepts(&headers(&["application/vnd.oci.image.manifest.v1+json, */*;q=0.1"]), DOCKER_LIST));
-        assert!(accepts(&headers(&["a/b; q=0.5, application/vnd.oci.image.index.v1+json;q=0.9"]), OCI_INDEX));
+        assert!(accepts(
+            &headers(&["application/vnd.oci.image.manifest.v1+json, */*;q=0.1"]),
+            DOCKER_LIST
+        ));
+        assert!(accepts(
+            &headers(&["a/b; q=0.5, application/vnd.oci.image.index.v1+json;q=0.9"]),
+            OCI_INDEX
+        ));
         assert!(!accepts(&headers(&[DOCKER_V2]), OCI_INDEX));
     }
 }

@@ -51,10 +51,18 @@ pub struct ManifestAnswer {
 }
 
 pub enum BlobAnswer {
-    Cached { file: File, size: u64 },
+    Cached {
+        file: File,
+        size: u64,
+    },
     /// HEAD of a blob the cache lacks, answered from the upstream's headers.
-    Head { size: u64 },
-    Streaming { body: Body, size: Option<u64> },
+    Head {
+        size: u64,
+    },
+    Streaming {
+        body: Body,
+        size: Option<u64>,
+    },
 }
 
 pub struct TagList {
@@ -84,17 +92,36 @@ impl Mirror {
         self.cache.entry_count()
     }
 
-    pub async fn manifest(&self, repo: &RepoName, reference: &Reference, method: &Method) -> Result<ManifestAnswer, Error> {
+    pub async fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        method: &Method,
+    ) -> Result<ManifestAnswer, Error> {
         let resolved = match reference {
-            Reference::Digest(digest) => Resolved { digest: digest.clone(), head: None, source: Source::Cache },
+            Reference::Digest(digest) => Resolved {
+                digest: digest.clone(),
+                head: None,
+                source: Source::Cache,
+            },
             Reference::Tag(tag) => self.resolve(repo, tag).await?,
         };
         if let Some(cached) = self.cache.manifest(&resolved.digest).await? {
-            let source = if resolved.source == Source::Stale { Source::Stale } else { Source::Cache };
+            let source = if resolved.source == Source::Stale {
+                Source::Stale
+            } else {
+                Source::Cache
+            };
             return Ok(answer(resolved.digest, cached, source));
         }
         if let (true, Some((media_type, size))) = (method == Method::HEAD, resolved.head) {
-            return Ok(ManifestAnswer { digest: resolved.digest, media_type, size, bytes: None, source: Source::Upstream });
+            return Ok(ManifestAnswer {
+                digest: resolved.digest,
+                media_type,
+                size,
+                bytes: None,
+                source: Source::Upstream,
+            });
         }
         let (digest, fetched) = self.fetch_manifest(repo, &Reference::Digest(resolved.digest)).await?;
         Ok(answer(digest, fetched, Source::Upstream))
@@ -107,7 +134,11 @@ impl Mirror {
         let known_digest = known.as_ref().and_then(|r| r.digest.parse::<Digest>().ok());
         if let (Some(record), Some(digest)) = (&known, &known_digest) {
             if record.age() < self.tag_ttl {
-                return Ok(Resolved { digest: digest.clone(), head: None, source: Source::Cache });
+                return Ok(Resolved {
+                    digest: digest.clone(),
+                    head: None,
+                    source: Source::Cache,
+                });
             }
         }
         let reference = Reference::Tag(tag.clone());
@@ -116,15 +147,27 @@ impl Mirror {
             Err(e) => match known_digest {
                 Some(digest) if e.is_outage() => {
                     tracing::warn!(%repo, %tag, error = %e, "upstream unavailable; serving the cached tag");
-                    return Ok(Resolved { digest, head: None, source: Source::Stale });
+                    return Ok(Resolved {
+                        digest,
+                        head: None,
+                        source: Source::Stale,
+                    });
                 }
                 _ => return Err(Error::from_upstream(e, Error::ManifestUnknown)),
             },
         };
         let resolved = match header_digest(head.headers()) {
-            Some(digest) => Resolved { head: head_info(head.headers()), digest, source: Source::Upstream },
+            Some(digest) => Resolved {
+                head: head_info(head.headers()),
+                digest,
+                source: Source::Upstream,
+            },
             // Some registries omit the digest on HEAD: fetch by tag and hash what came.
-            None => Resolved { digest: self.fetch_manifest(repo, &reference).await?.0, head: None, source: Source::Upstream },
+            None => Resolved {
+                digest: self.fetch_manifest(repo, &reference).await?.0,
+                head: None,
+                source: Source::Upstream,
+            },
         };
         self.cache.set_tag(repo, tag, &resolved.digest).await?;
         Ok(resolved)
@@ -136,7 +179,11 @@ impl Mirror {
         let response = self.upstream.manifest(Method::GET, repo, reference).await;
         let response = response.map_err(|e| Error::from_upstream(e, Error::ManifestUnknown))?;
         let media_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let media_type: Arc<str> = media_type.map(|t| t.trim()).filter(|t| !t.is_empty()).ok_or_else(|| bad("no Content-Type"))?.into();
+        let media_type: Arc<str> = media_type
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| bad("no Content-Type"))?
+            .into();
         if manifest::is_schema1(&media_type) {
             return Err(bad("schema1 manifests cannot be verified and are not served"));
         }
@@ -145,13 +192,24 @@ impl Mirror {
             Reference::Tag(_) => header_digest(response.headers()),
         };
         let bytes = Limited::new(response.into_body(), manifest::MAX_SIZE).collect().await;
-        let bytes = bytes.map_err(|e| bad(&format!("reading the manifest (at most {} bytes): {e}", manifest::MAX_SIZE)))?.to_bytes();
-        let algorithm = expected.as_ref().map_or(crate::digest::Algorithm::Sha256, |d| d.algorithm());
+        let bytes = bytes
+            .map_err(|e| {
+                bad(&format!(
+                    "reading the manifest (at most {} bytes): {e}",
+                    manifest::MAX_SIZE
+                ))
+            })?
+            .to_bytes();
+        let algorithm = expected
+            .as_ref()
+            .map_or(crate::digest::Algorithm::Sha256, |d| d.algorithm());
         let mut hasher = Hasher::new(algorithm);
         hasher.update(&bytes);
         let actual = hasher.finish();
         if expected.as_ref().is_some_and(|e| *e != actual) {
-            return Err(bad(&format!("manifest bytes hash to {actual}, not the expected digest")));
+            return Err(bad(&format!(
+                "manifest bytes hash to {actual}, not the expected digest"
+            )));
         }
         let manifest = Manifest { bytes, media_type };
         self.cache.put_manifest(&actual, &manifest).await?;
@@ -169,7 +227,8 @@ impl Mirror {
         }
         let size = content_length(response.headers());
         if *method == Method::HEAD {
-            let size = size.ok_or_else(|| Error::Upstream(upstream::Error::Protocol("blob HEAD without Content-Length".into())))?;
+            let size = size
+                .ok_or_else(|| Error::Upstream(upstream::Error::Protocol("blob HEAD without Content-Length".into())))?;
             return Ok(BlobAnswer::Head { size });
         }
         let body = self.cache.fill(digest.clone(), size, response.into_body());
@@ -178,7 +237,11 @@ impl Mirror {
 
     /// Tag lists are passed through, with the client's pagination.
     pub async fn tags(&self, repo: &RepoName, query: Option<&str>) -> Result<TagList, Error> {
-        let response = self.upstream.tags(repo, query).await.map_err(|e| Error::from_upstream(e, Error::NameUnknown))?;
+        let response = self
+            .upstream
+            .tags(repo, query)
+            .await
+            .map_err(|e| Error::from_upstream(e, Error::NameUnknown))?;
         let status = response.status();
         let mut headers = HeaderMap::new();
         for name in [CONTENT_TYPE, LINK] {
@@ -187,13 +250,21 @@ impl Mirror {
             }
         }
         let body = Limited::new(response.into_body(), MAX_TAG_LIST).collect().await;
-        let body = body.map_err(|e| Error::Upstream(upstream::Error::Protocol(format!("reading the tag list: {e}"))))?.to_bytes();
+        let body = body
+            .map_err(|e| Error::Upstream(upstream::Error::Protocol(format!("reading the tag list: {e}"))))?
+            .to_bytes();
         Ok(TagList { status, headers, body })
     }
 }
 
 fn answer(digest: Digest, manifest: Manifest, source: Source) -> ManifestAnswer {
-    ManifestAnswer { digest, size: manifest.bytes.len() as u64, media_type: manifest.media_type, bytes: Some(manifest.bytes), source }
+    ManifestAnswer {
+        digest,
+        size: manifest.bytes.len() as u64,
+        media_type: manifest.media_type,
+        bytes: Some(manifest.bytes),
+        source,
+    }
 }
 
 fn bad(message: &str) -> Error {

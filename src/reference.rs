@@ -96,7 +96,9 @@ impl FromStr for Tag {
 
     fn from_str(s: &str) -> Result<Self, Error> {
         let first_ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
-        let rest_ok = s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        let rest_ok = s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if first_ok && rest_ok && s.len() <= MAX_TAG_LEN {
             Ok(Tag(s.to_owned()))
         } else {
@@ -153,7 +155,22 @@ mod tests {
         ok("a/b/c", "a/b/c");
         ok("my-repo/x__y.z", "my-repo/x__y.z");
         ok("a--b/manifests", "a--b/manifests");
-        for bad in ["", "Alpine", "a//b", "/a", "a/", "a/../b", "a/./b", "-a", "a-", "a___b", "a..b", "a%2fb", "a b", &"a".repeat(256)] {
+        for bad in [
+            "",
+            "Alpine",
+            "a//b",
+            "/a",
+            "a/",
+            "a/../b",
+            "a/./b",
+            "-a",
+            "a-",
+            "a___b",
+            "a..b",
+            "a%2fb",
+            "a b",
+            &"a".repeat(256),
+        ] {
             assert_eq!(bad.parse::<RepoName>(), Err(Error::Name), "{bad}");
         }
     }

@@ -39,7 +39,11 @@ pub enum Error {
 }
 
 /// Serves until `shutdown` completes, then waits (up to a grace period) for open connections.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let acceptor = match &config.tls {
         Tls::Files { cert, key } => Some(TlsAcceptor::from(tls::server_config(cert, key)?)),
         Tls::Off => None,
@@ -54,7 +58,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         "regmirror ready"
     );
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -74,7 +81,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         }
     }
     drop(listener);
-    tracing::info!(open = graceful.count(), "shutting down; letting transfers in flight finish");
+    tracing::info!(
+        open = graceful.count(),
+        "shutting down; letting transfers in flight finish"
+    );
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         tracing::warn!("grace period over; closing the remaining connections");
     }
@@ -120,7 +130,10 @@ impl Connection {
 async fn serve_request(mirror: &Mirror, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let mut response = api::handle(mirror, &request).await;
-    response.headers_mut().insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
+    response.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
     tracing::info!(
         method = %request.method(),
         path = request.uri().path(),

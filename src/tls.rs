@@ -21,17 +21,26 @@ pub enum Error {
 
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
     let mut reader = BufReader::new(File::open(cert).map_err(read_err(cert))?);
-    let chain = rustls_pemfile::certs(&mut reader).collect::<Result<Vec<_>, _>>().map_err(read_err(cert))?;
+    let chain = rustls_pemfile::certs(&mut reader)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_err(cert))?;
     if chain.is_empty() {
         return Err(Error::NoCertificate(cert.to_owned()));
     }
     let mut reader = BufReader::new(File::open(key).map_err(read_err(key))?);
-    let key_der = rustls_pemfile::private_key(&mut reader).map_err(read_err(key))?.ok_or_else(|| Error::NoKey(key.to_owned()))?;
-    let mut config = ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key_der)?;
+    let key_der = rustls_pemfile::private_key(&mut reader)
+        .map_err(read_err(key))?
+        .ok_or_else(|| Error::NoKey(key.to_owned()))?;
+    let mut config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
 fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Read { path: path.to_owned(), source }
+    move |source| Error::Read {
+        path: path.to_owned(),
+        source,
+    }
 }

@@ -80,7 +80,9 @@ impl Error {
             .header(CONTENT_TYPE, "application/json")
             .header(http::header::CONTENT_LENGTH, body.len());
         match &self {
-            Error::Upstream(upstream::Error::RateLimited { retry_after: Some(value) }) => {
+            Error::Upstream(upstream::Error::RateLimited {
+                retry_after: Some(value),
+            }) => {
                 response = response.header(RETRY_AFTER, value.clone());
             }
             Error::RangeNotSatisfiable { size } => {
@@ -95,9 +97,13 @@ impl Error {
 fn upstream_status(error: &upstream::Error) -> (StatusCode, &'static str) {
     match error {
         upstream::Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
-        upstream::Error::Unreachable(_) | upstream::Error::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        upstream::Error::Unreachable(_) | upstream::Error::Timeout(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+        }
         upstream::Error::NotFound | upstream::Error::Denied => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
-        upstream::Error::Status(_) | upstream::Error::Protocol(_) | upstream::Error::Token(_) => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
+        upstream::Error::Status(_) | upstream::Error::Protocol(_) | upstream::Error::Token(_) => {
+            (StatusCode::BAD_GATEWAY, "UNAVAILABLE")
+        }
     }
 }
 
@@ -105,7 +111,9 @@ fn upstream_status(error: &upstream::Error) -> (StatusCode, &'static str) {
 fn fallback() -> Response<Body> {
     let mut response = Response::new(body::empty());
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -115,19 +123,46 @@ mod tests {
 
     #[test]
     fn codes_and_statuses() {
-        let check = |e: Error, status: u16, code: &str| assert_eq!(e.status_and_code(), (StatusCode::from_u16(status).expect("status"), code));
+        let check = |e: Error, status: u16, code: &str| {
+            assert_eq!(
+                e.status_and_code(),
+                (StatusCode::from_u16(status).expect("status"), code)
+            )
+        };
         check(Error::NameInvalid, 400, "NAME_INVALID");
         check(Error::Unsupported, 405, "UNSUPPORTED");
-        check(Error::from_upstream(upstream::Error::Denied, Error::ManifestUnknown), 404, "MANIFEST_UNKNOWN");
-        check(Error::from_upstream(upstream::Error::NotFound, Error::BlobUnknown), 404, "BLOB_UNKNOWN");
-        check(Error::Upstream(upstream::Error::Unreachable("refused".into())), 503, "UNAVAILABLE");
-        check(Error::Upstream(upstream::Error::RateLimited { retry_after: None }), 429, "TOOMANYREQUESTS");
-        check(Error::Upstream(upstream::Error::Status(StatusCode::INTERNAL_SERVER_ERROR)), 502, "UNAVAILABLE");
+        check(
+            Error::from_upstream(upstream::Error::Denied, Error::ManifestUnknown),
+            404,
+            "MANIFEST_UNKNOWN",
+        );
+        check(
+            Error::from_upstream(upstream::Error::NotFound, Error::BlobUnknown),
+            404,
+            "BLOB_UNKNOWN",
+        );
+        check(
+            Error::Upstream(upstream::Error::Unreachable("refused".into())),
+            503,
+            "UNAVAILABLE",
+        );
+        check(
+            Error::Upstream(upstream::Error::RateLimited { retry_after: None }),
+            429,
+            "TOOMANYREQUESTS",
+        );
+        check(
+            Error::Upstream(upstream::Error::Status(StatusCode::INTERNAL_SERVER_ERROR)),
+            502,
+            "UNAVAILABLE",
+        );
     }
 
     #[test]
     fn rate_limits_carry_retry_after() {
-        let e = Error::Upstream(upstream::Error::RateLimited { retry_after: Some(HeaderValue::from_static("30")) });
+        let e = Error::Upstream(upstream::Error::RateLimited {
+            retry_after: Some(HeaderValue::from_static("30")),
+        });
         let response = e.into_response();
         assert_eq!(response.headers()[RETRY_AFTER], "30");
     }

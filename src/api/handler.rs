@@ -47,7 +47,11 @@ async fn respond<B>(mirror: &Mirror, request: &Request<B>) -> Result<Response<Bo
                 response = response.header(name, value);
             }
             let response = response.header(CONTENT_LENGTH, list.body.len());
-            finish(response, if head { body::empty() } else { body::full(list.body) }, Source::Upstream)
+            finish(
+                response,
+                if head { body::empty() } else { body::full(list.body) },
+                Source::Upstream,
+            )
         }
     }
 }
@@ -68,7 +72,12 @@ fn manifest_response(answer: ManifestAnswer, head: bool) -> Result<Response<Body
     finish(response, body, answer.source)
 }
 
-async fn blob_response(answer: BlobAnswer, digest: &Digest, headers: &HeaderMap, head: bool) -> Result<Response<Body>, Error> {
+async fn blob_response(
+    answer: BlobAnswer,
+    digest: &Digest,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response<Body>, Error> {
     let response = Response::builder()
         .header(CONTENT_TYPE, "application/octet-stream")
         .header(DIGEST_HEADER, digest.to_string())
@@ -110,14 +119,20 @@ async fn blob_response(answer: BlobAnswer, digest: &Digest, headers: &HeaderMap,
 fn json(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut response = Response::new(body::full(text));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(text.len()));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(text.len()));
     response
 }
 
 /// Attaches the body and records where the answer came from, for the request log.
 fn finish(response: http::response::Builder, body: Body, source: Source) -> Result<Response<Body>, Error> {
-    let mut response = response.body(body).map_err(|e| Error::Cache(std::io::Error::other(e)))?;
+    let mut response = response
+        .body(body)
+        .map_err(|e| Error::Cache(std::io::Error::other(e)))?;
     response.extensions_mut().insert(source);
     Ok(response)
 }

@@ -8,13 +8,19 @@ use http::HeaderValue;
 pub enum ByteRange {
     Full,
     /// Inclusive bounds, as `Content-Range` writes them.
-    Partial { start: u64, end: u64 },
+    Partial {
+        start: u64,
+        end: u64,
+    },
     Unsatisfiable,
 }
 
 impl ByteRange {
     pub fn parse(header: Option<&HeaderValue>, size: u64) -> ByteRange {
-        let Some(spec) = header.and_then(|v| v.to_str().ok()).and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        let Some(spec) = header
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().strip_prefix("bytes="))
+        else {
             return ByteRange::Full;
         };
         if spec.contains(',') {
@@ -26,11 +32,17 @@ impl ByteRange {
         let (first, last) = (first.trim(), last.trim());
         match (first.parse::<u64>(), last.parse::<u64>()) {
             (Ok(start), _) if start >= size => ByteRange::Unsatisfiable,
-            (Ok(start), Ok(end)) if end >= start => ByteRange::Partial { start, end: end.min(size - 1) },
+            (Ok(start), Ok(end)) if end >= start => ByteRange::Partial {
+                start,
+                end: end.min(size - 1),
+            },
             (Ok(start), Err(_)) if last.is_empty() => ByteRange::Partial { start, end: size - 1 },
             (Err(_), Ok(0)) if first.is_empty() => ByteRange::Unsatisfiable,
             (Err(_), Ok(_)) if first.is_empty() && size == 0 => ByteRange::Unsatisfiable,
-            (Err(_), Ok(suffix)) if first.is_empty() => ByteRange::Partial { start: size - suffix.min(size), end: size - 1 },
+            (Err(_), Ok(suffix)) if first.is_empty() => ByteRange::Partial {
+                start: size - suffix.min(size),
+                end: size - 1,
+            },
             // A syntactically invalid range is ignored, as RFC 9110 asks.
             _ => ByteRange::Full,
         }

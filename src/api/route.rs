@@ -11,9 +11,17 @@ use crate::reference::{self, Reference, RepoName};
 pub enum Route {
     /// `/v2/`: the API version check.
     Base,
-    Manifest { repo: RepoName, reference: Reference },
-    Blob { repo: RepoName, digest: Digest },
-    Tags { repo: RepoName },
+    Manifest {
+        repo: RepoName,
+        reference: Reference,
+    },
+    Blob {
+        repo: RepoName,
+        digest: Digest,
+    },
+    Tags {
+        repo: RepoName,
+    },
 }
 
 impl Route {
@@ -39,8 +47,14 @@ impl Route {
             return Err(Error::NoRoute);
         };
         match kind {
-            "manifests" => Ok(Route::Manifest { repo: repo(name)?, reference: reference(target)? }),
-            "blobs" => Ok(Route::Blob { repo: repo(name)?, digest: target.parse()? }),
+            "manifests" => Ok(Route::Manifest {
+                repo: repo(name)?,
+                reference: reference(target)?,
+            }),
+            "blobs" => Ok(Route::Blob {
+                repo: repo(name)?,
+                digest: target.parse()?,
+            }),
             _ => Err(Error::NoRoute),
         }
     }
@@ -87,12 +101,32 @@ mod tests {
     fn routes() {
         check(Method::GET, "/v2/", Ok("base"));
         check(Method::GET, "/v2", Ok("base"));
-        check(Method::HEAD, "/v2/alpine/manifests/3.20", Ok("manifest library/alpine 3.20"));
-        check(Method::GET, "/v2/someuser/tool/manifests/latest", Ok("manifest someuser/tool latest"));
-        check(Method::GET, &format!("/v2/a/blobs/{DIGEST}"), Ok(&format!("blob library/a {DIGEST}")));
-        check(Method::GET, "/v2/foo/manifests/bar/manifests/latest", Ok("manifest foo/manifests/bar latest"));
+        check(
+            Method::HEAD,
+            "/v2/alpine/manifests/3.20",
+            Ok("manifest library/alpine 3.20"),
+        );
+        check(
+            Method::GET,
+            "/v2/someuser/tool/manifests/latest",
+            Ok("manifest someuser/tool latest"),
+        );
+        check(
+            Method::GET,
+            &format!("/v2/a/blobs/{DIGEST}"),
+            Ok(&format!("blob library/a {DIGEST}")),
+        );
+        check(
+            Method::GET,
+            "/v2/foo/manifests/bar/manifests/latest",
+            Ok("manifest foo/manifests/bar latest"),
+        );
         check(Method::GET, "/v2/foo/blobs/tags/list", Ok("tags foo/blobs"));
-        check(Method::GET, &format!("/v2/a/manifests/{DIGEST}"), Ok(&format!("manifest library/a {DIGEST}")));
+        check(
+            Method::GET,
+            &format!("/v2/a/manifests/{DIGEST}"),
+            Ok(&format!("manifest library/a {DIGEST}")),
+        );
     }
 
     #[test]
@@ -105,7 +139,11 @@ mod tests {
         check(Method::GET, "/v2/a/../b/manifests/latest", Err("NameInvalid"));
         check(Method::GET, "/v2/a%2Fb/manifests/latest", Err("NameInvalid"));
         check(Method::GET, "/v2/a/manifests/sha256:ABC", Err("DigestInvalid"));
-        check(Method::GET, &format!("/v2/a/blobs/{}", DIGEST.to_uppercase()), Err("DigestInvalid"));
+        check(
+            Method::GET,
+            &format!("/v2/a/blobs/{}", DIGEST.to_uppercase()),
+            Err("DigestInvalid"),
+        );
         check(Method::GET, "/v2/a/blobs/latest", Err("DigestInvalid"));
         check(Method::GET, "/v2/a/manifests/-bad", Err("TagInvalid"));
         check(Method::GET, "/v2/a/other/x", Err("NoRoute"));

@@ -74,7 +74,11 @@ impl Fill {
             }
         }
         if self.size.is_some_and(|size| received != size) {
-            return abort(client, mismatch(&format!("upstream sent {received} bytes, announced {:?}", self.size))).await;
+            return abort(
+                client,
+                mismatch(&format!("upstream sent {received} bytes, announced {:?}", self.size)),
+            )
+            .await;
         }
         let actual = hasher.finish();
         if actual != self.digest {
@@ -92,7 +96,9 @@ impl Fill {
 
     async fn spool(&self) -> Spool {
         match self.cache.store.temp().await {
-            Ok(temp) => Spool { writer: Some(BufWriter::with_capacity(WRITE_BUFFER, temp)) },
+            Ok(temp) => Spool {
+                writer: Some(BufWriter::with_capacity(WRITE_BUFFER, temp)),
+            },
             Err(e) => {
                 tracing::error!(digest = %self.digest, error = %e, "cannot create a temp file; passing through uncached");
                 Spool { writer: None }
@@ -107,7 +113,10 @@ impl Fill {
             return;
         }
         match self.cache.store.commit(writer.into_inner(), &self.digest).await {
-            Ok(()) => self.cache.index.insert(self.digest.clone(), Entry { size, media_type: None }),
+            Ok(()) => self
+                .cache
+                .index
+                .insert(self.digest.clone(), Entry { size, media_type: None }),
             Err(e) => tracing::error!(digest = %self.digest, error = %e, "cannot commit the blob; not cached"),
         }
     }

@@ -43,7 +43,10 @@ impl Index {
         if let Some(max) = max_bytes {
             content = content.max_capacity(max.div_ceil(WEIGHT_UNIT));
         }
-        Index { content: content.build(), tags: Cache::new(MAX_TAGS) }
+        Index {
+            content: content.build(),
+            tags: Cache::new(MAX_TAGS),
+        }
     }
 
     pub fn get(&self, digest: &Digest) -> Option<Entry> {
@@ -86,11 +89,21 @@ mod tests {
             let bytes = vec![i; WEIGHT_UNIT as usize];
             let digest = Digest::sha256_of(&bytes);
             store.put(&digest, &bytes).await.expect("put");
-            index.insert(digest.clone(), Entry { size: WEIGHT_UNIT, media_type: None });
+            index.insert(
+                digest.clone(),
+                Entry {
+                    size: WEIGHT_UNIT,
+                    media_type: None,
+                },
+            );
             digests.push(digest);
         }
         assert!(index.entry_count() <= 3);
         let on_disk = store.scan().expect("scan").len();
-        assert_eq!(on_disk as u64, index.entry_count(), "every evicted entry's file is gone");
+        assert_eq!(
+            on_disk as u64,
+            index.entry_count(),
+            "every evicted entry's file is gone"
+        );
     }
 }

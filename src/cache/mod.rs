@@ -37,7 +37,10 @@ impl Cache {
         let store = Arc::new(Store::init(dir)?);
         let index = Index::new(store.clone(), max_bytes);
         for found in store.scan()? {
-            let entry = Entry { size: found.size, media_type: found.media_type.map(Arc::from) };
+            let entry = Entry {
+                size: found.size,
+                media_type: found.media_type.map(Arc::from),
+            };
             index.insert(found.digest, entry);
         }
         Ok(Cache { store, index })
@@ -71,7 +74,10 @@ impl Cache {
             return Ok(None);
         };
         match self.store.read(digest).await? {
-            Some(bytes) => Ok(Some(Manifest { bytes: Bytes::from(bytes), media_type })),
+            Some(bytes) => Ok(Some(Manifest {
+                bytes: Bytes::from(bytes),
+                media_type,
+            })),
             None => {
                 self.index.forget(digest);
                 Ok(None)
@@ -83,7 +89,10 @@ impl Cache {
     pub async fn put_manifest(&self, digest: &Digest, manifest: &Manifest) -> io::Result<()> {
         self.store.put(digest, &manifest.bytes).await?;
         self.store.put_media_type(digest, &manifest.media_type).await?;
-        let entry = Entry { size: manifest.bytes.len() as u64, media_type: Some(manifest.media_type.clone()) };
+        let entry = Entry {
+            size: manifest.bytes.len() as u64,
+            media_type: Some(manifest.media_type.clone()),
+        };
         self.index.insert(digest.clone(), entry);
         Ok(())
     }

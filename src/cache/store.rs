@@ -50,7 +50,10 @@ pub struct TagRecord {
 
 impl TagRecord {
     pub fn new(digest: &Digest) -> Self {
-        TagRecord { digest: digest.to_string(), checked_at: unix_now() }
+        TagRecord {
+            digest: digest.to_string(),
+            checked_at: unix_now(),
+        }
     }
 
     pub fn age(&self) -> Duration {
@@ -59,7 +62,10 @@ impl TagRecord {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A fill in progress. Dropping it without `Store::commit` removes the file, so an abandoned
@@ -111,15 +117,26 @@ impl Store {
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs").join(digest.algorithm().name()).join(digest.hex())
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().name())
+            .join(digest.hex())
     }
 
     fn media_type_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("manifests").join(digest.algorithm().name()).join(digest.hex())
+        self.root
+            .join("manifests")
+            .join(digest.algorithm().name())
+            .join(digest.hex())
     }
 
     fn tag_path(&self, repo: &RepoName, tag: &Tag) -> PathBuf {
-        self.root.join("tags").join(UPSTREAM_KEY).join(repo.as_str()).join("_tags").join(tag.as_str())
+        self.root
+            .join("tags")
+            .join(UPSTREAM_KEY)
+            .join(repo.as_str())
+            .join("_tags")
+            .join(tag.as_str())
     }
 
     /// Opens cached content; `None` when it is not on disk.
@@ -139,7 +156,11 @@ impl Store {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = self.root.join("tmp").join(format!("{}-{n}", std::process::id()));
         let file = File::create(&path).await?;
-        Ok(TempFile { path, file, committed: false })
+        Ok(TempFile {
+            path,
+            file,
+            committed: false,
+        })
     }
 
     /// Makes verified content durable under its digest: data synced before the rename, the
@@ -200,7 +221,11 @@ impl Store {
                 };
                 let size = entry.metadata()?.len();
                 let media_type = std::fs::read_to_string(self.media_type_path(&digest)).ok();
-                found.push(Scanned { digest, size, media_type });
+                found.push(Scanned {
+                    digest,
+                    size,
+                    media_type,
+                });
             }
         }
         Ok(found)
@@ -246,7 +271,10 @@ mod tests {
         store.put_media_type(&digest, "application/x").await.expect("type");
         let scanned = store.scan().expect("scan");
         assert_eq!(scanned.len(), 1);
-        assert_eq!((scanned[0].size, scanned[0].media_type.as_deref()), (5, Some("application/x")));
+        assert_eq!(
+            (scanned[0].size, scanned[0].media_type.as_deref()),
+            (5, Some("application/x"))
+        );
         assert_eq!(store.read(&digest).await.expect("read"), Some(b"hello".to_vec()));
     }
 
@@ -272,9 +300,16 @@ mod tests {
         let tag: Tag = "c".parse().expect("tag");
         let digest = Digest::sha256_of(b"x");
         store.put_tag(&repo, &tag, &TagRecord::new(&digest)).await.expect("put");
-        store.put_tag(&nested, &tag, &TagRecord::new(&digest)).await.expect("nested repo beside a tag");
+        store
+            .put_tag(&nested, &tag, &TagRecord::new(&digest))
+            .await
+            .expect("nested repo beside a tag");
         let record = store.tag(&repo, &tag).await.expect("read").expect("present");
         assert_eq!(record.digest, digest.to_string());
-        assert!(store.tag(&repo, &"other".parse().expect("tag")).await.expect("read").is_none());
+        assert!(store
+            .tag(&repo, &"other".parse().expect("tag"))
+            .await
+            .expect("read")
+            .is_none());
     }
 }

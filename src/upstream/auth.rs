@@ -19,7 +19,11 @@ const SHORTEST_TOKEN_LIFE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
-    Bearer { realm: String, service: Option<String>, scope: Option<String> },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
     Basic,
 }
 
@@ -34,8 +38,17 @@ pub fn parse_challenge(value: &str) -> Option<Challenge> {
         return None;
     }
     let params = parse_params(params);
-    let get = |key: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone());
-    Some(Challenge::Bearer { realm: get("realm")?, service: get("service"), scope: get("scope") })
+    let get = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.clone())
+    };
+    Some(Challenge::Bearer {
+        realm: get("realm")?,
+        service: get("service"),
+        scope: get("scope"),
+    })
 }
 
 fn parse_params(mut rest: &str) -> Vec<(String, String)> {
@@ -59,7 +72,10 @@ fn parse_params(mut rest: &str) -> Vec<(String, String)> {
 
 pub fn basic(credentials: &Credentials) -> HeaderValue {
     let raw = format!("{}:{}", credentials.username, credentials.password);
-    sensitive(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw)))
+    sensitive(&format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    ))
 }
 
 pub fn bearer(token: &str) -> Option<HeaderValue> {
@@ -148,7 +164,10 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug() {
-        let creds = Credentials { username: "u".into(), password: "p".into() };
+        let creds = Credentials {
+            username: "u".into(),
+            password: "p".into(),
+        };
         assert!(!format!("{:?}", basic(&creds)).contains("dTpw"));
     }
 }

@@ -85,12 +85,23 @@ impl Upstream {
             .enable_http2()
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(https);
-        Upstream { client, base, credentials, tokens: Tokens::default() }
+        Upstream {
+            client,
+            base,
+            credentials,
+            tokens: Tokens::default(),
+        }
     }
 
     /// HEAD or GET of a manifest, always with the full Accept set.
     pub async fn manifest(&self, method: Method, repo: &RepoName, reference: &Reference) -> Result<Response, Error> {
-        self.send(method, repo, &format!("manifests/{reference}"), Some(manifest::UPSTREAM_ACCEPT)).await
+        self.send(
+            method,
+            repo,
+            &format!("manifests/{reference}"),
+            Some(manifest::UPSTREAM_ACCEPT),
+        )
+        .await
     }
 
     /// HEAD or GET of a blob; the body is the raw bytes, never decompressed.
@@ -107,7 +118,13 @@ impl Upstream {
         self.send(Method::GET, repo, &tail, None).await
     }
 
-    async fn send(&self, method: Method, repo: &RepoName, tail: &str, accept: Option<&'static str>) -> Result<Response, Error> {
+    async fn send(
+        &self,
+        method: Method,
+        repo: &RepoName,
+        tail: &str,
+        accept: Option<&'static str>,
+    ) -> Result<Response, Error> {
         let uri = self.url(&format!("/v2/{repo}/{tail}"))?;
         let scope = format!("repository:{repo}:pull");
         let mut authorization = self.tokens.get(&scope);
@@ -117,7 +134,11 @@ impl Upstream {
             if response.status() != StatusCode::UNAUTHORIZED || retried {
                 return classify(response);
             }
-            let challenge = response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(auth::parse_challenge);
+            let challenge = response
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(auth::parse_challenge);
             let Some(challenge) = challenge else {
                 return Err(Error::Denied);
             };
@@ -130,13 +151,23 @@ impl Upstream {
 
     fn url(&self, path_and_query: &str) -> Result<Uri, Error> {
         let mut parts = self.base.clone().into_parts();
-        parts.path_and_query = Some(path_and_query.parse().map_err(|_| Error::Protocol(format!("bad path {path_and_query}")))?);
+        parts.path_and_query = Some(
+            path_and_query
+                .parse()
+                .map_err(|_| Error::Protocol(format!("bad path {path_and_query}")))?,
+        );
         Uri::from_parts(parts).map_err(|e| Error::Protocol(e.to_string()))
     }
 
     /// Sends the request and follows redirects. `Authorization` goes only to the upstream's
     /// own origin, and once a hop leaves it nothing later in the chain gets it back.
-    async fn follow(&self, method: &Method, mut uri: Uri, mut authorization: Option<HeaderValue>, accept: Option<&'static str>) -> Result<Response, Error> {
+    async fn follow(
+        &self,
+        method: &Method,
+        mut uri: Uri,
+        mut authorization: Option<HeaderValue>,
+        accept: Option<&'static str>,
+    ) -> Result<Response, Error> {
         for _ in 0..=MAX_REDIRECTS {
             if !same_origin(&uri, &self.base) {
                 authorization = None;
@@ -176,15 +207,28 @@ impl Upstream {
                 Some(credentials) => Ok((auth::basic(credentials), Duration::from_secs(3600))),
                 None => Err(Error::Denied),
             },
-            Challenge::Bearer { realm, service, scope: challenge_scope } => {
+            Challenge::Bearer {
+                realm,
+                service,
+                scope: challenge_scope,
+            } => {
                 let scope = challenge_scope.as_deref().unwrap_or(scope);
                 self.fetch_token(&realm, service.as_deref(), scope).await
             }
         }
     }
 
-    async fn fetch_token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<(HeaderValue, Duration), Error> {
-        let mut url = format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, query_escape(scope));
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<(HeaderValue, Duration), Error> {
+        let mut url = format!(
+            "{realm}{}scope={}",
+            if realm.contains('?') { '&' } else { '?' },
+            query_escape(scope)
+        );
         if let Some(service) = service {
             url.push_str(&format!("&service={}", query_escape(service)));
         }
@@ -202,8 +246,11 @@ impl Upstream {
             status => return Err(Error::Token(format!("token endpoint answered {status}"))),
         }
         let body = Limited::new(response.into_body(), MAX_TOKEN_RESPONSE).collect().await;
-        let body = body.map_err(|e| Error::Token(format!("reading the token: {e}")))?.to_bytes();
-        let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Token(format!("bad token response: {e}")))?;
+        let body = body
+            .map_err(|e| Error::Token(format!("reading the token: {e}")))?
+            .to_bytes();
+        let token: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| Error::Token(format!("bad token response: {e}")))?;
         let value = token.token.or(token.access_token).and_then(|t| auth::bearer(&t));
         let value = value.ok_or_else(|| Error::Token("token response carries no usable token".into()))?;
         Ok((value, auth::token_life(token.expires_in)))
@@ -231,7 +278,9 @@ fn classify(response: Response) -> Result<Response, Error> {
 }
 
 fn rate_limited(response: &Response) -> Error {
-    Error::RateLimited { retry_after: response.headers().get(RETRY_AFTER).cloned() }
+    Error::RateLimited {
+        retry_after: response.headers().get(RETRY_AFTER).cloned(),
+    }
 }
 
 fn same_origin(a: &Uri, b: &Uri) -> bool {
@@ -283,7 +332,9 @@ mod tests {
 
     #[test]
     fn redirects_resolve() {
-        let base: Uri = "https://registry-1.docker.io/v2/library/a/blobs/sha256:00".parse().expect("uri");
+        let base: Uri = "https://registry-1.docker.io/v2/library/a/blobs/sha256:00"
+            .parse()
+            .expect("uri");
         let abs = resolve(&base, "https://cdn.example/x?sig=1").expect("absolute");
         assert_eq!(abs.host(), Some("cdn.example"));
         assert!(!same_origin(&abs, &base));
@@ -295,7 +346,10 @@ mod tests {
 
     #[test]
     fn escapes_queries() {
-        assert_eq!(query_escape("repository:library/a:pull,push"), "repository:library/a:pull%2Cpush");
+        assert_eq!(
+            query_escape("repository:library/a:pull,push"),
+            "repository:library/a:pull%2Cpush"
+        );
         assert_eq!(query_escape("a b&c"), "a%20b%26c");
     }
 }
