@@ -2,9 +2,10 @@
 //!
 //! Nothing here is validated beyond what clap does; `config` turns these into a `Config`.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,6 +22,56 @@ pub struct Cli {
 pub enum Command {
     /// Serve the registry pull API, caching what it fetches from the upstream.
     Serve(ServeArgs),
+    /// Manage the mirror's own CA and server certificate.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Print what to configure on a client so it pulls through this mirror.
+    ClientConfig(ClientConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Create the CA (never replacing one) and issue or renew the server certificate.
+    Init(CertInitArgs),
+    /// Print the server certificate's names and expiry and the CA's fingerprint.
+    Show(DataDirArg),
+}
+
+#[derive(Debug, Args)]
+pub struct DataDirArg {
+    /// Directory holding the cache and `certs/` [default: $STATE_DIRECTORY or ./regmirror-data].
+    #[arg(long, env = "REGMIRROR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CertInitArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// A DNS name clients use for the mirror (repeatable); localhost and the host name are always added.
+    #[arg(long = "hostname", value_name = "NAME")]
+    pub hostnames: Vec<String>,
+    /// An IP address clients use for the mirror (repeatable); loopback and interface addresses are always added.
+    #[arg(long = "ip", value_name = "ADDR")]
+    pub ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientKind {
+    Docker,
+    Containerd,
+    Podman,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientConfigArgs {
+    /// Which client to configure.
+    pub client: ClientKind,
+    /// The mirror as clients reach it [default: this host name:5000].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub mirror: Option<String>,
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
 }
 
 /// Every value is optional here so that a config file can fill what the flags and
@@ -43,7 +94,7 @@ pub struct ServeArgs {
     #[arg(long, env = "REGMIRROR_UPSTREAM")]
     pub upstream: Option<String>,
 
-    /// PEM certificate chain to serve TLS with.
+    /// PEM certificate chain to serve TLS with [default: the mirror's own, under <data-dir>/certs].
     #[arg(long, env = "REGMIRROR_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 

@@ -27,7 +27,7 @@ pub enum Error {
         value: String,
         reason: String,
     },
-    #[error("--tls-cert and --tls-key go together, or --insecure-http serves plain HTTP")]
+    #[error("--tls-cert and --tls-key go together")]
     TlsIncomplete,
     #[error("REGMIRROR_UPSTREAM_USERNAME and REGMIRROR_UPSTREAM_PASSWORD must be set together")]
     CredentialsIncomplete,
@@ -51,6 +51,10 @@ pub enum Tls {
     Files {
         cert: PathBuf,
         key: PathBuf,
+    },
+    /// The mirror's own CA and server certificate in this directory, created when missing.
+    SelfIssued {
+        dir: PathBuf,
     },
     /// Plain HTTP; only sensible on a trusted link or behind another TLS terminator.
     Off,
@@ -131,16 +135,15 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_UPSTREAM.to_owned());
         let tag_ttl = args.tag_ttl.or(file.tag_ttl);
         let max_cache_size = args.max_cache_size.or(file.max_cache_size);
+        let data_dir = data_dir(args.data_dir.or(file.data_dir), state_directory);
         let tls = pick_tls(
             args.tls_cert.or(file.tls_cert),
             args.tls_key.or(file.tls_key),
             args.insecure_http || file.insecure_http,
-        )?;
-        let data_dir = args
-            .data_dir
-            .or(file.data_dir)
-            .or(state_directory)
-            .unwrap_or_else(|| PathBuf::from("./regmirror-data"));
+        )?
+        .unwrap_or_else(|| Tls::SelfIssued {
+            dir: data_dir.join("certs"),
+        });
         Ok(Config {
             listen: parse_listen(&listen)?,
             data_dir,
@@ -169,11 +172,20 @@ fn read_file(path: &Path) -> Result<FileConfig, Error> {
     })
 }
 
-fn pick_tls(cert: Option<PathBuf>, key: Option<PathBuf>, insecure: bool) -> Result<Tls, Error> {
+/// The data directory: as given, else systemd's `$STATE_DIRECTORY`, else `./regmirror-data`.
+pub fn data_dir(given: Option<PathBuf>, state_directory: Option<PathBuf>) -> PathBuf {
+    given
+        .or(state_directory)
+        .unwrap_or_else(|| PathBuf::from("./regmirror-data"))
+}
+
+/// `None` when neither files nor plain HTTP were asked for: the mirror's own certificates.
+fn pick_tls(cert: Option<PathBuf>, key: Option<PathBuf>, insecure: bool) -> Result<Option<Tls>, Error> {
     match (cert, key, insecure) {
         (Some(_), _, true) | (_, Some(_), true) => Err(Error::TlsConflict),
-        (Some(cert), Some(key), false) => Ok(Tls::Files { cert, key }),
-        (None, None, true) => Ok(Tls::Off),
+        (Some(cert), Some(key), false) => Ok(Some(Tls::Files { cert, key })),
+        (None, None, true) => Ok(Some(Tls::Off)),
+        (None, None, false) => Ok(None),
         _ => Err(Error::TlsIncomplete),
     }
 }
@@ -315,10 +327,18 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::from_args(args, None, None).is_err());
-        assert!(matches!(
-            Config::from_args(ServeArgs::default(), None, None),
-            Err(Error::TlsIncomplete)
-        ));
+        let args = ServeArgs {
+            tls_cert: Some("c.pem".into()),
+            ..Default::default()
+        };
+        assert!(matches!(Config::from_args(args, None, None), Err(Error::TlsIncomplete)));
+    }
+
+    #[test]
+    fn defaults_to_self_issued_certificates_in_the_state_directory() {
+        let config = Config::from_args(ServeArgs::default(), None, Some("/var/lib/regmirror".into())).expect("valid");
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/regmirror"));
+        assert!(matches!(config.tls, Tls::SelfIssued { ref dir } if dir == Path::new("/var/lib/regmirror/certs")));
     }
 
     #[test]

@@ -13,7 +13,9 @@
 pub mod api;
 pub mod body;
 pub mod cache;
+pub mod certs;
 pub mod cli;
+pub mod client_config;
 pub mod config;
 pub mod digest;
 pub mod manifest;

@@ -1,11 +1,14 @@
 //! The `regmirror` binary: parse the command line, set up logging, run the chosen command.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use regmirror::cli::{Cli, Command, ServeArgs};
+use regmirror::certs::{self, CertDir, NamePolicy, Names};
+use regmirror::cli::{CertCommand, CertInitArgs, Cli, ClientConfigArgs, Command, DataDirArg, ServeArgs};
+use regmirror::client_config;
 use regmirror::config::{self, Config, Tls};
 use regmirror::server;
 use tokio::net::TcpListener;
@@ -15,10 +18,64 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Cert(CertCommand::Init(args)) => report(cert_init(args)),
+        Command::Cert(CertCommand::Show(args)) => report(cert_show(args)),
+        Command::ClientConfig(args) => report(client_config(args)),
     }
+}
+
+/// One line on stderr and a non-zero exit for any failure of a one-shot command.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("regmirror: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cert_dir(arg: DataDirArg) -> CertDir {
+    CertDir::new(config::data_dir(arg.data_dir, env("STATE_DIRECTORY").map(PathBuf::from)).join("certs"))
+}
+
+fn cert_init(args: CertInitArgs) -> anyhow::Result<()> {
+    let dir = cert_dir(args.data_dir);
+    let report = certs::ensure(&dir, &Names::local(&args.hostnames, &args.ips), NamePolicy::Exact)?;
+    println!("CA: {:?} ({})", report.ca, dir.ca_cert().display());
+    println!(
+        "server certificate: {:?} ({})",
+        report.server,
+        dir.server_cert().display()
+    );
+    print!("{}", certs::describe(&dir)?);
+    Ok(())
+}
+
+fn cert_show(args: DataDirArg) -> anyhow::Result<()> {
+    print!("{}", certs::describe(&cert_dir(args))?);
+    Ok(())
+}
+
+fn client_config(args: ClientConfigArgs) -> anyhow::Result<()> {
+    let dir = cert_dir(args.data_dir);
+    let mirror = args.mirror.unwrap_or_else(|| {
+        format!(
+            "{}:5000",
+            certs::machine_hostname().unwrap_or_else(|| "localhost".into())
+        )
+    });
+    let fingerprint = certs::ca_pem_and_fingerprint(&dir).ok().map(|(_, fp)| fp);
+    print!(
+        "{}",
+        client_config::render(args.client, &mirror, &dir.ca_cert(), fingerprint.as_deref())
+    );
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
@@ -32,13 +89,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("regmirror: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    report(run(config))
 }
 
 fn run(config: Config) -> anyhow::Result<()> {

@@ -41,6 +41,16 @@ pub enum Source {
     Stale,
 }
 
+impl Source {
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Cache => "hit",
+            Source::Upstream => "miss",
+            Source::Stale => "stale",
+        }
+    }
+}
+
 pub struct ManifestAnswer {
     pub digest: Digest,
     pub media_type: Arc<str>,

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -18,9 +19,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::api;
+use crate::api::{self, App};
 use crate::body::Body;
-use crate::config::{Config, Tls};
+use crate::certs;
+use crate::config::Config;
 use crate::mirror::{Mirror, Source};
 use crate::tls;
 
@@ -44,19 +46,30 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let acceptor = match &config.tls {
-        Tls::Files { cert, key } => Some(TlsAcceptor::from(tls::server_config(cert, key)?)),
-        Tls::Off => None,
-    };
-    let mirror = Arc::new(Mirror::new(&config)?);
+    let tls = tls::setup(&config.tls)?;
+    let acceptor = tls.acceptor;
+    let app = Arc::new(App {
+        mirror: Mirror::new(&config)?,
+        ca_cert: tls.ca.as_ref().map(|ca| Bytes::from(ca.pem.clone())),
+    });
+    let local = listener.local_addr()?;
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %local,
         upstream = %config.upstream,
         data_dir = %config.data_dir.display(),
-        cached = mirror.cached_entries(),
+        cached = app.mirror.cached_entries(),
         tls = acceptor.is_some(),
         "regmirror ready"
     );
+    if let Some(ca) = &tls.ca {
+        let host = certs::machine_hostname().unwrap_or_else(|| "localhost".into());
+        tracing::info!(
+            mirror = %format!("https://{host}:{}", local.port()),
+            ca = %ca.path.display(),
+            fingerprint = %ca.fingerprint,
+            "clients trust the mirror by installing its CA (also served at /ca.crt)"
+        );
+    }
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -68,7 +81,7 @@ pub async fn run(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let connection = Connection { mirror: mirror.clone(), builder: builder.clone(), watcher: graceful.watcher(), peer };
+                    let connection = Connection { app: app.clone(), builder: builder.clone(), watcher: graceful.watcher(), peer };
                     tokio::spawn(connection.serve(stream, acceptor.clone()));
                 }
                 // Out of file descriptors, typically: back off instead of spinning.
@@ -92,7 +105,7 @@ pub async fn run(
 }
 
 struct Connection {
-    mirror: Arc<Mirror>,
+    app: Arc<App>,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
     peer: SocketAddr,
@@ -115,10 +128,10 @@ impl Connection {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let mirror = self.mirror;
+        let app = self.app;
         let service = service_fn(move |request| {
-            let mirror = mirror.clone();
-            async move { Ok::<_, Infallible>(serve_request(&mirror, request).await) }
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(serve_request(&app, request).await) }
         });
         let connection = self.builder.serve_connection(TokioIo::new(io), service).into_owned();
         if let Err(e) = self.watcher.watch(connection).await {
@@ -127,19 +140,23 @@ impl Connection {
     }
 }
 
-async fn serve_request(mirror: &Mirror, request: Request<Incoming>) -> Response<Body> {
+async fn serve_request(app: &App, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let mut response = api::handle(mirror, &request).await;
+    let mut response = api::handle(app, &request).await;
     response.headers_mut().insert(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
+    let length = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     tracing::info!(
         method = %request.method(),
         path = request.uri().path(),
         status = response.status().as_u16(),
-        bytes = response.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-"),
-        cache = ?response.extensions().get::<Source>(),
+        bytes = length.unwrap_or(0),
+        cache = response.extensions().get::<Source>().map_or("-", |s| s.label()),
         ms = started.elapsed().as_millis() as u64,
         "request"
     );

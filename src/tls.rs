@@ -1,4 +1,5 @@
-//! TLS for the listener: PEM files into a rustls `ServerConfig` offering HTTP/2 and HTTP/1.1.
+//! TLS for the listener: PEM files (given, or the mirror's own from `certs`) into a rustls
+//! `ServerConfig` offering HTTP/2 and HTTP/1.1.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -6,6 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
+
+use crate::certs::{self, CertDir, NamePolicy, Names};
+use crate::config::Tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,6 +22,49 @@ pub enum Error {
     NoKey(PathBuf),
     #[error("certificate and key do not make a usable TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    #[error(transparent)]
+    Certs(#[from] certs::Error),
+}
+
+/// How the listener speaks: TLS or not, and the mirror's own CA when it issued the certificate.
+pub struct Setup {
+    pub acceptor: Option<TlsAcceptor>,
+    pub ca: Option<CaCert>,
+}
+
+/// The public half of the mirror's CA, served at `/ca.crt` and named in the startup log.
+pub struct CaCert {
+    pub path: PathBuf,
+    pub pem: String,
+    pub fingerprint: String,
+}
+
+pub fn setup(tls: &Tls) -> Result<Setup, Error> {
+    match tls {
+        Tls::Off => Ok(Setup {
+            acceptor: None,
+            ca: None,
+        }),
+        Tls::Files { cert, key } => Ok(Setup {
+            acceptor: Some(TlsAcceptor::from(server_config(cert, key)?)),
+            ca: None,
+        }),
+        Tls::SelfIssued { dir } => {
+            let dir = CertDir::new(dir);
+            let report = certs::ensure(&dir, &Names::local(&[], &[]), NamePolicy::KeepExisting)?;
+            tracing::info!(ca = ?report.ca, server_certificate = ?report.server, "using the mirror's own certificates");
+            let (pem, fingerprint) = certs::ca_pem_and_fingerprint(&dir)?;
+            let acceptor = TlsAcceptor::from(server_config(&dir.server_cert(), &dir.server_key())?);
+            Ok(Setup {
+                acceptor: Some(acceptor),
+                ca: Some(CaCert {
+                    path: dir.ca_cert(),
+                    pem,
+                    fingerprint,
+                }),
+            })
+        }
+    }
 }
 
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {

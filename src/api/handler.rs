@@ -10,24 +10,36 @@ use tokio::io::AsyncSeekExt;
 use super::error::Error;
 use super::range::ByteRange;
 use super::route::Route;
+use super::App;
 use crate::body::{self, Body};
 use crate::digest::Digest;
 use crate::manifest;
-use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Source};
+use crate::mirror::{BlobAnswer, ManifestAnswer, Source};
 use crate::reference::Reference;
 
 const DIGEST_HEADER: &str = "docker-content-digest";
 const STALE_WARNING: &str = r#"299 - "served from the mirror's cache: the upstream is unavailable""#;
 
-pub async fn handle<B>(mirror: &Mirror, request: &Request<B>) -> Response<Body> {
-    respond(mirror, request).await.unwrap_or_else(Error::into_response)
+pub async fn handle<B>(app: &App, request: &Request<B>) -> Response<Body> {
+    respond(app, request).await.unwrap_or_else(Error::into_response)
 }
 
-async fn respond<B>(mirror: &Mirror, request: &Request<B>) -> Result<Response<Body>, Error> {
-    let method = request.method();
+async fn respond<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, Error> {
+    let (mirror, method) = (&app.mirror, request.method());
     let head = method == Method::HEAD;
     match Route::parse(method, request.uri().path())? {
         Route::Base => Ok(json(StatusCode::OK, "{}")),
+        Route::CaCert => {
+            let pem = app.ca_cert.clone().ok_or(Error::NoRoute)?;
+            let response = Response::builder()
+                .header(CONTENT_TYPE, "application/x-pem-file")
+                .header(CONTENT_LENGTH, pem.len());
+            finish(
+                response,
+                if head { body::empty() } else { body::full(pem) },
+                Source::Cache,
+            )
+        }
         Route::Manifest { repo, reference } => {
             let answer = mirror.manifest(&repo, &reference, method).await?;
             let by_tag = matches!(reference, Reference::Tag(_));

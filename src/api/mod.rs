@@ -9,3 +9,15 @@ mod route;
 
 pub use error::Error;
 pub use handler::handle;
+
+use bytes::Bytes;
+
+use crate::mirror::Mirror;
+
+/// What requests are answered from.
+pub struct App {
+    pub mirror: Mirror,
+    /// The mirror's own CA certificate (PEM), served at `/ca.crt` when the mirror issued its
+    /// certificate itself.
+    pub ca_cert: Option<Bytes>,
+}

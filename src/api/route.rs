@@ -11,6 +11,8 @@ use crate::reference::{self, Reference, RepoName};
 pub enum Route {
     /// `/v2/`: the API version check.
     Base,
+    /// `/ca.crt`: the mirror's own CA certificate, for clients to install.
+    CaCert,
     Manifest {
         repo: RepoName,
         reference: Reference,
@@ -29,6 +31,9 @@ impl Route {
     /// repository may itself contain `manifests` or `blobs` components: tags hold no `/` and
     /// digests hold a `:`, which keeps the split unambiguous.
     pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
+        if path == "/ca.crt" && (*method == Method::GET || *method == Method::HEAD) {
+            return Ok(Route::CaCert);
+        }
         let Some(rest) = path.strip_prefix("/v2") else {
             return Err(Error::NoRoute);
         };
@@ -91,6 +96,7 @@ mod tests {
     fn summarize(route: &Route) -> String {
         match route {
             Route::Base => "base".into(),
+            Route::CaCert => "ca".into(),
             Route::Manifest { repo, reference } => format!("manifest {repo} {reference}"),
             Route::Blob { repo, digest } => format!("blob {repo} {digest}"),
             Route::Tags { repo } => format!("tags {repo}"),
@@ -101,6 +107,7 @@ mod tests {
     fn routes() {
         check(Method::GET, "/v2/", Ok("base"));
         check(Method::GET, "/v2", Ok("base"));
+        check(Method::GET, "/ca.crt", Ok("ca"));
         check(
             Method::HEAD,
             "/v2/alpine/manifests/3.20",
