@@ -153,7 +153,7 @@ async fn serve_request(app: &App, request: Request<Incoming>) -> Response<Body> 
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     tracing::info!(
         method = %request.method(),
-        path = request.uri().path(),
+        path = %request.uri().path_and_query().map_or("/", |p| p.as_str()),
         status = response.status().as_u16(),
         bytes = length.unwrap_or(0),
         cache = response.extensions().get::<Source>().map_or("-", |s| s.label()),
