@@ -1,14 +1,14 @@
 //! The one response body type the server sends, and the ways to make one: whole bytes,
 //! a slice of a file read in chunks, or a channel fed by a cache fill.
 
-use std::io;
+use std::io::{self, SeekFrom};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
 use tokio::fs::File;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
@@ -24,11 +24,14 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
-/// Streams `len` bytes of `file` from its current position.
-pub fn file(file: File, len: u64) -> Body {
-    let chunks = stream::try_unfold((file, len), |(mut file, remaining)| async move {
+/// Streams `len` bytes of `file` from byte `start`.
+pub fn file(file: File, start: u64, len: u64) -> Body {
+    let chunks = stream::try_unfold((file, start, len), |(mut file, seek, remaining)| async move {
         if remaining == 0 {
             return Ok(None);
+        }
+        if seek > 0 {
+            file.seek(SeekFrom::Start(seek)).await?;
         }
         let want = remaining.min(FILE_CHUNK as u64) as usize;
         let mut buf = BytesMut::with_capacity(want);
@@ -41,7 +44,7 @@ pub fn file(file: File, len: u64) -> Body {
             }
         }
         let got = buf.len() as u64;
-        Ok(Some((Frame::data(buf.freeze()), (file, remaining - got))))
+        Ok(Some((Frame::data(buf.freeze()), (file, 0, remaining - got))))
     });
     BodyExt::boxed_unsync(StreamBody::new(chunks))
 }

@@ -16,7 +16,7 @@ use tokio::fs::File;
 
 use crate::api::Error;
 use crate::body::Body;
-use crate::cache::{Cache, Manifest};
+use crate::cache::{passthrough, Cache, Failure, Fill, Manifest, Opener};
 use crate::config::Config;
 use crate::digest::{Digest, Hasher};
 use crate::manifest;
@@ -25,11 +25,14 @@ use crate::upstream::{self, Upstream};
 
 const DIGEST_HEADER: &str = "docker-content-digest";
 const MAX_TAG_LIST: usize = 16 * 1024 * 1024;
+/// Pages of tag lists kept to stand in for an unreachable upstream.
+const MAX_TAG_LISTS: u64 = 1024;
 
 pub struct Mirror {
-    upstream: Upstream,
+    upstream: Arc<Upstream>,
     cache: Arc<Cache>,
     tag_ttl: Duration,
+    tag_lists: moka::sync::Cache<(RepoName, Option<String>), TagList>,
 }
 
 /// Where an answer came from, for the request log.
@@ -69,16 +72,24 @@ pub enum BlobAnswer {
     Head {
         size: u64,
     },
+    /// Being fetched into the cache; readers follow the fill.
+    Filling {
+        fill: Arc<Fill>,
+        size: Option<u64>,
+    },
+    /// Passed through uncached, because the cache could not take it.
     Streaming {
         body: Body,
         size: Option<u64>,
     },
 }
 
+#[derive(Clone)]
 pub struct TagList {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub source: Source,
 }
 
 /// What a tag resolved to, and what the upstream's HEAD said of it if one was made.
@@ -92,9 +103,10 @@ impl Mirror {
     pub fn new(config: &Config) -> std::io::Result<Mirror> {
         let cache = Cache::load(&config.data_dir, config.max_cache_size)?;
         Ok(Mirror {
-            upstream: Upstream::new(config.upstream.clone(), config.credentials.clone()),
+            upstream: Arc::new(Upstream::new(config.upstream.clone(), config.credentials.clone())),
             cache: Arc::new(cache),
             tag_ttl: config.tag_ttl,
+            tag_lists: moka::sync::Cache::new(MAX_TAG_LISTS),
         })
     }
 
@@ -230,41 +242,88 @@ impl Mirror {
         if let Some((file, entry)) = self.cache.open(digest).await? {
             return Ok(BlobAnswer::Cached { file, size: entry.size });
         }
-        let response = self.upstream.blob(method.clone(), repo, digest).await;
-        let response = response.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
-        if response.status() != StatusCode::OK {
-            return Err(Error::Upstream(upstream::Error::Status(response.status())));
-        }
-        let size = content_length(response.headers());
         if *method == Method::HEAD {
-            let size = size
-                .ok_or_else(|| Error::Upstream(upstream::Error::Protocol("blob HEAD without Content-Length".into())))?;
+            let response = self.upstream.blob(Method::HEAD, repo, digest).await;
+            let response = response.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
+            let size =
+                content_length(response.headers()).ok_or_else(|| protocol("blob HEAD without Content-Length"))?;
             return Ok(BlobAnswer::Head { size });
         }
-        let body = self.cache.fill(digest.clone(), size, response.into_body());
-        Ok(BlobAnswer::Streaming { body, size })
+        match self.cache.fill(digest, self.blob_opener(repo, digest)).await {
+            Ok(fill) => {
+                let size = fill.ready().await.map_err(|failure| match failure {
+                    Failure::Upstream(e) => Error::from_upstream(e, Error::BlobUnknown),
+                    Failure::Aborted(reason) => protocol(&reason),
+                })?;
+                Ok(BlobAnswer::Filling { fill, size })
+            }
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "the cache cannot take the blob; passing it through");
+                let response = self.upstream.blob(Method::GET, repo, digest).await;
+                let response = response.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
+                let size = content_length(response.headers());
+                Ok(BlobAnswer::Streaming {
+                    body: passthrough::stream(digest.clone(), size, response.into_body()),
+                    size,
+                })
+            }
+        }
+    }
+
+    /// How a fill (re)opens the blob at the upstream: always through this repository, and
+    /// through the registry again on every resume, never a cached redirect.
+    fn blob_opener(&self, repo: &RepoName, digest: &Digest) -> Opener {
+        let (upstream, repo, digest) = (self.upstream.clone(), repo.clone(), digest.clone());
+        Box::new(move |offset| {
+            let (upstream, repo, digest) = (upstream.clone(), repo.clone(), digest.clone());
+            Box::pin(async move { upstream.blob_from(&repo, &digest, offset).await })
+        })
     }
 
     /// Tag lists are passed through, with the client's pagination.
+    /// Tag lists are passed through with the client's pagination; the last good copy of each
+    /// page stands in while the upstream is down.
     pub async fn tags(&self, repo: &RepoName, query: Option<&str>) -> Result<TagList, Error> {
-        let response = self
-            .upstream
-            .tags(repo, query)
-            .await
-            .map_err(|e| Error::from_upstream(e, Error::NameUnknown))?;
-        let status = response.status();
-        let mut headers = HeaderMap::new();
-        for name in [CONTENT_TYPE, LINK] {
-            if let Some(value) = response.headers().get(&name) {
-                headers.insert(name, value.clone());
+        let key = (repo.clone(), query.map(str::to_owned));
+        let fetched = match self.upstream.tags(repo, query).await {
+            Ok(response) => read_tag_list(response).await,
+            Err(e) => Err(e),
+        };
+        match fetched {
+            Ok(list) => {
+                self.tag_lists.insert(key, list.clone());
+                Ok(list)
             }
+            Err(e) if e.is_outage() => match self.tag_lists.get(&key) {
+                Some(list) => Ok(TagList {
+                    source: Source::Stale,
+                    ..list
+                }),
+                None => Err(Error::Upstream(e)),
+            },
+            Err(e) => Err(Error::from_upstream(e, Error::NameUnknown)),
         }
-        let body = Limited::new(response.into_body(), MAX_TAG_LIST).collect().await;
-        let body = body
-            .map_err(|e| Error::Upstream(upstream::Error::Protocol(format!("reading the tag list: {e}"))))?
-            .to_bytes();
-        Ok(TagList { status, headers, body })
     }
+}
+
+async fn read_tag_list(response: upstream::Response) -> Result<TagList, upstream::Error> {
+    let status = response.status();
+    let mut headers = HeaderMap::new();
+    for name in [CONTENT_TYPE, LINK] {
+        if let Some(value) = response.headers().get(&name) {
+            headers.insert(name, value.clone());
+        }
+    }
+    let body = Limited::new(response.into_body(), MAX_TAG_LIST).collect().await;
+    let body = body
+        .map_err(|e| upstream::Error::Protocol(format!("reading the tag list: {e}")))?
+        .to_bytes();
+    Ok(TagList {
+        status,
+        headers,
+        body,
+        source: Source::Upstream,
+    })
 }
 
 fn answer(digest: Digest, manifest: Manifest, source: Source) -> ManifestAnswer {
@@ -275,6 +334,10 @@ fn answer(digest: Digest, manifest: Manifest, source: Source) -> ManifestAnswer 
         bytes: Some(manifest.bytes),
         source,
     }
+}
+
+fn protocol(message: &str) -> Error {
+    Error::Upstream(upstream::Error::Protocol(message.to_owned()))
 }
 
 fn bad(message: &str) -> Error {

@@ -1,11 +1,8 @@
 //! Answers one parsed request: one `match` over the route, then the response headers the
 //! registry clients rely on (digest, exact length on HEAD too, media type, ranges).
 
-use std::io::SeekFrom;
-
 use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE, WARNING};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use tokio::io::AsyncSeekExt;
 
 use super::error::Error;
 use super::range::ByteRange;
@@ -50,7 +47,7 @@ async fn respond<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, E
         }
         Route::Blob { repo, digest } => {
             let answer = mirror.blob(&repo, &digest, method).await?;
-            blob_response(answer, &digest, request.headers(), head).await
+            blob_response(answer, &digest, request.headers(), head)
         }
         Route::Tags { repo } => {
             let list = mirror.tags(&repo, request.uri().query()).await?;
@@ -58,11 +55,14 @@ async fn respond<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, E
             for (name, value) in &list.headers {
                 response = response.header(name, value);
             }
+            if list.source == Source::Stale {
+                response = response.header(WARNING, STALE_WARNING);
+            }
             let response = response.header(CONTENT_LENGTH, list.body.len());
             finish(
                 response,
                 if head { body::empty() } else { body::full(list.body) },
-                Source::Upstream,
+                list.source,
             )
         }
     }
@@ -84,7 +84,7 @@ fn manifest_response(answer: ManifestAnswer, head: bool) -> Result<Response<Body
     finish(response, body, answer.source)
 }
 
-async fn blob_response(
+fn blob_response(
     answer: BlobAnswer,
     digest: &Digest,
     headers: &HeaderMap,
@@ -94,8 +94,19 @@ async fn blob_response(
         .header(CONTENT_TYPE, "application/octet-stream")
         .header(DIGEST_HEADER, digest.to_string())
         .header(ETAG, format!("\"{digest}\""));
+    let range = headers.get(RANGE);
     match answer {
         BlobAnswer::Head { size } => finish(response.header(CONTENT_LENGTH, size), body::empty(), Source::Upstream),
+        BlobAnswer::Cached { file, size } => ranged(response, size, range, head, Source::Cache, |start, len| {
+            body::file(file, start, len)
+        }),
+        BlobAnswer::Filling { fill, size: Some(size) } => {
+            ranged(response, size, range, head, Source::Upstream, |start, len| {
+                fill.reader(start, Some(start + len))
+            })
+        }
+        // Without a known size there is no range to answer: the whole blob, chunked.
+        BlobAnswer::Filling { fill, size: None } => finish(response, fill.reader(0, None), Source::Upstream),
         BlobAnswer::Streaming { body, size } => {
             let response = match size {
                 Some(size) => response.header(CONTENT_LENGTH, size),
@@ -103,29 +114,31 @@ async fn blob_response(
             };
             finish(response, body, Source::Upstream)
         }
-        BlobAnswer::Cached { mut file, size } => {
-            let response = response.header(ACCEPT_RANGES, "bytes");
-            match ByteRange::parse(headers.get(RANGE), size) {
-                ByteRange::Unsatisfiable => Err(Error::RangeNotSatisfiable { size }),
-                ByteRange::Full => {
-                    let body = if head { body::empty() } else { body::file(file, size) };
-                    finish(response.header(CONTENT_LENGTH, size), body, Source::Cache)
-                }
-                ByteRange::Partial { start, end } => {
-                    let len = end - start + 1;
-                    let response = response
-                        .status(StatusCode::PARTIAL_CONTENT)
-                        .header(CONTENT_RANGE, format!("bytes {start}-{end}/{size}"))
-                        .header(CONTENT_LENGTH, len);
-                    if head {
-                        return finish(response, body::empty(), Source::Cache);
-                    }
-                    file.seek(SeekFrom::Start(start)).await?;
-                    finish(response, body::file(file, len), Source::Cache)
-                }
-            }
-        }
     }
+}
+
+/// A blob of known size, whole or the one range asked for; `body(start, len)` makes the bytes.
+fn ranged(
+    response: http::response::Builder,
+    size: u64,
+    range: Option<&HeaderValue>,
+    head: bool,
+    source: Source,
+    body: impl FnOnce(u64, u64) -> Body,
+) -> Result<Response<Body>, Error> {
+    let response = response.header(ACCEPT_RANGES, "bytes");
+    let (response, start, len) = match ByteRange::parse(range, size) {
+        ByteRange::Unsatisfiable => return Err(Error::RangeNotSatisfiable { size }),
+        ByteRange::Full => (response, 0, size),
+        ByteRange::Partial { start, end } => {
+            let response = response
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+            (response, start, end - start + 1)
+        }
+    };
+    let body = if head { body::empty() } else { body(start, len) };
+    finish(response.header(CONTENT_LENGTH, len), body, source)
 }
 
 fn json(status: StatusCode, text: &'static str) -> Response<Body> {

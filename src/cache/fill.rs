@@ -1,151 +1,335 @@
-//! A blob miss: the upstream body is teed to the client and to a temp file while it is hashed.
+//! A blob miss, fetched once however many clients want it.
 //!
-//! The last chunk is held back until the digest and size check out, and the file is renamed
-//! into the store before that chunk goes out, so a client never sees a clean end of wrong
-//! bytes and a cached file is always whole. The fill runs in its own task: a client that goes
-//! away does not stop it, and the next puller finds the blob cached.
+//! The first request for a digest starts a fill: a task that streams the upstream body into a
+//! spool file while hashing it. Every client, the first included, reads from that spool as it
+//! grows, so late joiners and range requests never cause another upstream fetch, and a client
+//! that goes away does not stop the fill. The last chunk stays unreleased until digest and size
+//! check out and the file is renamed into the store; a bad transfer fails every reader, so no
+//! client sees a clean end of wrong bytes. A transfer that breaks off is resumed with a range
+//! request, or restarted, a bounded number of times.
 
+use std::collections::HashMap;
 use std::io;
-use std::sync::Arc;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use futures_util::stream;
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE};
+use http::StatusCode;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
 
 use super::store::TempFile;
 use super::{Cache, Entry};
-use crate::body::{self, Body, BodySender};
+use crate::body::Body;
 use crate::digest::{Digest, Hasher};
+use crate::upstream;
 
-/// Chunks queued towards a slow client before the fill waits for it.
-const CLIENT_QUEUE: usize = 16;
-const WRITE_BUFFER: usize = 256 * 1024;
-/// A silent upstream is given up on after this long, so a stalled fill cannot live forever.
+/// A silent upstream is given up on (and the transfer resumed) after this long.
 const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+const MAX_RESUMES: u32 = 3;
+const READ_CHUNK: usize = 256 * 1024;
 
-pub fn start(cache: Arc<Cache>, digest: Digest, size: Option<u64>, upstream: Incoming) -> Body {
-    let (client, body) = body::channel(CLIENT_QUEUE);
-    tokio::spawn(async move {
-        let fill = Fill { cache, digest, size };
-        if let Err(e) = fill.run(upstream, client).await {
-            tracing::warn!(digest = %fill.digest, error = %e, "blob fill failed; nothing cached");
-        }
+/// Opens the upstream body from a byte offset (0: the whole blob).
+pub type Opener = Box<dyn Fn(u64) -> BoxFuture<'static, Result<upstream::Response, upstream::Error>> + Send + Sync>;
+
+/// Where a fill stands; readers watch it.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// Waiting for the upstream's answer.
+    Connecting,
+    /// `releasable` bytes of the spool may go to clients; the rest is held back until verified.
+    Streaming {
+        size: Option<u64>,
+        releasable: u64,
+    },
+    Done {
+        size: u64,
+    },
+    Failed(Failure),
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Failure {
+    /// The upstream refused before sending any of the blob.
+    #[error(transparent)]
+    Upstream(upstream::Error),
+    /// The transfer went wrong after it started: bad bytes, a short body, a dead upstream.
+    #[error("blob transfer aborted: {0}")]
+    Aborted(String),
+}
+
+pub struct Fill {
+    spool: Arc<std::fs::File>,
+    progress: watch::Sender<Progress>,
+}
+
+/// Fills in progress by digest.
+#[derive(Default)]
+pub(super) struct Fills {
+    by_digest: Mutex<HashMap<Digest, Arc<Fill>>>,
+}
+
+impl Fills {
+    fn remove(&self, digest: &Digest) {
+        self.by_digest.lock().unwrap_or_else(|p| p.into_inner()).remove(digest);
+    }
+}
+
+/// Joins the fill of `digest`, or starts one with `open`. Fails only when no spool file can be
+/// made (a full or read-only disk): the caller then passes the blob through uncached.
+pub(super) async fn join_or_start(cache: &Arc<Cache>, digest: &Digest, open: Opener) -> io::Result<Arc<Fill>> {
+    if let Some(fill) = cache
+        .fills
+        .by_digest
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(digest)
+    {
+        return Ok(fill.clone());
+    }
+    let temp = cache.store.temp().await?;
+    let fill = Arc::new(Fill {
+        spool: Arc::new(temp.reader()?),
+        progress: watch::Sender::new(Progress::Connecting),
     });
-    body
-}
-
-struct Fill {
-    cache: Arc<Cache>,
-    digest: Digest,
-    size: Option<u64>,
-}
-
-/// Where the bytes go besides the client. A write error (a full disk, say) drops the file but
-/// not the client: it still gets its verified bytes.
-struct Spool {
-    writer: Option<BufWriter<TempFile>>,
+    {
+        let mut fills = cache.fills.by_digest.lock().unwrap_or_else(|p| p.into_inner());
+        // Another request may have started the same fill while the spool was being created.
+        if let Some(existing) = fills.get(digest) {
+            return Ok(existing.clone());
+        }
+        fills.insert(digest.clone(), fill.clone());
+    }
+    let task = Task {
+        cache: cache.clone(),
+        digest: digest.clone(),
+        fill: fill.clone(),
+    };
+    tokio::spawn(task.run(open, temp));
+    Ok(fill)
 }
 
 impl Fill {
-    async fn run(&self, mut upstream: Incoming, client: BodySender) -> io::Result<()> {
-        let mut spool = self.spool().await;
-        let mut hasher = Hasher::new(self.digest.algorithm());
-        let mut received: u64 = 0;
-        let mut held: Option<Bytes> = None;
-        let mut client = Some(client);
+    /// Waits for the upstream's answer: the blob's size if it said, or why there is no blob.
+    pub async fn ready(&self) -> Result<Option<u64>, Failure> {
+        let mut rx = self.progress.subscribe();
+        let progress = rx.wait_for(|p| !matches!(p, Progress::Connecting)).await;
+        match progress.as_deref() {
+            Ok(Progress::Streaming { size, .. }) => Ok(*size),
+            Ok(Progress::Done { size }) => Ok(Some(*size)),
+            Ok(Progress::Failed(failure)) => Err(failure.clone()),
+            Ok(Progress::Connecting) | Err(_) => Err(Failure::Aborted("the fill ended unexpectedly".into())),
+        }
+    }
+
+    /// Bytes `start..end` (`end` exclusive; `None`: to the end) as they become releasable.
+    pub fn reader(self: &Arc<Self>, start: u64, end: Option<u64>) -> Body {
+        let state = Reader {
+            fill: self.clone(),
+            rx: self.progress.subscribe(),
+            pos: start,
+            end,
+        };
+        BodyExt::boxed_unsync(StreamBody::new(stream::try_unfold(state, Reader::next)))
+    }
+}
+
+struct Reader {
+    fill: Arc<Fill>,
+    rx: watch::Receiver<Progress>,
+    pos: u64,
+    end: Option<u64>,
+}
+
+impl Reader {
+    async fn next(mut self) -> io::Result<Option<(Frame<Bytes>, Reader)>> {
         loop {
-            let frame = match tokio::time::timeout(UPSTREAM_IDLE, upstream.frame()).await {
-                Ok(Some(Ok(frame))) => frame,
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return abort(client, io::Error::other(format!("upstream body: {e}"))).await,
-                Err(_) => return abort(client, io::Error::new(io::ErrorKind::TimedOut, "upstream went silent")).await,
+            let (available, complete) = match &*self.rx.borrow_and_update() {
+                Progress::Connecting => (0, false),
+                Progress::Streaming { releasable, .. } => (*releasable, false),
+                Progress::Done { size } => (*size, true),
+                Progress::Failed(failure) => return Err(io::Error::other(failure.to_string())),
             };
-            let Ok(data) = frame.into_data() else { continue };
-            received += data.len() as u64;
-            if self.size.is_some_and(|size| received > size) {
-                return abort(client, mismatch("upstream sent more bytes than announced")).await;
+            let limit = self.end.map_or(available, |end| end.min(available));
+            if self.pos < limit {
+                let chunk = self.read(limit).await?;
+                self.pos += chunk.len() as u64;
+                return Ok(Some((Frame::data(chunk), self)));
             }
-            hasher.update(&data);
-            spool.write(&data).await;
-            if let Some(previous) = held.replace(data) {
-                client = forward(client, previous).await;
+            if complete || self.end.is_some_and(|end| self.pos >= end) {
+                return Ok(None);
+            }
+            if self.rx.changed().await.is_err() {
+                return Err(io::Error::other("the fill ended unexpectedly"));
             }
         }
-        if self.size.is_some_and(|size| received != size) {
-            return abort(
-                client,
-                mismatch(&format!("upstream sent {received} bytes, announced {:?}", self.size)),
-            )
-            .await;
+    }
+
+    async fn read(&self, limit: u64) -> io::Result<Bytes> {
+        let len = (limit - self.pos).min(READ_CHUNK as u64) as usize;
+        let (spool, pos) = (self.fill.spool.clone(), self.pos);
+        tokio::task::spawn_blocking(move || {
+            let mut buf = BytesMut::zeroed(len);
+            spool.read_exact_at(&mut buf, pos)?;
+            Ok(buf.freeze())
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}
+
+/// The task that drives one fill to its end.
+struct Task {
+    cache: Arc<Cache>,
+    digest: Digest,
+    fill: Arc<Fill>,
+}
+
+/// The transfer's running state, kept across resumes.
+struct Transfer {
+    size: Option<u64>,
+    received: u64,
+    hasher: Hasher,
+    temp: TempFile,
+}
+
+impl Task {
+    async fn run(self, open: Opener, temp: TempFile) {
+        let outcome = self.transfer(&open, temp).await;
+        let progress = match outcome {
+            Ok(transfer) => self.commit(transfer).await,
+            Err(failure) => {
+                if let Failure::Aborted(reason) = &failure {
+                    tracing::warn!(digest = %self.digest, reason, "blob fill failed; nothing cached");
+                }
+                Progress::Failed(failure)
+            }
+        };
+        self.fill.progress.send_replace(progress);
+        self.cache.fills.remove(&self.digest);
+    }
+
+    async fn transfer(&self, open: &Opener, temp: TempFile) -> Result<Transfer, Failure> {
+        let response = open(0).await.map_err(Failure::Upstream)?;
+        if response.status() != StatusCode::OK {
+            return Err(Failure::Upstream(upstream::Error::Status(response.status())));
         }
-        let actual = hasher.finish();
+        let size = content_length(&response);
+        let mut transfer = Transfer {
+            size,
+            received: 0,
+            hasher: Hasher::new(self.digest.algorithm()),
+            temp,
+        };
+        self.fill
+            .progress
+            .send_replace(Progress::Streaming { size, releasable: 0 });
+        let (mut body, mut skip) = (response.into_body(), 0);
+        let mut resumes = 0;
+        loop {
+            match self.pump(&mut transfer, body, skip).await? {
+                Pumped::Complete => break,
+                Pumped::BrokeOff(reason) if resumes < MAX_RESUMES => {
+                    resumes += 1;
+                    tracing::info!(digest = %self.digest, at = transfer.received, reason, "upstream broke off; resuming");
+                    (body, skip) = self.resume(open, transfer.received).await?;
+                }
+                Pumped::BrokeOff(reason) => return Err(Failure::Aborted(reason)),
+            }
+        }
+        let actual = std::mem::replace(&mut transfer.hasher, Hasher::new(self.digest.algorithm())).finish();
         if actual != self.digest {
-            return abort(client, mismatch(&format!("upstream bytes hash to {actual}"))).await;
+            return Err(Failure::Aborted(format!("upstream bytes hash to {actual}")));
         }
-        self.commit(spool, received).await;
-        if let Some(last) = held {
-            client = forward(client, last).await;
-        }
-        if let Some(client) = client {
-            client.finish().await;
-        }
-        Ok(())
+        Ok(transfer)
     }
 
-    async fn spool(&self) -> Spool {
-        match self.cache.store.temp().await {
-            Ok(temp) => Spool {
-                writer: Some(BufWriter::with_capacity(WRITE_BUFFER, temp)),
-            },
-            Err(e) => {
-                tracing::error!(digest = %self.digest, error = %e, "cannot create a temp file; passing through uncached");
-                Spool { writer: None }
+    /// Copies body frames into the spool until the body ends or breaks off. `skip` bytes at the
+    /// start are dropped: an upstream that ignored the range request resent them.
+    async fn pump(&self, t: &mut Transfer, mut body: Incoming, mut skip: u64) -> Result<Pumped, Failure> {
+        loop {
+            let frame = match tokio::time::timeout(UPSTREAM_IDLE, body.frame()).await {
+                Ok(Some(Ok(frame))) => frame,
+                Ok(None) if t.size.is_none_or(|size| t.received == size) => return Ok(Pumped::Complete),
+                Ok(None) => return Ok(Pumped::BrokeOff("body ended early".into())),
+                Ok(Some(Err(e))) => return Ok(Pumped::BrokeOff(e.to_string())),
+                Err(_) => return Ok(Pumped::BrokeOff("upstream went silent".into())),
+            };
+            let Ok(mut data) = frame.into_data() else { continue };
+            let dropped = skip.min(data.len() as u64);
+            skip -= dropped;
+            let data = data.split_off(dropped as usize);
+            if data.is_empty() {
+                continue;
             }
+            if t.size.is_some_and(|size| t.received + data.len() as u64 > size) {
+                return Err(Failure::Aborted("upstream sent more bytes than announced".into()));
+            }
+            t.hasher.update(&data);
+            let write = async {
+                t.temp.write_all(&data).await?;
+                t.temp.flush().await
+            };
+            write
+                .await
+                .map_err(|e| Failure::Aborted(format!("cannot write the spool file: {e}")))?;
+            // The chunk just written is held back; everything before it may go out.
+            let releasable = t.received;
+            t.received += data.len() as u64;
+            self.fill.progress.send_replace(Progress::Streaming {
+                size: t.size,
+                releasable,
+            });
         }
     }
 
-    async fn commit(&self, spool: Spool, size: u64) {
-        let Some(mut writer) = spool.writer else { return };
-        if let Err(e) = writer.flush().await {
-            tracing::error!(digest = %self.digest, error = %e, "cannot write the blob to disk; not cached");
-            return;
+    /// Asks the upstream for the rest from `offset`. A 206 must start exactly there; a 200
+    /// resends the whole blob, and the part already spooled is skipped.
+    async fn resume(&self, open: &Opener, offset: u64) -> Result<(Incoming, u64), Failure> {
+        let response = open(offset)
+            .await
+            .map_err(|e| Failure::Aborted(format!("resuming: {e}")))?;
+        match response.status() {
+            StatusCode::PARTIAL_CONTENT if range_start(&response) == Some(offset) => Ok((response.into_body(), 0)),
+            StatusCode::OK => Ok((response.into_body(), offset)),
+            status => Err(Failure::Aborted(format!("resuming: upstream answered {status}"))),
         }
-        match self.cache.store.commit(writer.into_inner(), &self.digest).await {
+    }
+
+    /// Renames the verified spool into the store. Readers hold their own handle, so they
+    /// finish even when the commit itself fails (the blob is then just not cached).
+    async fn commit(&self, transfer: Transfer) -> Progress {
+        let size = transfer.received;
+        match self.cache.store.commit(transfer.temp, &self.digest).await {
             Ok(()) => self
                 .cache
                 .index
                 .insert(self.digest.clone(), Entry { size, media_type: None }),
-            Err(e) => tracing::error!(digest = %self.digest, error = %e, "cannot commit the blob; not cached"),
+            Err(e) => {
+                tracing::error!(digest = %self.digest, error = %e, "cannot commit the blob; served but not cached")
+            }
         }
+        Progress::Done { size }
     }
 }
 
-impl Spool {
-    async fn write(&mut self, data: &[u8]) {
-        let Some(writer) = &mut self.writer else { return };
-        if let Err(e) = writer.write_all(data).await {
-            tracing::error!(error = %e, "cannot write the blob to disk; passing the rest through uncached");
-            self.writer = None;
-        }
-    }
+enum Pumped {
+    Complete,
+    BrokeOff(String),
 }
 
-/// Sends a chunk on; once the client has gone, the fill goes on without it.
-async fn forward(client: Option<BodySender>, chunk: Bytes) -> Option<BodySender> {
-    let client = client?;
-    client.send(chunk).await.then_some(client)
+fn content_length(response: &upstream::Response) -> Option<u64> {
+    response.headers().get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-async fn abort(client: Option<BodySender>, error: io::Error) -> io::Result<()> {
-    let message = error.to_string();
-    if let Some(client) = client {
-        client.abort(error).await;
-    }
-    Err(io::Error::other(message))
-}
-
-fn mismatch(message: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message.to_owned())
+/// The first byte of a `Content-Range: bytes N-M/size` answer.
+fn range_start(response: &upstream::Response) -> Option<u64> {
+    let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    value.strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
 }

@@ -1,9 +1,10 @@
-//! The cache: verified content on disk (`store`), an in-memory index of it (`index`), and the
-//! streaming fill that turns an upstream response into both a client body and a cache entry
-//! (`fill`).
+//! The cache: verified content on disk (`store`), an in-memory index of it (`index`), the
+//! single-flight streaming fill that turns one upstream transfer into bodies for every waiting
+//! client and a cache entry (`fill`), and the uncached fallback (`passthrough`).
 
 mod fill;
 mod index;
+pub mod passthrough;
 pub mod store;
 
 use std::io;
@@ -13,9 +14,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::fs::File;
 
-use crate::body::Body;
 use crate::digest::Digest;
 use crate::reference::{RepoName, Tag};
+use fill::Fills;
+pub use fill::{Failure, Fill, Opener};
 pub use index::Entry;
 use index::Index;
 use store::{Store, TagRecord};
@@ -23,6 +25,7 @@ use store::{Store, TagRecord};
 pub struct Cache {
     store: Arc<Store>,
     index: Index,
+    fills: Fills,
 }
 
 /// A manifest as served: exact bytes and the media type the upstream gave it.
@@ -43,7 +46,11 @@ impl Cache {
             };
             index.insert(found.digest, entry);
         }
-        Ok(Cache { store, index })
+        Ok(Cache {
+            store,
+            index,
+            fills: Fills::default(),
+        })
     }
 
     pub fn entry_count(&self) -> u64 {
@@ -113,8 +120,9 @@ impl Cache {
         self.store.put_tag(repo, tag, &record).await
     }
 
-    /// Streams an upstream blob body to the client while verifying and caching it.
-    pub fn fill(self: &Arc<Self>, digest: Digest, size: Option<u64>, upstream: hyper::body::Incoming) -> Body {
-        fill::start(self.clone(), digest, size, upstream)
+    /// Joins the fill of an uncached blob, or starts one with `open`; see `fill`. An error
+    /// means the cache cannot take the blob now and the caller should pass it through.
+    pub async fn fill(self: &Arc<Self>, digest: &Digest, open: Opener) -> io::Result<Arc<Fill>> {
+        fill::join_or_start(self, digest, open).await
     }
 }

@@ -76,6 +76,14 @@ pub struct TempFile {
     committed: bool,
 }
 
+impl TempFile {
+    /// A second handle for readers that follow the fill. It stays valid after the file is
+    /// renamed into the store or removed.
+    pub fn reader(&self) -> io::Result<std::fs::File> {
+        std::fs::File::open(&self.path)
+    }
+}
+
 /// Writes go straight to the file; the wrapper exists only to clean up after a failed fill.
 impl AsyncWrite for TempFile {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {

@@ -10,8 +10,8 @@ pub mod auth;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http::header::{ACCEPT, AUTHORIZATION, LOCATION, RANGE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -35,7 +35,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(25);
 const MAX_REDIRECTS: usize = 5;
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("cannot reach the upstream: {0}")]
     Unreachable(String),
@@ -95,18 +95,28 @@ impl Upstream {
 
     /// HEAD or GET of a manifest, always with the full Accept set.
     pub async fn manifest(&self, method: Method, repo: &RepoName, reference: &Reference) -> Result<Response, Error> {
-        self.send(
-            method,
-            repo,
-            &format!("manifests/{reference}"),
-            Some(manifest::UPSTREAM_ACCEPT),
-        )
-        .await
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static(manifest::UPSTREAM_ACCEPT));
+        self.send(method, repo, &format!("manifests/{reference}"), headers)
+            .await
     }
 
     /// HEAD or GET of a blob; the body is the raw bytes, never decompressed.
     pub async fn blob(&self, method: Method, repo: &RepoName, digest: &Digest) -> Result<Response, Error> {
-        self.send(method, repo, &format!("blobs/{digest}"), None).await
+        self.send(method, repo, &format!("blobs/{digest}"), HeaderMap::new())
+            .await
+    }
+
+    /// GET of a blob from byte `offset` on, to resume a transfer that broke off. The caller
+    /// checks whether the answer is the asked-for 206 or a whole 200.
+    pub async fn blob_from(&self, repo: &RepoName, digest: &Digest, offset: u64) -> Result<Response, Error> {
+        let mut headers = HeaderMap::new();
+        if offset > 0 {
+            let range =
+                HeaderValue::from_str(&format!("bytes={offset}-")).map_err(|e| Error::Protocol(e.to_string()))?;
+            headers.insert(RANGE, range);
+        }
+        self.send(Method::GET, repo, &format!("blobs/{digest}"), headers).await
     }
 
     /// `tags/list`, with the client's `n`/`last` query passed on.
@@ -115,22 +125,18 @@ impl Upstream {
             Some(q) => format!("tags/list?{q}"),
             None => "tags/list".to_owned(),
         };
-        self.send(Method::GET, repo, &tail, None).await
+        self.send(Method::GET, repo, &tail, HeaderMap::new()).await
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        repo: &RepoName,
-        tail: &str,
-        accept: Option<&'static str>,
-    ) -> Result<Response, Error> {
+    async fn send(&self, method: Method, repo: &RepoName, tail: &str, headers: HeaderMap) -> Result<Response, Error> {
         let uri = self.url(&format!("/v2/{repo}/{tail}"))?;
         let scope = format!("repository:{repo}:pull");
         let mut authorization = self.tokens.get(&scope);
         let mut retried = false;
         loop {
-            let response = self.follow(&method, uri.clone(), authorization.clone(), accept).await?;
+            let response = self
+                .follow(&method, uri.clone(), authorization.clone(), &headers)
+                .await?;
             if response.status() != StatusCode::UNAUTHORIZED || retried {
                 return classify(response);
             }
@@ -166,18 +172,18 @@ impl Upstream {
         method: &Method,
         mut uri: Uri,
         mut authorization: Option<HeaderValue>,
-        accept: Option<&'static str>,
+        headers: &HeaderMap,
     ) -> Result<Response, Error> {
         for _ in 0..=MAX_REDIRECTS {
             if !same_origin(&uri, &self.base) {
                 authorization = None;
             }
             let mut request = Request::builder().method(method.clone()).uri(uri.clone());
-            if let Some(accept) = accept {
-                request = request.header(ACCEPT, accept);
-            }
-            if let Some(value) = &authorization {
-                request = request.header(AUTHORIZATION, value.clone());
+            if let Some(map) = request.headers_mut() {
+                map.extend(headers.clone());
+                if let Some(value) = &authorization {
+                    map.insert(AUTHORIZATION, value.clone());
+                }
             }
             let request = request.body(Empty::new()).map_err(|e| Error::Protocol(e.to_string()))?;
             let response = self.execute(request).await?;
