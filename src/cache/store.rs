@@ -11,6 +11,7 @@
 //! This is the only module that touches the file system, and its narrow surface (open, temp
 //! + commit, remove, scan) is what another backend would implement.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -221,6 +222,14 @@ impl Store {
     pub fn scan(&self) -> io::Result<Vec<Scanned>> {
         let mut found = Vec::new();
         for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            // Few files are manifests: read their types up front instead of probing per blob.
+            let mut media_types = HashMap::new();
+            for entry in std::fs::read_dir(self.root.join("manifests").join(alg.name()))? {
+                let entry = entry?;
+                if let Ok(media_type) = std::fs::read_to_string(entry.path()) {
+                    media_types.insert(entry.file_name(), media_type);
+                }
+            }
             for entry in std::fs::read_dir(self.root.join("blobs").join(alg.name()))? {
                 let entry = entry?;
                 let name = entry.file_name();
@@ -228,11 +237,10 @@ impl Store {
                     continue;
                 };
                 let size = entry.metadata()?.len();
-                let media_type = std::fs::read_to_string(self.media_type_path(&digest)).ok();
                 found.push(Scanned {
                     digest,
                     size,
-                    media_type,
+                    media_type: media_types.remove(&name),
                 });
             }
         }

@@ -1,0 +1,149 @@
+# Stage: regmirror with its self-generated CA, and plain-HTTP facts checked with curl
+# (sourced by run.sh).
+#
+# regmirror listens on [::1] only and clients reach it as regmirror.test, which the
+# private /etc/hosts maps to ::1 alone: dockerd treats registries in 127.0.0.0/8 as
+# insecure and would skip certificate checks, so this proves the CA is trusted.
+# Sets: MDATA, CACERT (regmirror's CA), CA_ONLY_DIR (a dir holding just ca.crt),
+#       M_PORT, M (regmirror.test:PORT), MIRROR_PID, CURL.
+
+MIRROR_NAME=regmirror.test
+
+mirror_start() {
+    step "regmirror: cert init (self-generated CA), then serve with neither --tls-cert nor --insecure-http"
+    MDATA="$TMP/mirror-data"
+    run_logged "$TMP/cert-init.log" "$REGMIRROR_BIN" cert init --data-dir "$MDATA" --hostname "$MIRROR_NAME" \
+        || die "regmirror cert init failed"
+    sed 's/^/     | /' "$TMP/cert-init.log"
+    CACERT="$MDATA/certs/ca.crt"
+    local f
+    for f in ca.crt ca.key server.crt server.key; do
+        [[ -s $MDATA/certs/$f ]] || fail "cert init wrote certs/$f"
+    done
+    check "server certificate verifies against regmirror's CA for $MIRROR_NAME and ::1" \
+        openssl verify -CAfile "$CACERT" -verify_hostname "$MIRROR_NAME" -verify_ip ::1 "$MDATA/certs/server.crt"
+    run_logged "$TMP/cert-show.log" "$REGMIRROR_BIN" cert show --data-dir "$MDATA" || true
+    check "cert show lists $MIRROR_NAME" grep -q "$MIRROR_NAME" "$TMP/cert-show.log"
+    CA_ONLY_DIR="$TMP/ca-only" # skopeo --cert-dir: every *.crt in it is a trusted CA
+    mkdir -p "$CA_ONLY_DIR"
+    cp "$CACERT" "$CA_ONLY_DIR/ca.crt"
+    local before
+    before=$(cat "$MDATA"/certs/*.crt | sha256sum)
+
+    M_PORT=$(free_port ::1)
+    M="$MIRROR_NAME:$M_PORT"
+    MIRROR_LOG="$TMP/mirror.log"
+    LOG_FILES+=("$MIRROR_LOG")
+    info "binary: $REGMIRROR_BIN"
+    start_bg regmirror "$MIRROR_LOG" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
+        "$REGMIRROR_BIN" serve --listen "[::1]:$M_PORT" --data-dir "$MDATA" --upstream "http://$UP"
+    MIRROR_PID=$BG_PID
+    wait_http regmirror "$MIRROR_PID" "https://$M/v2/" --cacert "$CACERT"
+    expect_eq "serve kept the certificates cert init made" "$(cat "$MDATA"/certs/*.crt | sha256sum)" "$before"
+    CURL=(curl -sS --max-time 20 --cacert "$CACERT")
+}
+
+mirror_checks() {
+    step "regmirror: name resolution, CA distribution, client-config"
+    expect_eq "$MIRROR_NAME resolves to ::1 only" \
+        "$(getent ahosts "$MIRROR_NAME" | awk '{print $1}' | sort -u | tr '\n' ' ')" "::1 "
+    local hub
+    for hub in registry-1.docker.io auth.docker.io; do
+        if curl -sS --max-time 5 -o /dev/null "https://$hub/v2/" 2>"$TMP/hub.err"; then
+            fail "Docker Hub ($hub) is unreachable" "it answered"
+        else
+            pass "Docker Hub ($hub) is unreachable: $(head -n1 "$TMP/hub.err")"
+        fi
+    done
+    local code
+    code=$("${CURL[@]}" -o "$TMP/v2.body" -w '%{http_code}' "https://$M/v2/" || true)
+    expect_eq "GET https://$M/v2/ is 200" "$code" "200"
+    if curl -sS --max-time 5 -o /dev/null "https://$M/v2/" 2>"$TMP/untrusted.err"; then
+        fail "without regmirror's CA, TLS to $M is refused" "curl trusted it"
+    else
+        pass "without regmirror's CA, TLS to $M is refused ($(head -n1 "$TMP/untrusted.err"))"
+    fi
+    code=$("${CURL[@]}" -o "$TMP/ca.served" -w '%{http_code}' "https://$M/ca.crt" || true)
+    expect_eq "GET https://$M/ca.crt is 200" "$code" "200"
+    check "GET /ca.crt equals certs/ca.crt" cmp "$TMP/ca.served" "$CACERT"
+
+    local out="$TMP/client-config.docker"
+    if run_logged "$out" "$REGMIRROR_BIN" client-config docker --mirror "$M" --data-dir "$MDATA"; then
+        check "client-config docker mentions registry-mirrors" grep -q registry-mirrors "$out"
+        check "client-config docker mentions https://$M" grep -qF "https://$M" "$out"
+        if grep -qi insecure "$out"; then
+            fail "client-config docker says nothing about insecure" "$(grep -i insecure "$out")"
+        else
+            pass "client-config docker says nothing about insecure"
+        fi
+    else
+        fail "regmirror client-config docker --mirror $M"
+    fi
+}
+
+# ------------------------------------------------------------- HTTP facts (curl)
+ACCEPT_ALL="application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
+
+# head_check WHAT URL WANT_DIGEST WANT_LENGTH [WANT_CONTENT_TYPE]
+head_check() {
+    local what=$1 url=$2 want_digest=$3 want_len=$4 want_ct=${5:-} hdr code len dcd ct
+    hdr="$TMP/head.$RANDOM"
+    code=$("${CURL[@]}" -I -H "Accept: $ACCEPT_ALL" -o "$hdr" -w '%{http_code}' "$url" || true)
+    len=$(grep -i '^content-length:' "$hdr" | tail -n1 | cut -d: -f2 | tr -d ' \r' || true)
+    dcd=$(grep -i '^docker-content-digest:' "$hdr" | tail -n1 | cut -d: -f2- | tr -d ' \r' || true)
+    ct=$(grep -i '^content-type:' "$hdr" | tail -n1 | cut -d: -f2- | tr -d ' \r' || true)
+    if [[ $code == 200 && -n $len && $len != 0 && $len == "$want_len" && $dcd == "$want_digest" \
+        && (-z $want_ct || $ct == "$want_ct") ]]; then
+        pass "$what: 200, Content-Length $len, Docker-Content-Digest${want_ct:+, Content-Type}"
+    else
+        fail "$what" "status $code, Content-Length '${len}' (want $want_len), Docker-Content-Digest '${dcd}' (want $want_digest)${want_ct:+, Content-Type \"$ct\" (want $want_ct)}"
+        sed 's/^/     | /' "$hdr"
+    fi
+}
+
+# The first image (tiny) and its first layer, for the HTTP facts.
+facts_image() {
+    read -r F_KEY F_NAME F_REPO F_TAG _ F_MT F_DIGEST <<<"${IMAGES[0]}"
+    F_SIZE=$(stat -c %s "$TMP/up-$F_KEY.manifest")
+    F_LAYER=$(summary_field "$F_KEY" blobs | cut -d' ' -f2)
+    F_LAYER_SIZE=$(stat -c %s "$TMP/images/$F_KEY/blobs/sha256/${F_LAYER#sha256:}")
+}
+
+mirror_facts_upstream_up() {
+    step "HTTP facts (curl, upstream up)"
+    facts_image
+    head_check "HEAD /v2/$F_NAME/manifests/$F_TAG" "https://$M/v2/$F_NAME/manifests/$F_TAG" "$F_DIGEST" "$F_SIZE" "$F_MT"
+    head_check "HEAD /v2/library/$F_NAME/manifests/$F_TAG" "https://$M/v2/library/$F_NAME/manifests/$F_TAG" \
+        "$F_DIGEST" "$F_SIZE" "$F_MT"
+    head_check "HEAD /v2/$F_NAME/blobs/<layer>" "https://$M/v2/$F_NAME/blobs/$F_LAYER" "$F_LAYER" "$F_LAYER_SIZE"
+    local code
+    code=$("${CURL[@]}" -o "$TMP/blob.mirror" -w '%{http_code}' "https://$M/v2/$F_NAME/blobs/$F_LAYER" || true)
+    curl -sS --max-time 20 -o "$TMP/blob.up" "http://$UP/v2/$F_REPO/blobs/$F_LAYER" || true
+    check "GET blob through the mirror is byte-identical to upstream (status $code)" cmp "$TMP/blob.mirror" "$TMP/blob.up"
+    code=$("${CURL[@]}" -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+        --data-binary @"$TMP/up-$F_KEY.manifest" -o "$TMP/put.body" -w '%{http_code}' \
+        "https://$M/v2/$F_NAME/manifests/e2e-push" || true)
+    if [[ $code == 405 ]] && grep -q UNSUPPORTED "$TMP/put.body"; then
+        pass "PUT manifest: 405 with UNSUPPORTED"
+    else
+        fail "PUT manifest: 405 with UNSUPPORTED" "status $code, body: $(head -c 300 "$TMP/put.body")"
+    fi
+}
+
+mirror_facts_upstream_down() {
+    step "HTTP facts (curl, upstream down)"
+    facts_image
+    local code
+    code=$("${CURL[@]}" -o /dev/null -w '%{http_code}' "https://$M/v2/" || true)
+    expect_eq "GET /v2/ is 200 with the upstream down" "$code" "200"
+    head_check "warm HEAD /v2/$F_NAME/manifests/<digest>" "https://$M/v2/$F_NAME/manifests/$F_DIGEST" \
+        "$F_DIGEST" "$F_SIZE" "$F_MT"
+    head_check "warm HEAD /v2/$F_NAME/blobs/<layer>" "https://$M/v2/$F_NAME/blobs/$F_LAYER" "$F_LAYER" "$F_LAYER_SIZE"
+    # Not counted: by-digest pulls are what must work warm. A tag with the upstream
+    # down is served stale per protocol.md §9 (Warning header); report what happened.
+    code=$("${CURL[@]}" -o /dev/null -D "$TMP/stale.hdr" -w '%{http_code}' \
+        -H "Accept: application/vnd.docker.distribution.manifest.v2+json" \
+        "https://$M/v2/$F_NAME/manifests/$F_TAG" || true)
+    note "GET /v2/$F_NAME/manifests/$F_TAG with the upstream down -> $code$(
+        grep -i '^warning:' "$TMP/stale.hdr" | tr -d '\r' | sed 's/^/, /' || true)"
+}

@@ -1,0 +1,23 @@
+//! Integration tests: the real regmirror server, in-process, against a fake upstream
+//! registry that behaves like Docker Hub (bearer tokens, a CDN behind 307s, 401 for
+//! unknown repositories) and can be told to misbehave.
+//!
+//! One test binary, one module per feature; `support` holds the fake and the harness.
+//! `fake_upstream` checks the fake itself, so a failure elsewhere points at the mirror.
+
+#![allow(clippy::unwrap_used, reason = "a test that cannot unwrap has already failed")]
+
+mod support;
+
+mod accept;
+mod auth;
+mod blobs;
+mod concurrency;
+mod errors;
+mod fake_upstream;
+mod integrity;
+mod manifests;
+mod ping;
+mod restart;
+mod revalidation;
+mod tags;

@@ -1,0 +1,437 @@
+//! An in-process fake upstream registry that behaves like Docker Hub where it matters.
+//!
+//! Two listeners on 127.0.0.1:0: the registry (pings, manifests, blobs, tags/list and a
+//! bearer token endpoint) and a separate "CDN" that blob GETs are redirected to and that
+//! refuses any request carrying `Authorization`, like an S3 presigned URL. Every request
+//! is recorded so tests can assert what did, and did not, reach the upstream, and faults
+//! can be scripted per repository, reference or endpoint.
+
+mod answer;
+mod serve;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+use regmirror::config::Credentials;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::content::{Blob, Format, Image, Index};
+
+/// The `service` the fake's challenges name and its token endpoint expects back.
+pub const SERVICE: &str = "fake.registry";
+
+pub struct FakeRegistry {
+    shared: Arc<Shared>,
+    registry_addr: SocketAddr,
+    cdn_addr: SocketAddr,
+}
+
+#[derive(Default)]
+pub struct Builder {
+    auth: Option<Option<Credentials>>,
+    cdn_redirects: bool,
+    token_ttl: Option<Duration>,
+}
+
+impl Builder {
+    /// Turns on Hub-style bearer auth. With credentials, the token endpoint insists on
+    /// them as `Basic`; without, it hands out anonymous tokens.
+    pub fn bearer_auth(mut self, credentials: Option<Credentials>) -> Builder {
+        self.auth = Some(credentials);
+        self
+    }
+
+    /// Blob GETs and HEADs answer 307 to the CDN listener instead of serving bytes.
+    pub fn cdn_redirects(mut self, on: bool) -> Builder {
+        self.cdn_redirects = on;
+        self
+    }
+
+    /// The `expires_in` of issued tokens, which the fake also enforces (default 60 s).
+    pub fn token_ttl(mut self, ttl: Duration) -> Builder {
+        self.token_ttl = Some(ttl);
+        self
+    }
+
+    pub async fn build(self) -> FakeRegistry {
+        let registry = TcpListener::bind("127.0.0.1:0").await.expect("bind fake registry");
+        let cdn = TcpListener::bind("127.0.0.1:0").await.expect("bind fake CDN");
+        let registry_addr = registry.local_addr().expect("registry address");
+        let cdn_addr = cdn.local_addr().expect("CDN address");
+        let shared = Arc::new(Shared {
+            auth: self.auth.map(|credentials| Auth {
+                credentials,
+                token_ttl: self.token_ttl.unwrap_or(Duration::from_secs(60)),
+            }),
+            cdn_redirects: self.cdn_redirects,
+            registry_url: format!("http://{registry_addr}"),
+            cdn_url: format!("http://{cdn_addr}"),
+            inner: Mutex::default(),
+        });
+        let tasks = vec![
+            tokio::spawn(serve::accept_loop(registry, Arc::clone(&shared), Role::Registry)),
+            tokio::spawn(serve::accept_loop(cdn, Arc::clone(&shared), Role::Cdn)),
+        ];
+        shared.lock().tasks.extend(tasks);
+        FakeRegistry {
+            shared,
+            registry_addr,
+            cdn_addr,
+        }
+    }
+}
+
+impl FakeRegistry {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// No auth, blobs served directly.
+    pub async fn start() -> FakeRegistry {
+        Builder::default().build().await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.registry_addr)
+    }
+
+    pub fn uri(&self) -> http::Uri {
+        self.url().parse().expect("fake registry URL is a URI")
+    }
+
+    pub fn cdn_url(&self) -> String {
+        format!("http://{}", self.cdn_addr)
+    }
+
+    /// Closes both listeners and every open connection, so the upstream looks down
+    /// (connection refused) even to a client holding pooled connections.
+    pub async fn stop(&self) {
+        let tasks = std::mem::take(&mut self.shared.lock().tasks);
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    // ---- content ----
+
+    pub fn add_blob(&self, repo: &str, bytes: impl Into<Bytes>) -> String {
+        let blob = Blob::new(bytes.into());
+        self.shared
+            .lock()
+            .repo(repo)
+            .blobs
+            .insert(blob.digest.clone(), blob.bytes);
+        blob.digest
+    }
+
+    pub fn add_manifest(&self, repo: &str, tag: &str, media_type: &str, bytes: impl Into<Bytes>) -> String {
+        let digest = self.add_untagged_manifest(repo, media_type, bytes);
+        self.set_tag(repo, tag, &digest);
+        digest
+    }
+
+    pub fn add_untagged_manifest(&self, repo: &str, media_type: &str, bytes: impl Into<Bytes>) -> String {
+        let blob = Blob::new(bytes.into());
+        self.shared
+            .lock()
+            .repo(repo)
+            .manifests
+            .insert(blob.digest.clone(), (media_type.to_owned(), blob.bytes));
+        blob.digest
+    }
+
+    /// Points (or moves) a tag at a manifest digest.
+    pub fn set_tag(&self, repo: &str, tag: &str, digest: &str) {
+        self.shared
+            .lock()
+            .repo(repo)
+            .tags
+            .insert(tag.to_owned(), digest.to_owned());
+    }
+
+    pub fn remove_tag(&self, repo: &str, tag: &str) {
+        self.shared.lock().repo(repo).tags.remove(tag);
+    }
+
+    pub fn remove_manifest(&self, repo: &str, digest: &str) {
+        self.shared.lock().repo(repo).manifests.remove(digest);
+    }
+
+    /// Stores a fresh single-platform image (config, layers, manifest) under `tag`.
+    pub fn push_image(&self, repo: &str, tag: &str, format: Format) -> Image {
+        let image = self.push_untagged_image(repo, format, "amd64");
+        self.set_tag(repo, tag, &image.manifest.digest);
+        image
+    }
+
+    /// Stores an OCI index of an amd64 and an arm64 image under `tag`.
+    pub fn push_index(&self, repo: &str, tag: &str) -> Index {
+        let index = Index::build(&["amd64", "arm64"]);
+        for (_, image) in &index.children {
+            self.store_image(repo, image);
+        }
+        let manifest = &index.manifest;
+        self.add_manifest(repo, tag, manifest.media_type, manifest.bytes.clone());
+        index
+    }
+
+    fn push_untagged_image(&self, repo: &str, format: Format, architecture: &str) -> Image {
+        let image = Image::build(format, architecture);
+        self.store_image(repo, &image);
+        image
+    }
+
+    fn store_image(&self, repo: &str, image: &Image) {
+        for blob in image.blobs() {
+            self.add_blob(repo, blob.bytes.clone());
+        }
+        self.add_untagged_manifest(repo, image.manifest.media_type, image.manifest.bytes.clone());
+    }
+
+    // ---- request log ----
+
+    /// Every request either listener has received, oldest first.
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.lock().requests.clone()
+    }
+
+    pub fn count(&self, matches: impl Fn(&Request) -> bool) -> usize {
+        self.shared.lock().requests.iter().filter(|r| matches(r)).count()
+    }
+
+    /// All requests to the registry and the CDN; unchanged across a cache hit.
+    pub fn total(&self) -> usize {
+        self.shared.lock().requests.len()
+    }
+
+    pub fn manifest_gets(&self, name: &str) -> usize {
+        self.count(|r| r.is(Role::Registry, &Method::GET, Kind::Manifest) && r.name.as_deref() == Some(name))
+    }
+
+    pub fn manifest_heads(&self, name: &str) -> usize {
+        self.count(|r| r.is(Role::Registry, &Method::HEAD, Kind::Manifest) && r.name.as_deref() == Some(name))
+    }
+
+    /// Upstream GETs of one manifest, by digest or by any tag pointing at it now.
+    pub fn manifest_gets_of(&self, reference: &str) -> usize {
+        self.count(|r| r.is(Role::Registry, &Method::GET, Kind::Manifest) && r.reference.as_deref() == Some(reference))
+    }
+
+    pub fn blob_gets(&self, digest: &str) -> usize {
+        self.count(|r| r.is(Role::Registry, &Method::GET, Kind::Blob) && r.reference.as_deref() == Some(digest))
+    }
+
+    pub fn cdn_gets(&self, digest: &str) -> usize {
+        self.count(|r| r.is(Role::Cdn, &Method::GET, Kind::Blob) && r.reference.as_deref() == Some(digest))
+    }
+
+    /// Manifest or blob bodies for `reference` that went out in full, from either listener.
+    pub fn bodies_completed(&self, reference: &str) -> usize {
+        self.shared.lock().completed.iter().filter(|r| *r == reference).count()
+    }
+
+    pub fn token_requests(&self) -> Vec<Request> {
+        self.requests().into_iter().filter(|r| r.kind == Kind::Token).collect()
+    }
+
+    // ---- faults ----
+
+    /// Applies `fault` to the next `times` matching requests.
+    pub fn fail_next(&self, target: Target, times: usize, fault: Fault) {
+        self.shared.lock().faults.push(Rule {
+            target,
+            fault,
+            remaining: Some(times),
+        });
+    }
+
+    pub fn fail_always(&self, target: Target, fault: Fault) {
+        self.shared.lock().faults.push(Rule {
+            target,
+            fault,
+            remaining: None,
+        });
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        for task in self.shared.lock().tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Registry,
+    Cdn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ping,
+    Token,
+    Manifest,
+    Blob,
+    TagsList,
+    Other,
+}
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub role: Role,
+    pub method: Method,
+    pub kind: Kind,
+    pub path: String,
+    pub query: Option<String>,
+    /// Repository name; for the CDN, the one the redirect was issued for.
+    pub name: Option<String>,
+    /// Tag or digest.
+    pub reference: Option<String>,
+    pub authorization: Option<String>,
+    /// Every `Accept` line, split on commas and trimmed.
+    pub accept: Vec<String>,
+    pub range: Option<String>,
+}
+
+impl Request {
+    /// Every value of a query parameter, percent-decoded.
+    pub fn query_values(&self, key: &str) -> Vec<String> {
+        serve::parse_query(self.query.as_deref())
+            .into_iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    pub fn is(&self, role: Role, method: &Method, kind: Kind) -> bool {
+        self.role == role && self.method == method && self.kind == kind
+    }
+}
+
+/// Which requests a fault applies to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Every request to either listener.
+    Any,
+    /// Requests for one repository, including CDN requests redirected for it.
+    Name(String),
+    /// Manifest or blob requests (and CDN requests) for one tag or digest.
+    Reference(String),
+    /// The token endpoint.
+    Token,
+}
+
+impl Target {
+    pub fn name(name: &str) -> Target {
+        Target::Name(name.to_owned())
+    }
+
+    pub fn reference(reference: &str) -> Target {
+        Target::Reference(reference.to_owned())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer this status from the registry (not the CDN) with a matching error body:
+    /// 401 carries a bearer challenge, 429 a `Retry-After` when given.
+    Status { status: u16, retry_after: Option<u32> },
+    /// Flip one byte in the middle of a served body; headers and length stay right.
+    CorruptByte,
+    /// Declare the full `Content-Length`, send half the body, then drop the connection.
+    Truncate,
+    /// Wait this long before answering normally.
+    Stall(Duration),
+    /// Serve the body normally but pause this long before each 16 KiB chunk.
+    Throttle(Duration),
+}
+
+impl Fault {
+    pub fn status(status: u16) -> Fault {
+        Fault::Status {
+            status,
+            retry_after: None,
+        }
+    }
+
+    pub fn too_many_requests(retry_after: u32) -> Fault {
+        Fault::Status {
+            status: 429,
+            retry_after: Some(retry_after),
+        }
+    }
+}
+
+struct Rule {
+    target: Target,
+    fault: Fault,
+    remaining: Option<usize>,
+}
+
+struct Auth {
+    credentials: Option<Credentials>,
+    token_ttl: Duration,
+}
+
+struct Shared {
+    auth: Option<Auth>,
+    cdn_redirects: bool,
+    registry_url: String,
+    cdn_url: String,
+    inner: Mutex<Inner>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panicking handler must not hide the request log from the test that reads it.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    repos: BTreeMap<String, Repo>,
+    requests: Vec<Request>,
+    /// References (tag or digest) of manifest and blob bodies sent in full.
+    completed: Vec<String>,
+    faults: Vec<Rule>,
+    tokens: HashMap<String, Token>,
+    issued: u64,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Inner {
+    fn repo(&mut self, name: &str) -> &mut Repo {
+        self.repos.entry(name.to_owned()).or_default()
+    }
+}
+
+#[derive(Default)]
+struct Repo {
+    /// digest -> (media type, bytes)
+    manifests: HashMap<String, (String, Bytes)>,
+    /// Sorted, which is the order tags/list must use.
+    tags: BTreeMap<String, String>,
+    blobs: HashMap<String, Bytes>,
+}
+
+struct Token {
+    scopes: Vec<String>,
+    issued: Instant,
+    ttl: Duration,
+}
