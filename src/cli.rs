@@ -113,4 +113,17 @@ pub struct ServeArgs {
     /// Cap on the bytes the cache keeps on disk, e.g. 50GiB [default: no cap].
     #[arg(long, env = "REGMIRROR_MAX_CACHE_SIZE")]
     pub max_cache_size: Option<String>,
+
+    /// Free space to leave on the data directory's file system; blobs that would eat into it
+    /// pass through uncached [default: 1GiB].
+    #[arg(long, env = "REGMIRROR_MIN_FREE_DISK")]
+    pub min_free_disk: Option<String>,
+
+    /// How long a cached tag may still be served while the upstream fails [default: no limit].
+    #[arg(long, env = "REGMIRROR_MAX_STALE")]
+    pub max_stale: Option<String>,
+
+    /// Time a blob fill may take, plus one second per MiB, before it is given up [default: 5m].
+    #[arg(long, env = "REGMIRROR_FILL_TIMEOUT")]
+    pub fill_timeout: Option<String>,
 }

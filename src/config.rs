@@ -14,6 +14,8 @@ use crate::cli::ServeArgs;
 const DEFAULT_LISTEN: &str = "[::]:5000";
 const DEFAULT_UPSTREAM: &str = "https://registry-1.docker.io";
 const DEFAULT_TAG_TTL: Duration = Duration::from_secs(60);
+const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
+const DEFAULT_FILL_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -43,6 +45,13 @@ pub struct Config {
     pub tls: Tls,
     pub tag_ttl: Duration,
     pub max_cache_size: Option<u64>,
+    /// Fills are not started while the data directory's file system has less free space than
+    /// this (plus the blob); such blobs pass through uncached.
+    pub min_free_disk: u64,
+    /// How long a cached tag may be served while the upstream is failing; `None`: no limit.
+    pub max_stale: Option<Duration>,
+    /// A fill may take this long plus one second per MiB before it is given up.
+    pub fill_timeout: Duration,
     pub credentials: Option<Credentials>,
 }
 
@@ -99,6 +108,9 @@ struct FileConfig {
     insecure_http: bool,
     tag_ttl: Option<String>,
     max_cache_size: Option<String>,
+    min_free_disk: Option<String>,
+    max_stale: Option<String>,
+    fill_timeout: Option<String>,
     upstream_credentials: Option<Credentials>,
 }
 
@@ -113,6 +125,9 @@ impl Config {
             tls: Tls::Off,
             tag_ttl: DEFAULT_TAG_TTL,
             max_cache_size: None,
+            min_free_disk: DEFAULT_MIN_FREE_DISK,
+            max_stale: None,
+            fill_timeout: DEFAULT_FILL_TIMEOUT,
             credentials: None,
         }
     }
@@ -135,6 +150,9 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_UPSTREAM.to_owned());
         let tag_ttl = args.tag_ttl.or(file.tag_ttl);
         let max_cache_size = args.max_cache_size.or(file.max_cache_size);
+        let min_free_disk = args.min_free_disk.or(file.min_free_disk);
+        let max_stale = args.max_stale.or(file.max_stale);
+        let fill_timeout = args.fill_timeout.or(file.fill_timeout);
         let data_dir = data_dir(args.data_dir.or(file.data_dir), state_directory);
         let tls = pick_tls(
             args.tls_cert.or(file.tls_cert),
@@ -149,13 +167,11 @@ impl Config {
             data_dir,
             upstream: parse_upstream(&upstream)?,
             tls,
-            tag_ttl: tag_ttl
-                .map(|v| parse_field("--tag-ttl", &v, parse_duration))
-                .transpose()?
-                .unwrap_or(DEFAULT_TAG_TTL),
-            max_cache_size: max_cache_size
-                .map(|v| parse_field("--max-cache-size", &v, parse_size))
-                .transpose()?,
+            tag_ttl: optional("--tag-ttl", tag_ttl, parse_duration)?.unwrap_or(DEFAULT_TAG_TTL),
+            max_cache_size: optional("--max-cache-size", max_cache_size, parse_size)?,
+            min_free_disk: optional("--min-free-disk", min_free_disk, parse_size)?.unwrap_or(DEFAULT_MIN_FREE_DISK),
+            max_stale: optional("--max-stale", max_stale, parse_duration)?,
+            fill_timeout: optional("--fill-timeout", fill_timeout, parse_duration)?.unwrap_or(DEFAULT_FILL_TIMEOUT),
             credentials: env_credentials.or(file.upstream_credentials),
         })
     }
@@ -196,6 +212,14 @@ fn parse_field<T>(field: &'static str, value: &str, parse: fn(&str) -> Result<T,
         value: value.to_owned(),
         reason,
     })
+}
+
+fn optional<T>(
+    field: &'static str,
+    value: Option<String>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, Error> {
+    value.map(|v| parse_field(field, &v, parse)).transpose()
 }
 
 fn parse_listen(value: &str) -> Result<SocketAddr, Error> {

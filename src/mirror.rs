@@ -16,7 +16,8 @@ use tokio::fs::File;
 
 use crate::api::Error;
 use crate::body::Body;
-use crate::cache::{passthrough, Cache, Failure, Fill, Manifest, Opener};
+use crate::cache::store::TagRecord;
+use crate::cache::{passthrough, Cache, Failure, Fill, Limits, Manifest, Opener};
 use crate::config::Config;
 use crate::digest::{Digest, Hasher};
 use crate::manifest;
@@ -32,6 +33,7 @@ pub struct Mirror {
     upstream: Arc<Upstream>,
     cache: Arc<Cache>,
     tag_ttl: Duration,
+    max_stale: Option<Duration>,
     tag_lists: moka::sync::Cache<(RepoName, Option<String>), TagList>,
 }
 
@@ -101,11 +103,17 @@ struct Resolved {
 
 impl Mirror {
     pub fn new(config: &Config) -> std::io::Result<Mirror> {
-        let cache = Cache::load(&config.data_dir, config.max_cache_size)?;
+        let limits = Limits {
+            max_bytes: config.max_cache_size,
+            min_free_disk: config.min_free_disk,
+            fill_timeout: config.fill_timeout,
+        };
+        let cache = Cache::load(&config.data_dir, limits)?;
         Ok(Mirror {
             upstream: Arc::new(Upstream::new(config.upstream.clone(), config.credentials.clone())),
             cache: Arc::new(cache),
             tag_ttl: config.tag_ttl,
+            max_stale: config.max_stale,
             tag_lists: moka::sync::Cache::new(MAX_TAG_LISTS),
         })
     }
@@ -167,7 +175,7 @@ impl Mirror {
         let head = match self.upstream.manifest(Method::HEAD, repo, &reference).await {
             Ok(head) => head,
             Err(e) => match known_digest {
-                Some(digest) if e.is_outage() => {
+                Some(digest) if e.is_outage() && self.may_serve_stale(known.as_ref()) => {
                     tracing::warn!(%repo, %tag, error = %e, "upstream unavailable; serving the cached tag");
                     return Ok(Resolved {
                         digest,
@@ -193,6 +201,15 @@ impl Mirror {
         };
         self.cache.set_tag(repo, tag, &resolved.digest).await?;
         Ok(resolved)
+    }
+
+    /// Whether a tag last confirmed by the upstream at `record` may still stand in for it.
+    fn may_serve_stale(&self, record: Option<&TagRecord>) -> bool {
+        match (self.max_stale, record) {
+            (None, _) => true,
+            (Some(max), Some(record)) => record.age() <= max,
+            (Some(_), None) => false,
+        }
     }
 
     /// GETs a manifest, checks its bytes against the digest asked for (or, by tag, the one the
@@ -249,25 +266,30 @@ impl Mirror {
                 content_length(response.headers()).ok_or_else(|| protocol("blob HEAD without Content-Length"))?;
             return Ok(BlobAnswer::Head { size });
         }
-        match self.cache.fill(digest, self.blob_opener(repo, digest)).await {
-            Ok(fill) => {
-                let size = fill.ready().await.map_err(|failure| match failure {
-                    Failure::Upstream(e) => Error::from_upstream(e, Error::BlobUnknown),
-                    Failure::Aborted(reason) => protocol(&reason),
-                })?;
-                Ok(BlobAnswer::Filling { fill, size })
-            }
+        let fill = match self.cache.fill(digest, self.blob_opener(repo, digest)).await {
+            Ok(fill) => fill,
             Err(e) => {
-                tracing::warn!(%digest, error = %e, "the cache cannot take the blob; passing it through");
-                let response = self.upstream.blob(Method::GET, repo, digest).await;
-                let response = response.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
-                let size = content_length(response.headers());
-                Ok(BlobAnswer::Streaming {
-                    body: passthrough::stream(digest.clone(), size, response.into_body()),
-                    size,
-                })
+                tracing::warn!(%digest, error = %e, "cannot spool the blob; passing it through uncached");
+                return self.pass_through(repo, digest).await;
             }
+        };
+        match fill.ready().await {
+            Ok(size) => Ok(BlobAnswer::Filling { fill, size }),
+            Err(Failure::NoSpace(size)) => {
+                tracing::warn!(%digest, size, "not enough free disk; passing the blob through uncached");
+                self.pass_through(repo, digest).await
+            }
+            Err(Failure::Upstream(e)) => Err(Error::from_upstream(e, Error::BlobUnknown)),
+            Err(Failure::Aborted(reason)) => Err(protocol(&reason)),
         }
+    }
+
+    async fn pass_through(&self, repo: &RepoName, digest: &Digest) -> Result<BlobAnswer, Error> {
+        let response = self.upstream.blob(Method::GET, repo, digest).await;
+        let response = response.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
+        let size = content_length(response.headers());
+        let body = passthrough::stream(digest.clone(), size, response.into_body());
+        Ok(BlobAnswer::Streaming { body, size })
     }
 
     /// How a fill (re)opens the blob at the upstream: always through this repository, and

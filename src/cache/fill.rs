@@ -62,6 +62,9 @@ pub enum Failure {
     /// The transfer went wrong after it started: bad bytes, a short body, a dead upstream.
     #[error("blob transfer aborted: {0}")]
     Aborted(String),
+    /// The disk cannot take the blob; nothing was sent, so it can still be passed through.
+    #[error("no room in the cache for {0} bytes")]
+    NoSpace(u64),
 }
 
 pub struct Fill {
@@ -221,20 +224,38 @@ impl Task {
             return Err(Failure::Upstream(upstream::Error::Status(response.status())));
         }
         let size = content_length(&response);
+        let temp = self.reserve(temp, size)?;
+        let hasher = Hasher::new(self.digest.algorithm());
         let mut transfer = Transfer {
             size,
             received: 0,
-            hasher: Hasher::new(self.digest.algorithm()),
+            hasher,
             temp,
         };
         self.fill
             .progress
             .send_replace(Progress::Streaming { size, releasable: 0 });
-        let (mut body, mut skip) = (response.into_body(), 0);
+        let limit = self.time_limit(size);
+        let receive = self.receive(open, &mut transfer, response.into_body());
+        match tokio::time::timeout(limit, receive).await {
+            Ok(result) => result?,
+            Err(_) => return Err(Failure::Aborted(format!("not done within {limit:?}"))),
+        }
+        let actual = std::mem::replace(&mut transfer.hasher, Hasher::new(self.digest.algorithm())).finish();
+        if actual != self.digest {
+            return Err(Failure::Aborted(format!("upstream bytes hash to {actual}")));
+        }
+        Ok(transfer)
+    }
+
+    /// Streams the body into the spool, resuming a bounded number of times when the upstream
+    /// breaks off.
+    async fn receive(&self, open: &Opener, transfer: &mut Transfer, body: Incoming) -> Result<(), Failure> {
+        let (mut body, mut skip) = (body, 0);
         let mut resumes = 0;
         loop {
-            match self.pump(&mut transfer, body, skip).await? {
-                Pumped::Complete => break,
+            match self.pump(transfer, body, skip).await? {
+                Pumped::Complete => return Ok(()),
                 Pumped::BrokeOff(reason) if resumes < MAX_RESUMES => {
                     resumes += 1;
                     tracing::info!(digest = %self.digest, at = transfer.received, reason, "upstream broke off; resuming");
@@ -243,11 +264,26 @@ impl Task {
                 Pumped::BrokeOff(reason) => return Err(Failure::Aborted(reason)),
             }
         }
-        let actual = std::mem::replace(&mut transfer.hasher, Hasher::new(self.digest.algorithm())).finish();
-        if actual != self.digest {
-            return Err(Failure::Aborted(format!("upstream bytes hash to {actual}")));
+    }
+
+    /// Claims the disk space for a blob of known size up front, so a full disk shows before
+    /// any byte is sent (and the blob can still pass through) rather than halfway.
+    fn reserve(&self, temp: TempFile, size: Option<u64>) -> Result<TempFile, Failure> {
+        let Some(size) = size else { return Ok(temp) };
+        let stats = rustix::fs::fstatvfs(&temp.file).map_err(|e| Failure::Aborted(format!("statvfs: {e}")))?;
+        let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+        if free < size.saturating_add(self.cache.limits.min_free_disk) {
+            return Err(Failure::NoSpace(size));
         }
-        Ok(transfer)
+        if size > 0 {
+            rustix::fs::fallocate(&temp.file, rustix::fs::FallocateFlags::empty(), 0, size)
+                .map_err(|_| Failure::NoSpace(size))?;
+        }
+        Ok(temp)
+    }
+
+    fn time_limit(&self, size: Option<u64>) -> Duration {
+        self.cache.limits.fill_timeout + Duration::from_secs(size.unwrap_or(0) >> 20)
     }
 
     /// Copies body frames into the spool until the body ends or breaks off. `skip` bytes at the

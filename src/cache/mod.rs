@@ -10,6 +10,7 @@ pub mod store;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::fs::File;
@@ -26,6 +27,18 @@ pub struct Cache {
     store: Arc<Store>,
     index: Index,
     fills: Fills,
+    limits: Limits,
+}
+
+/// Bounds on what the cache takes in.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Byte cap on cached content; moka evicts beyond it.
+    pub max_bytes: Option<u64>,
+    /// Free space a fill must leave on the file system.
+    pub min_free_disk: u64,
+    /// A fill's time limit is this plus one second per MiB of blob.
+    pub fill_timeout: Duration,
 }
 
 /// A manifest as served: exact bytes and the media type the upstream gave it.
@@ -36,9 +49,9 @@ pub struct Manifest {
 
 impl Cache {
     /// Opens the store and rebuilds the index from what is on disk.
-    pub fn load(dir: &Path, max_bytes: Option<u64>) -> io::Result<Cache> {
+    pub fn load(dir: &Path, limits: Limits) -> io::Result<Cache> {
         let store = Arc::new(Store::init(dir)?);
-        let index = Index::new(store.clone(), max_bytes);
+        let index = Index::new(store.clone(), limits.max_bytes);
         for found in store.scan()? {
             let entry = Entry {
                 size: found.size,
@@ -50,6 +63,7 @@ impl Cache {
             store,
             index,
             fills: Fills::default(),
+            limits,
         })
     }
 

@@ -7,6 +7,7 @@
 
 pub mod auth;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +34,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// say what went wrong.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(25);
 const MAX_REDIRECTS: usize = 5;
+/// Below this many pulls left in Docker Hub's window, every drop is logged.
+const LOW_RATE_LIMIT: i64 = 10;
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -70,6 +73,8 @@ pub struct Upstream {
     base: Uri,
     credentials: Option<Credentials>,
     tokens: Tokens,
+    /// Docker Hub's `ratelimit-remaining` from the latest answer that carried it.
+    rate_limit_remaining: AtomicI64,
 }
 
 impl Upstream {
@@ -90,6 +95,7 @@ impl Upstream {
             base,
             credentials,
             tokens: Tokens::default(),
+            rate_limit_remaining: AtomicI64::new(-1),
         }
     }
 
@@ -137,6 +143,7 @@ impl Upstream {
             let response = self
                 .follow(&method, uri.clone(), authorization.clone(), &headers)
                 .await?;
+            self.note_rate_limit(&response);
             if response.status() != StatusCode::UNAUTHORIZED || retried {
                 return classify(response);
             }
@@ -152,6 +159,24 @@ impl Upstream {
             self.tokens.put(&scope, value.clone(), life);
             authorization = Some(value);
             retried = true;
+        }
+    }
+
+    /// Pulls left in Docker Hub's current window, when it has said so; no header means no limit.
+    pub fn rate_limit_remaining(&self) -> Option<u64> {
+        u64::try_from(self.rate_limit_remaining.load(Ordering::Relaxed)).ok()
+    }
+
+    fn note_rate_limit(&self, response: &Response) {
+        let value = response
+            .headers()
+            .get("ratelimit-remaining")
+            .and_then(|v| v.to_str().ok());
+        if let Some(remaining) = value.and_then(|v| v.split(';').next()?.trim().parse::<i64>().ok()) {
+            let before = self.rate_limit_remaining.swap(remaining, Ordering::Relaxed);
+            if remaining < LOW_RATE_LIMIT && remaining != before {
+                tracing::warn!(remaining, "the upstream's pull rate limit is nearly used up");
+            }
         }
     }
 
