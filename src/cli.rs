@@ -27,6 +27,33 @@ pub enum Command {
     Cert(CertCommand),
     /// Print what to configure on a client so it pulls through this mirror.
     ClientConfig(ClientConfigArgs),
+    /// Inspect, shrink or check the cache (safe while `serve` runs).
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Counts and sizes.
+    Stats(DataDirArg),
+    /// Cached images (tags) and content with last access.
+    Ls(DataDirArg),
+    /// Delete content: unused for a while, then least recently used down to a size.
+    Prune(PruneArgs),
+    /// Re-hash every file; mismatches are quarantined and the exit code is non-zero.
+    Verify(DataDirArg),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// Shrink the cache to at most this size, e.g. 20GiB.
+    #[arg(long)]
+    pub max_size: Option<String>,
+    /// Delete content not used for this long, e.g. 30d.
+    #[arg(long)]
+    pub older_than: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

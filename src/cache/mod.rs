@@ -4,6 +4,7 @@
 
 mod fill;
 mod index;
+pub mod maintenance;
 pub mod passthrough;
 pub mod store;
 

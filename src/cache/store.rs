@@ -40,6 +40,9 @@ pub struct Scanned {
     pub digest: Digest,
     pub size: u64,
     pub media_type: Option<String>,
+    /// The file's access time: when it was last served, as closely as the mount's atime
+    /// policy (relatime, typically) records it.
+    pub accessed: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +112,15 @@ impl Drop for TempFile {
 }
 
 impl Store {
+    /// Opens an existing store without touching it, for maintenance beside a running server.
+    pub fn at(root: &Path) -> io::Result<Store> {
+        if !root.join("blobs").is_dir() {
+            let message = format!("{} holds no regmirror cache", root.display());
+            return Err(io::Error::new(io::ErrorKind::NotFound, message));
+        }
+        Ok(Store { root: root.to_owned() })
+    }
+
     /// Creates the layout if needed and removes unverified leftovers of an earlier run.
     pub fn init(root: &Path) -> io::Result<Store> {
         let store = Store { root: root.to_owned() };
@@ -125,7 +137,7 @@ impl Store {
         Ok(store)
     }
 
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.root
             .join("blobs")
             .join(digest.algorithm().name())
@@ -193,6 +205,26 @@ impl Store {
         write_atomically(self, &self.media_type_path(digest), media_type.as_bytes()).await
     }
 
+    /// Moves content that failed verification aside, out of the store but kept for a look.
+    pub fn quarantine(&self, digest: &Digest) -> io::Result<PathBuf> {
+        let dir = self.root.join("quarantine");
+        std::fs::create_dir_all(&dir)?;
+        let target = dir.join(format!("{}-{}", digest.algorithm().name(), digest.hex()));
+        std::fs::rename(self.blob_path(digest), &target)?;
+        let _ = std::fs::remove_file(self.media_type_path(digest));
+        Ok(target)
+    }
+
+    /// Every tag record: repository, tag, record.
+    pub fn tags(&self) -> io::Result<Vec<(String, String, TagRecord)>> {
+        let mut found = Vec::new();
+        let root = self.root.join("tags").join(UPSTREAM_KEY);
+        if root.is_dir() {
+            collect_tags(&root, &root, &mut found)?;
+        }
+        Ok(found)
+    }
+
     /// Removes content and its media type; used by eviction, so it is synchronous.
     pub fn remove(&self, digest: &Digest) -> io::Result<()> {
         let _ = std::fs::remove_file(self.media_type_path(digest));
@@ -236,16 +268,43 @@ impl Store {
                 let Ok(digest) = format!("{}:{}", alg.name(), name.to_string_lossy()).parse::<Digest>() else {
                     continue;
                 };
-                let size = entry.metadata()?.len();
+                let metadata = entry.metadata()?;
+                let (size, accessed) = (metadata.len(), metadata.accessed().ok());
                 found.push(Scanned {
                     digest,
                     size,
                     media_type: media_types.remove(&name),
+                    accessed,
                 });
             }
         }
         Ok(found)
     }
+}
+
+/// Walks `tags/<upstream>/<repo…>/_tags/<tag>`.
+fn collect_tags(root: &Path, dir: &Path, found: &mut Vec<(String, String, TagRecord)>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.file_name().is_some_and(|n| n == "_tags") {
+            let repo = path
+                .parent()
+                .and_then(|p| p.strip_prefix(root).ok())
+                .map(|p| p.to_string_lossy().into_owned());
+            for tag in std::fs::read_dir(&path)? {
+                let tag = tag?;
+                let record = std::fs::read(tag.path())
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+                if let (Some(repo), Some(record)) = (&repo, record) {
+                    found.push((repo.clone(), tag.file_name().to_string_lossy().into_owned(), record));
+                }
+            }
+        } else if path.is_dir() {
+            collect_tags(root, &path, found)?;
+        }
+    }
+    Ok(())
 }
 
 async fn write_atomically(store: &Store, path: &Path, bytes: &[u8]) -> io::Result<()> {
