@@ -48,16 +48,17 @@ pub async fn run(
 ) -> Result<(), Error> {
     let tls = tls::setup(&config.tls)?;
     let acceptor = tls.acceptor;
-    let app = Arc::new(App {
-        mirror: Mirror::new(&config)?,
-        ca_cert: tls.ca.as_ref().map(|ca| Bytes::from(ca.pem.clone())),
-    });
+    let loading = Instant::now();
+    let mirror = Mirror::new(&config)?;
+    let index_ms = loading.elapsed().as_millis() as u64;
+    let app = Arc::new(App { mirror, ca_cert: tls.ca.as_ref().map(|ca| Bytes::from(ca.pem.clone())) });
     let local = listener.local_addr()?;
     tracing::info!(
         listen = %local,
         upstream = %config.upstream,
         data_dir = %config.data_dir.display(),
         cached = app.mirror.cached_entries(),
+        index_ms,
         tls = acceptor.is_some(),
         "regmirror ready"
     );

@@ -1,7 +1,8 @@
 # Shared helpers for tests/e2e/run.sh and tests/e2e/stages/*.sh (sourced, not run).
 #
-# Globals set by run.sh before these are used: TMP (the run's temp dir), SUMMARY
-# (mkimages.py's summary.json), MIRROR_LOG (regmirror's stderr).
+# Globals they rely on: TMP (the run's temp dir, set by run.sh), SUMMARY (mkimages.py's
+# summary.json, set by stages/upstream.sh), MIRROR_LOG (regmirror's stderr, set by
+# stages/mirror.sh).
 
 step() { printf '\n== e2e: %s\n' "$*"; }
 info() { printf 'e2e: %s\n' "$*"; }
@@ -111,8 +112,8 @@ EOF
 
 # ------------------------------------------------------- private mount namespace
 # private_dir DIR [copy]: bind-mount an empty directory (or, with "copy", a copy of
-# DIR's contents) over DIR, inside this script's own mount namespace only; prints
-# the private directory backing it. DIR must exist (its package creates it).
+# DIR's contents) over DIR, inside this script's own mount namespace only. DIR must
+# exist (its package creates it).
 private_dir() {
     local dir=$1 mode=${2:-} backing
     [[ -d $dir ]] || die "$dir does not exist (it is created by its package); cannot mount over it"
@@ -120,7 +121,6 @@ private_dir() {
     mkdir -p "$backing"
     if [[ $mode == copy ]]; then cp -a "$dir/." "$backing/"; fi
     mount --bind "$backing" "$dir" || die "mount --bind $backing $dir failed"
-    printf '%s\n' "$backing"
 }
 # private_file FILE CONTENT: bind-mount a private file with CONTENT over FILE.
 private_file() {
@@ -193,7 +193,7 @@ mirror_served() {
     for item in "$@"; do
         grep -qE "path=/v2/$repo/${item}[? ]" <<<"$lines" || missing+=" ${item:0:30}…"
     done
-    want="GET for $# manifests and blobs, 200${MS_NS:+, ?ns=$MS_NS}${MS_CACHE:+, cache=$MS_CACHE}"
+    want="$# manifest/blob GETs answered 200${MS_NS:+, with ?ns=$MS_NS}${MS_CACHE:+, cache=$MS_CACHE}"
     n=$(log_since "$mark" | grep -c "path=/v2/$repo/" || true)
     if [[ -z $missing ]]; then
         pass "$what: mirror log shows it ($want; $n requests)"
@@ -222,8 +222,11 @@ pull_items() {
 #   CLIENT_pull REF, CLIENT_rm REF
 #   CLIENT_id REF           prints what identifies the stored image (fails if absent)
 #   CLIENT_want KEY         prints what CLIENT_id should print
-# and SENDS_NS[CLIENT], the ?ns= it sends, if any.
+# and SENDS_NS[CLIENT], the ?ns= it sends, if any; KEEPS_MANIFESTS[CLIENT] set when the
+# client keeps manifests it has seen after removing the image (then a warm pull by
+# digest need not ask the mirror for the top manifest; blobs it must still fetch).
 declare -A SENDS_NS=()
+declare -A KEEPS_MANIFESTS=()
 HOST_ARCH=$(case $(uname -m) in x86_64) echo amd64 ;; aarch64) echo arm64 ;; *) uname -m ;; esac)
 
 client_pull() {
@@ -236,6 +239,7 @@ client_pull() {
     else
         ref="$base@$digest"
         mapfile -t items < <(pull_items "$key" "$digest")
+        [[ -z ${KEEPS_MANIFESTS[$client]:-} ]] || items=("${items[@]:1}")
         cache=hit
         run_logged "$TMP/$client.rm.log" "${client}_rm" "$base:$tag" || true
         if "${client}_id" "$base:$tag" >/dev/null 2>&1; then
@@ -264,6 +268,11 @@ FINISHED=""  # set by run.sh when every stage ran
 cleanup() {
     local rc=$? i f
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}" 20; done
+    # Anything still running from TMP was started by a daemon and outlived it.
+    f=$(pgrep -a -f -- "$TMP/" || true)
+    if [[ -n $f ]]; then
+        fail "no process left running from $TMP" "$f"
+    fi
     umount_under "$TMP"
     if ((rc != 0 || FAILED != 0)); then
         for f in "${LOG_FILES[@]}"; do

@@ -3,14 +3,16 @@
 # A containerd of its own (root, state, sockets in TMP; the CRI plugin disabled), and
 # `ctr images pull --hosts-dir` with docker.io/hosts.toml naming https://regmirror.test:PORT
 # (pull, resolve) and regmirror's CA. containerd sends ?ns=docker.io on every request.
-# Sets: CTRD_SOCK (dockerd reuses this containerd).
+# containerd_start is also used by the docker stage, for dockerd's own containerd.
 
 CONTAINERD_IMAGES=(tiny multi)
 SENDS_NS["containerd"]=docker.io
 
-containerd_setup() {
-    local dir="$TMP/containerd"
-    mkdir -p "$dir/hosts/docker.io"
+# containerd_start NAME DIR: a containerd with its root, state, sockets and config in
+# DIR; sets CTRD_SOCK to its socket. Returns 1 if it does not come up.
+containerd_start() {
+    local name=$1 dir=$2
+    mkdir -p "$dir"
     cat >"$dir/config.toml" <<EOF
 version = 2
 root = "$dir/root"
@@ -26,22 +28,28 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "$dir/opt"
 EOF
-    cp "$CACERT" "$dir/hosts/docker.io/regmirror-ca.crt"
-    cat >"$dir/hosts/docker.io/hosts.toml" <<EOF
+    LOG_FILES+=("$dir/containerd.log")
+    start_bg "$name" "$dir/containerd.log" containerd --config "$dir/config.toml"
+    wait_until "$name" "$BG_PID" 100 ctr -a "$dir/containerd.sock" version || return 1
+    CTRD_SOCK="$dir/containerd.sock"
+}
+
+containerd_setup() {
+    local dir="$TMP/containerd"
+    containerd_start containerd "$dir" || return 1
+    CTR=(timeout 120 ctr -a "$CTRD_SOCK")
+    CTR_HOSTS="$dir/hosts"
+    mkdir -p "$CTR_HOSTS/docker.io"
+    cp "$CACERT" "$CTR_HOSTS/docker.io/regmirror-ca.crt"
+    cat >"$CTR_HOSTS/docker.io/hosts.toml" <<EOF
 server = "https://registry-1.docker.io"
 
 [host."https://$M"]
   capabilities = ["pull", "resolve"]
-  ca = "$dir/hosts/docker.io/regmirror-ca.crt"
+  ca = "$CTR_HOSTS/docker.io/regmirror-ca.crt"
 EOF
-    info "hosts.toml ($dir/hosts/docker.io/hosts.toml):"
-    sed 's/^/     | /' "$dir/hosts/docker.io/hosts.toml"
-    LOG_FILES+=("$dir/containerd.log")
-    start_bg containerd "$dir/containerd.log" containerd --config "$dir/config.toml"
-    CTR=(timeout 120 ctr -a "$dir/containerd.sock")
-    wait_until containerd "$BG_PID" 100 "${CTR[@]}" version || return 1
-    CTRD_SOCK="$dir/containerd.sock"
-    CTR_HOSTS="$dir/hosts"
+    info "hosts.toml ($CTR_HOSTS/docker.io/hosts.toml):"
+    sed 's/^/     | /' "$CTR_HOSTS/docker.io/hosts.toml"
 }
 
 containerd_name() { printf 'docker.io/%s\n' "$2"; }

@@ -120,14 +120,22 @@ mirror_facts_upstream_up() {
     code=$("${CURL[@]}" -o "$TMP/blob.mirror" -w '%{http_code}' "https://$M/v2/$F_NAME/blobs/$F_LAYER" || true)
     curl -sS --max-time 20 -o "$TMP/blob.up" "http://$UP/v2/$F_REPO/blobs/$F_LAYER" || true
     check "GET blob through the mirror is byte-identical to upstream (status $code)" cmp "$TMP/blob.mirror" "$TMP/blob.up"
-    code=$("${CURL[@]}" -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
-        --data-binary @"$TMP/up-$F_KEY.manifest" -o "$TMP/put.body" -w '%{http_code}' \
-        "https://$M/v2/$F_NAME/manifests/e2e-push" || true)
+    # Over HTTP/1.1: over HTTP/2 the mirror may answer before the request body has
+    # arrived and then reset the stream with NO_ERROR (allowed by RFC 9113 §8.1), which
+    # curl 7.88 reports as error 92 now and then; that is noted below, not counted.
+    local i codes="" put=(-X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json'
+        --data-binary @"$TMP/up-$F_KEY.manifest" "https://$M/v2/$F_NAME/manifests/e2e-push")
+    code=$("${CURL[@]}" --http1.1 -o "$TMP/put.body" -w '%{http_code}' "${put[@]}" || true)
     if [[ $code == 405 ]] && grep -q UNSUPPORTED "$TMP/put.body"; then
-        pass "PUT manifest: 405 with UNSUPPORTED"
+        pass "PUT manifest (HTTP/1.1): 405 with UNSUPPORTED"
     else
-        fail "PUT manifest: 405 with UNSUPPORTED" "status $code, body: $(head -c 300 "$TMP/put.body")"
+        fail "PUT manifest (HTTP/1.1): 405 with UNSUPPORTED" \
+            "status $code, body: $(head -c 300 "$TMP/put.body" 2>/dev/null)"
     fi
+    for ((i = 0; i < 10; i++)); do
+        codes+=" $("${CURL[@]}" --http2 -o /dev/null -w '%{http_code}' "${put[@]}" 2>/dev/null || true)"
+    done
+    note "10 PUTs over HTTP/2 gave:$codes (000: curl error 92 after the mirror's RST_STREAM(NO_ERROR))"
 }
 
 mirror_facts_upstream_down() {

@@ -7,12 +7,18 @@
 # CA in the private /etc/containers/certs.d/regmirror.test:PORT/ (shared with podman).
 
 # containers_config: registries.conf with the mirror stanza, and the CA in a private
-# /etc/containers/certs.d. Sets CONTAINERS_ENV (env assignments for podman and skopeo).
+# /etc/containers/certs.d. Sets REGISTRIES_CONF and CONTAINERS_ENV (environment for
+# podman and skopeo). podman reads CONTAINERS_REGISTRIES_CONF itself; skopeo 1.9
+# (containers/image 5.23) ignores it and takes the hidden --registries-conf flag.
 containers_config() {
     [[ -z ${CONTAINERS_ENV+set} ]] || return 0
-    private_dir /etc/containers copy >/dev/null || return 1
+    # A private copy of /etc/containers (policy.json, storage defaults) without the
+    # machine's registries.conf.d drop-ins, which would apply on top of ours.
+    private_dir /etc/containers copy
+    rm -f /etc/containers/registries.conf.d/*
     mkdir -p "/etc/containers/certs.d/$M" && cp "$CACERT" "/etc/containers/certs.d/$M/ca.crt" || return 1
-    cat >"$TMP/registries.conf" <<EOF
+    REGISTRIES_CONF="$TMP/registries.conf"
+    cat >"$REGISTRIES_CONF" <<EOF
 unqualified-search-registries = []
 
 [[registry]]
@@ -22,10 +28,12 @@ location = "docker.io"
 [[registry.mirror]]
 location = "$M"
 EOF
-    mkdir -p "$TMP/containers-tmp"
-    CONTAINERS_ENV=(CONTAINERS_REGISTRIES_CONF="$TMP/registries.conf" TMPDIR="$TMP/containers-tmp")
-    info "registries.conf (CONTAINERS_REGISTRIES_CONF=$TMP/registries.conf):"
-    sed 's/^/     | /' "$TMP/registries.conf"
+    mkdir -p "$TMP/containers-tmp" "$TMP/containers-home"
+    # HOME: no per-user registries.conf.d, containers.conf or credentials of this machine.
+    CONTAINERS_ENV=(CONTAINERS_REGISTRIES_CONF="$REGISTRIES_CONF" TMPDIR="$TMP/containers-tmp"
+        HOME="$TMP/containers-home")
+    info "registries.conf ($REGISTRIES_CONF):"
+    sed 's/^/     | /' "$REGISTRIES_CONF"
     info "CA: /etc/containers/certs.d/$M/ca.crt (private bind mount)"
 }
 
@@ -80,7 +88,9 @@ compare_raw() {
 # skopeo_copy WHAT KEY SRC DEST_DIR [ARGS...]: skopeo copy --all SRC dir:DEST_DIR, verified.
 skopeo_copy() {
     local what=$1 key=$2 src=$3 dest=$4; shift 4
-    if run_logged "$TMP/copy.log" env "${CONTAINERS_ENV[@]}" "${SKOPEO[@]}" copy -q --all "$@" "$src" "dir:$dest"; then
+    mkdir -p "$(dirname "$dest")"
+    if run_logged "$TMP/copy.log" env "${CONTAINERS_ENV[@]}" "${SKOPEO[@]}" \
+        --registries-conf "$REGISTRIES_CONF" copy -q --all "$@" "$src" "dir:$dest"; then
         pass "$what: skopeo copy $src"
         verify_dir "$key" "$dest" "$what"
     else
