@@ -51,7 +51,10 @@ pub async fn run(
     let loading = Instant::now();
     let mirror = Mirror::new(&config)?;
     let index_ms = loading.elapsed().as_millis() as u64;
-    let app = Arc::new(App { mirror, ca_cert: tls.ca.as_ref().map(|ca| Bytes::from(ca.pem.clone())) });
+    let app = Arc::new(App {
+        mirror,
+        ca_cert: tls.ca.as_ref().map(|ca| Bytes::from(ca.pem.clone())),
+    });
     let local = listener.local_addr()?;
     tracing::info!(
         listen = %local,
