@@ -105,7 +105,12 @@ pub fn client_config(args: ClientConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn serve(args: ServeArgs) -> ExitCode {
+pub fn serve(mut args: ServeArgs) -> ExitCode {
+    // Under systemd, ConfigurationDirectory= names where the config file lives.
+    if args.config.is_none() {
+        let default = env("CONFIGURATION_DIRECTORY").map(|dir| PathBuf::from(dir).join("config.toml"));
+        args.config = default.filter(|path| path.exists());
+    }
     let credentials = config::env_credentials(env("REGMIRROR_UPSTREAM_USERNAME"), env("REGMIRROR_UPSTREAM_PASSWORD"));
     let config = credentials
         .and_then(|credentials| Config::from_args(args, credentials, env("STATE_DIRECTORY").map(PathBuf::from)));

@@ -20,6 +20,7 @@ pub mod config;
 pub mod digest;
 pub mod manifest;
 pub mod mirror;
+pub mod notify;
 pub mod reference;
 pub mod server;
 pub mod tls;

@@ -118,6 +118,10 @@ impl Mirror {
         })
     }
 
+    pub fn cache_writable(&self) -> bool {
+        self.cache.writable()
+    }
+
     pub fn cached_entries(&self) -> u64 {
         self.cache.entry_count()
     }

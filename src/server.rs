@@ -24,7 +24,7 @@ use crate::body::Body;
 use crate::certs;
 use crate::config::Config;
 use crate::mirror::{Mirror, Source};
-use crate::tls;
+use crate::{notify, tls};
 
 /// A client gets this long to send its request headers, so an idle or silent connection
 /// cannot hold a task forever.
@@ -74,6 +74,7 @@ pub async fn run(
             "clients trust the mirror by installing its CA (also served at /ca.crt)"
         );
     }
+    notify::ready();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -97,6 +98,7 @@ pub async fn run(
             () = &mut shutdown => break,
         }
     }
+    notify::stopping();
     drop(listener);
     tracing::info!(
         open = graceful.count(),

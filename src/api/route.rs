@@ -13,6 +13,10 @@ pub enum Route {
     Base,
     /// `/ca.crt`: the mirror's own CA certificate, for clients to install.
     CaCert,
+    /// `/healthz`: the process answers.
+    Health,
+    /// `/readyz`: the index is loaded and the cache writable.
+    Ready,
     Manifest {
         repo: RepoName,
         reference: Reference,
@@ -31,8 +35,12 @@ impl Route {
     /// repository may itself contain `manifests` or `blobs` components: tags hold no `/` and
     /// digests hold a `:`, which keeps the split unambiguous.
     pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
-        if path == "/ca.crt" && (*method == Method::GET || *method == Method::HEAD) {
-            return Ok(Route::CaCert);
+        let read = *method == Method::GET || *method == Method::HEAD;
+        match path {
+            "/ca.crt" if read => return Ok(Route::CaCert),
+            "/healthz" if read => return Ok(Route::Health),
+            "/readyz" if read => return Ok(Route::Ready),
+            _ => {}
         }
         let Some(rest) = path.strip_prefix("/v2") else {
             return Err(Error::NoRoute);
@@ -97,6 +105,8 @@ mod tests {
         match route {
             Route::Base => "base".into(),
             Route::CaCert => "ca".into(),
+            Route::Health => "health".into(),
+            Route::Ready => "ready".into(),
             Route::Manifest { repo, reference } => format!("manifest {repo} {reference}"),
             Route::Blob { repo, digest } => format!("blob {repo} {digest}"),
             Route::Tags { repo } => format!("tags {repo}"),
@@ -108,6 +118,8 @@ mod tests {
         check(Method::GET, "/v2/", Ok("base"));
         check(Method::GET, "/v2", Ok("base"));
         check(Method::GET, "/ca.crt", Ok("ca"));
+        check(Method::GET, "/healthz", Ok("health"));
+        check(Method::HEAD, "/readyz", Ok("ready"));
         check(
             Method::HEAD,
             "/v2/alpine/manifests/3.20",

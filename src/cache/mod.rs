@@ -68,6 +68,10 @@ impl Cache {
         })
     }
 
+    pub fn writable(&self) -> bool {
+        self.store.writable()
+    }
+
     pub fn entry_count(&self) -> u64 {
         self.index.entry_count()
     }

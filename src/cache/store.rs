@@ -137,6 +137,11 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether fills can create files here (the data directory may be read-only or gone).
+    pub fn writable(&self) -> bool {
+        rustix::fs::access(self.root.join("tmp"), rustix::fs::Access::WRITE_OK).is_ok()
+    }
+
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.root
             .join("blobs")
