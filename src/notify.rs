@@ -15,7 +15,9 @@ pub fn stopping() {
 }
 
 fn send(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     if let Err(e) = send_to(&path.to_string_lossy(), state) {
         tracing::warn!(error = %e, state, "cannot notify systemd");
     }
@@ -49,7 +51,8 @@ mod tests {
     #[test]
     fn sends_to_an_abstract_socket() {
         let name = format!("regmirror-test-{}", std::process::id());
-        let listener = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).expect("addr")).expect("bind");
+        let listener =
+            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).expect("addr")).expect("bind");
         send_to(&format!("@{name}"), "STOPPING=1").expect("send");
         let mut buf = [0; 32];
         let n = listener.recv(&mut buf).expect("recv");

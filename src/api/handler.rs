@@ -28,7 +28,10 @@ async fn respond<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, E
         Route::Base => Ok(json(StatusCode::OK, "{}")),
         Route::Health => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
         Route::Ready if mirror.cache_writable() => Ok(json(StatusCode::OK, r#"{"status":"ready"}"#)),
-        Route::Ready => Ok(json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"cache not writable"}"#)),
+        Route::Ready => Ok(json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"cache not writable"}"#,
+        )),
         Route::CaCert => {
             let pem = app.ca_cert.clone().ok_or(Error::NoRoute)?;
             let response = Response::builder()
