@@ -14,8 +14,24 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "A pull-through caching mirror for container registries"
 )]
 pub struct Cli {
+    /// Log lines as text for people, or JSON for a log pipeline. Filter with RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "REGMIRROR_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -30,6 +46,68 @@ pub enum Command {
     /// Inspect, shrink or check the cache (safe while `serve` runs).
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Fetch whole images into the cache ahead of need (safe while `serve` runs).
+    Prefetch(PrefetchArgs),
+    /// Write cached images to a tar holding an OCI image layout, to carry to an offline mirror.
+    Export(ExportArgs),
+    /// Add a bundle from `export` (tar or directory) or a `docker save` tarball to the cache.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PrefetchArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// Registry that stands for docker.io [default: https://registry-1.docker.io].
+    #[arg(long, env = "REGMIRROR_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// Platforms to take from multi-platform images [default: linux and this machine's architecture].
+    #[arg(
+        long,
+        value_name = "OS/ARCH[/VARIANT],...",
+        value_delimiter = ',',
+        conflicts_with = "all_platforms"
+    )]
+    pub platform: Vec<String>,
+    /// Take every platform of multi-platform images, attestations included.
+    #[arg(long)]
+    pub all_platforms: bool,
+    /// A file naming one image per line (`#` starts a comment).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Upstream transfers at a time.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+    /// Images such as alpine:3.20, library/nginx@sha256:..., someuser/tool.
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// The tar file to write.
+    #[arg(long, short = 'o', value_name = "FILE.tar")]
+    pub output: PathBuf,
+    /// Every tagged image in the cache.
+    #[arg(long, conflicts_with = "images")]
+    pub all: bool,
+    /// Leave out the blobs an earlier bundle holds (repeatable).
+    #[arg(long, value_name = "FILE.tar")]
+    pub since: Vec<PathBuf>,
+    /// Images to export, as cached: alpine:3.20, library/nginx@sha256:...
+    #[arg(value_name = "IMAGE", required_unless_present = "all")]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// A bundle from `regmirror export` (tar or unpacked directory) or a `docker save` tarball.
+    #[arg(value_name = "FILE.tar|DIR")]
+    pub bundle: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,7 +228,19 @@ pub struct ServeArgs {
     #[arg(long, env = "REGMIRROR_MAX_STALE")]
     pub max_stale: Option<String>,
 
+    /// A separate plain-HTTP listener for /metrics, /healthz and /readyz [default: those are on --listen].
+    #[arg(long, env = "REGMIRROR_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+
+    /// How long transfers in flight may finish after SIGTERM [default: 30s].
+    #[arg(long, env = "REGMIRROR_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<String>,
+
     /// Time a blob fill may take, plus one second per MiB, before it is given up [default: 5m].
     #[arg(long, env = "REGMIRROR_FILL_TIMEOUT")]
     pub fill_timeout: Option<String>,
+
+    /// Never contact the upstream: serve only what the cache holds (air-gapped sites).
+    #[arg(long, env = "REGMIRROR_OFFLINE")]
+    pub offline: bool,
 }

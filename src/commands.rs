@@ -3,15 +3,26 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use regmirror::airgap::export::{self, Selection};
+use regmirror::airgap::image::{Platform, Platforms};
+use regmirror::airgap::{import, prefetch};
 use regmirror::cache::maintenance::{self, Prune};
 use regmirror::certs::{self, CertDir, NamePolicy, Names};
-use regmirror::cli::{CacheCommand, CertInitArgs, ClientConfigArgs, DataDirArg, ServeArgs};
+use regmirror::cli::{
+    CacheCommand, CertInitArgs, ClientConfigArgs, DataDirArg, ExportArgs, ImportArgs, PrefetchArgs, ServeArgs,
+};
 use regmirror::client_config;
 use regmirror::config::{self, Config, Tls};
+use regmirror::mirror::Mirror;
+use regmirror::reference::ImageRef;
 use regmirror::server;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 
 use crate::report;
 
@@ -89,6 +100,107 @@ pub fn cache(command: CacheCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn prefetch(args: PrefetchArgs) -> anyhow::Result<()> {
+    let mut images = parse_images(&args.images)?;
+    if let Some(file) = &args.file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        images.extend(prefetch::parse_list(&text).with_context(|| file.display().to_string())?);
+    }
+    anyhow::ensure!(!images.is_empty(), "name the images to prefetch (IMAGE... or -f FILE)");
+    let platforms = if args.all_platforms {
+        Platforms::All
+    } else if args.platform.is_empty() {
+        Platforms::Only(vec![Platform::host()])
+    } else {
+        Platforms::Only(args.platform.iter().map(|p| p.parse()).collect::<Result<_, _>>()?)
+    };
+    let upstream = args.upstream.as_deref().unwrap_or(config::DEFAULT_UPSTREAM);
+    let mut config = Config::new(config::parse_upstream(upstream)?, data_dir(args.data_dir));
+    config.credentials =
+        config::env_credentials(env("REGMIRROR_UPSTREAM_USERNAME"), env("REGMIRROR_UPSTREAM_PASSWORD"))?;
+    // A prefetch asks the upstream what each tag points at now, however recently it was cached.
+    config.tag_ttl = Duration::ZERO;
+    let request = prefetch::Request {
+        images,
+        platforms,
+        jobs: args.jobs,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let outcomes = runtime.block_on(async {
+        let mirror = Mirror::new(&config).context("cannot open the cache in the data directory")?;
+        anyhow::Ok(prefetch::run(Arc::new(mirror), request).await)
+    })?;
+    print!("{}", prefetch::table(&outcomes));
+    let failures: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().err().map(|e| format!("{}: {e}", o.image)))
+        .collect();
+    anyhow::ensure!(
+        failures.is_empty(),
+        "{} of {} images failed (run again to resume):\n  {}",
+        failures.len(),
+        outcomes.len(),
+        failures.join("\n  ")
+    );
+    Ok(())
+}
+
+pub fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let selection = if args.all {
+        Selection::All
+    } else {
+        Selection::Images(parse_images(&args.images)?)
+    };
+    let request = export::Request {
+        selection,
+        since: args.since,
+        output: args.output,
+    };
+    let summary = export::export(&data_dir(args.data_dir), &request)?;
+    for (image, digest) in &summary.images {
+        println!("{image}  {digest}");
+    }
+    println!(
+        "wrote {}: {} images, {} blobs, {} bytes ({} blobs left out as in the earlier bundle)",
+        request.output.display(),
+        summary.images.len(),
+        summary.blobs,
+        summary.bytes,
+        summary.skipped
+    );
+    Ok(())
+}
+
+pub fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let bundle = args.bundle.display().to_string();
+    let summary = runtime
+        .block_on(import::import(&data_dir(args.data_dir), &args.bundle))
+        .map_err(|e| match e {
+            import::Error::Cache(_) => anyhow::Error::new(e).context(format!("importing {bundle}")),
+            e => anyhow::Error::new(e).context(format!("{bundle} refused, nothing added")),
+        })?;
+    for (image, digest) in &summary.images {
+        println!("{image}  {digest}");
+    }
+    for name in &summary.unnamed {
+        println!("(no tag) {name}");
+    }
+    println!(
+        "imported {bundle}: {} added ({} bytes), {} already cached",
+        summary.added, summary.bytes, summary.present
+    );
+    Ok(())
+}
+
+fn parse_images(images: &[String]) -> anyhow::Result<Vec<ImageRef>> {
+    let parse = |image: &String| image.parse().with_context(|| format!("invalid image '{image}'"));
+    images.iter().map(parse).collect()
+}
+
 pub fn client_config(args: ClientConfigArgs) -> anyhow::Result<()> {
     let dir = cert_dir(args.data_dir);
     let mirror = args.mirror.unwrap_or_else(|| {
@@ -131,7 +243,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         if matches!(config.tls, Tls::Off) {
             tracing::warn!("serving PLAIN HTTP (--insecure-http): clients need an insecure-registries entry and traffic is unencrypted");
         }
-        server::run(listener, config, shutdown_signal()).await?;
+        server::run_with_reload(listener, config, shutdown_signal(), reload_signals()?).await?;
         Ok(())
     })
 }
@@ -140,19 +252,26 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+/// SIGHUP asks for the TLS certificate and key to be read again.
+fn reload_signals() -> anyhow::Result<mpsc::Receiver<()>> {
+    let mut hangups = signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?;
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            // A reload already queued covers this one too.
+            let _ = tx.try_send(());
         }
+    });
+    Ok(rx)
+}
+
+async fn shutdown_signal() {
+    let term = signal(SignalKind::terminate());
+    let Ok(mut term) = term else {
+        return tokio::signal::ctrl_c().await.unwrap_or(());
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
-    #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or(());
 }

@@ -12,10 +12,11 @@ use serde::Deserialize;
 use crate::cli::ServeArgs;
 
 const DEFAULT_LISTEN: &str = "[::]:5000";
-const DEFAULT_UPSTREAM: &str = "https://registry-1.docker.io";
+pub const DEFAULT_UPSTREAM: &str = "https://registry-1.docker.io";
 const DEFAULT_TAG_TTL: Duration = Duration::from_secs(60);
 const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
 const DEFAULT_FILL_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -52,7 +53,13 @@ pub struct Config {
     pub max_stale: Option<Duration>,
     /// A fill may take this long plus one second per MiB before it is given up.
     pub fill_timeout: Duration,
+    /// A second, plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` only.
+    pub admin_listen: Option<SocketAddr>,
+    /// How long transfers in flight may go on after a shutdown signal.
+    pub shutdown_grace: Duration,
     pub credentials: Option<Credentials>,
+    /// Never contact the upstream: tags resolve from the cache, misses are 404 (air-gapped sites).
+    pub offline: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -111,7 +118,11 @@ struct FileConfig {
     min_free_disk: Option<String>,
     max_stale: Option<String>,
     fill_timeout: Option<String>,
+    admin_listen: Option<String>,
+    shutdown_grace: Option<String>,
     upstream_credentials: Option<Credentials>,
+    #[serde(default)]
+    offline: bool,
 }
 
 impl Config {
@@ -128,7 +139,10 @@ impl Config {
             min_free_disk: DEFAULT_MIN_FREE_DISK,
             max_stale: None,
             fill_timeout: DEFAULT_FILL_TIMEOUT,
+            admin_listen: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             credentials: None,
+            offline: false,
         }
     }
 
@@ -153,6 +167,8 @@ impl Config {
         let min_free_disk = args.min_free_disk.or(file.min_free_disk);
         let max_stale = args.max_stale.or(file.max_stale);
         let fill_timeout = args.fill_timeout.or(file.fill_timeout);
+        let admin_listen = args.admin_listen.or(file.admin_listen);
+        let shutdown_grace = args.shutdown_grace.or(file.shutdown_grace);
         let data_dir = data_dir(args.data_dir.or(file.data_dir), state_directory);
         let tls = pick_tls(
             args.tls_cert.or(file.tls_cert),
@@ -172,7 +188,14 @@ impl Config {
             min_free_disk: optional("--min-free-disk", min_free_disk, parse_size)?.unwrap_or(DEFAULT_MIN_FREE_DISK),
             max_stale: optional("--max-stale", max_stale, parse_duration)?,
             fill_timeout: optional("--fill-timeout", fill_timeout, parse_duration)?.unwrap_or(DEFAULT_FILL_TIMEOUT),
+            admin_listen: admin_listen
+                .as_deref()
+                .map(|v| parse_addr("--admin-listen", v))
+                .transpose()?,
+            shutdown_grace: optional("--shutdown-grace", shutdown_grace, parse_duration)?
+                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             credentials: env_credentials.or(file.upstream_credentials),
+            offline: args.offline || file.offline,
         })
     }
 }
@@ -223,13 +246,17 @@ fn optional<T>(
 }
 
 fn parse_listen(value: &str) -> Result<SocketAddr, Error> {
-    parse_field("--listen", value, |v| {
+    parse_addr("--listen", value)
+}
+
+fn parse_addr(field: &'static str, value: &str) -> Result<SocketAddr, Error> {
+    parse_field(field, value, |v| {
         v.parse()
             .map_err(|_| "expected HOST:PORT, e.g. [::]:5000 or 0.0.0.0:5000".to_owned())
     })
 }
 
-fn parse_upstream(value: &str) -> Result<Uri, Error> {
+pub fn parse_upstream(value: &str) -> Result<Uri, Error> {
     parse_field("--upstream", value, |v| {
         let uri: Uri = v.trim_end_matches('/').parse().map_err(|e| format!("{e}"))?;
         match (uri.scheme_str(), uri.host()) {

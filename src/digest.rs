@@ -38,8 +38,9 @@ impl Algorithm {
 }
 
 /// A validated digest: a known algorithm and lowercase hex of the right length, so it is
-/// safe to use as a file name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// safe to use as a file name. In JSON (descriptors) it is the string, validated on the way in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Digest {
     algorithm: Algorithm,
     hex: String,
@@ -81,6 +82,20 @@ impl FromStr for Digest {
             algorithm,
             hex: hex.to_owned(),
         })
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self, Error> {
+        s.parse()
+    }
+}
+
+impl From<Digest> for String {
+    fn from(digest: Digest) -> String {
+        digest.to_string()
     }
 }
 

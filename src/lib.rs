@@ -7,9 +7,11 @@
 //! - `mirror`: the pull-through logic between the cache and the upstream;
 //! - `cache`: verified content on disk with a moka index, and the streaming fill;
 //! - `upstream`: the HTTP client towards the upstream registry, with token auth;
+//! - `airgap`: prefetch, export and import of bundles for sites without internet;
 //! - `reference`, `digest`, `manifest`: the protocol's vocabulary as validated types;
 //! - `body`: the response body type.
 
+pub mod airgap;
 pub mod api;
 pub mod body;
 pub mod cache;
@@ -19,6 +21,7 @@ pub mod client_config;
 pub mod config;
 pub mod digest;
 pub mod manifest;
+pub mod metrics;
 pub mod mirror;
 pub mod notify;
 pub mod reference;

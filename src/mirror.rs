@@ -21,8 +21,9 @@ use crate::cache::{passthrough, Cache, Failure, Fill, Limits, Manifest, Opener};
 use crate::config::Config;
 use crate::digest::{Digest, Hasher};
 use crate::manifest;
+use crate::metrics::{Metrics, Origin, Snapshot};
 use crate::reference::{Reference, RepoName, Tag};
-use crate::upstream::{self, Upstream};
+use crate::upstream::{self, Health, Upstream};
 
 const DIGEST_HEADER: &str = "docker-content-digest";
 const MAX_TAG_LIST: usize = 16 * 1024 * 1024;
@@ -31,8 +32,11 @@ const MAX_TAG_LISTS: u64 = 1024;
 
 pub struct Mirror {
     upstream: Arc<Upstream>,
+    metrics: Arc<Metrics>,
     cache: Arc<Cache>,
     tag_ttl: Duration,
+    /// Never ask the upstream (`--offline`): what the cache lacks is unknown.
+    offline: bool,
     max_stale: Option<Duration>,
     tag_lists: moka::sync::Cache<(RepoName, Option<String>), TagList>,
 }
@@ -86,6 +90,22 @@ pub enum BlobAnswer {
     },
 }
 
+/// The mirror at a glance.
+pub struct Overview {
+    pub upstream: String,
+    pub health: Health,
+    pub rate_limit_remaining: Option<u64>,
+    pub hits: u64,
+    pub misses: u64,
+    pub stale: u64,
+    pub bytes_from_cache: u64,
+    pub bytes_from_upstream: u64,
+    pub cache_bytes: u64,
+    pub cache_entries: u64,
+    pub cache_cap: Option<u64>,
+    pub top_images: Vec<(String, u64)>,
+}
+
 #[derive(Clone)]
 pub struct TagList {
     pub status: StatusCode,
@@ -108,14 +128,56 @@ impl Mirror {
             min_free_disk: config.min_free_disk,
             fill_timeout: config.fill_timeout,
         };
-        let cache = Cache::load(&config.data_dir, limits)?;
+        if config.offline {
+            tracing::info!("offline: the upstream is never contacted; what the cache lacks answers 404");
+        }
+        let metrics = Arc::new(Metrics::default());
+        let cache = Cache::load(&config.data_dir, limits, metrics.clone())?;
         Ok(Mirror {
-            upstream: Arc::new(Upstream::new(config.upstream.clone(), config.credentials.clone())),
+            upstream: Arc::new(Upstream::new(
+                config.upstream.clone(),
+                config.credentials.clone(),
+                metrics.clone(),
+            )),
+            metrics,
             cache: Arc::new(cache),
             tag_ttl: config.tag_ttl,
+            offline: config.offline,
             max_stale: config.max_stale,
             tag_lists: moka::sync::Cache::new(MAX_TAG_LISTS),
         })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The Prometheus text, with the gauges that mirror cache and upstream state brought up to date.
+    pub fn encode_metrics(&self) -> String {
+        self.metrics.encode(&Snapshot {
+            cache_bytes: self.cache.bytes(),
+            cache_entries: self.cache.entry_count(),
+            ratelimit_remaining: self.upstream.rate_limit_remaining(),
+        })
+    }
+
+    /// What the status page shows.
+    pub fn overview(&self) -> Overview {
+        let m = &self.metrics;
+        Overview {
+            upstream: self.upstream.base().to_string(),
+            health: self.upstream.health(),
+            rate_limit_remaining: self.upstream.rate_limit_remaining(),
+            hits: m.cache_hits.get(),
+            misses: m.cache_misses.get(),
+            stale: m.stale_serves.get(),
+            bytes_from_cache: m.bytes_served_from(Origin::Cache),
+            bytes_from_upstream: m.bytes_served_from(Origin::Upstream),
+            cache_bytes: self.cache.bytes(),
+            cache_entries: self.cache.entry_count(),
+            cache_cap: self.cache.limits().max_bytes,
+            top_images: m.top_pulls(10),
+        }
     }
 
     pub fn cache_writable(&self) -> bool {
@@ -138,7 +200,10 @@ impl Mirror {
                 head: None,
                 source: Source::Cache,
             },
-            Reference::Tag(tag) => self.resolve(repo, tag).await?,
+            Reference::Tag(tag) => {
+                self.metrics.count_pull(&format!("{repo}:{tag}"));
+                self.resolve(repo, tag).await?
+            }
         };
         if let Some(cached) = self.cache.manifest(&resolved.digest).await? {
             let source = if resolved.source == Source::Stale {
@@ -164,6 +229,9 @@ impl Mirror {
     /// A tag's digest: from the cache while fresh, else from an upstream HEAD, else (upstream
     /// down) from the cache with a warning.
     async fn resolve(&self, repo: &RepoName, tag: &Tag) -> Result<Resolved, Error> {
+        if self.offline {
+            return self.resolve_offline(repo, tag).await;
+        }
         let known = self.cache.tag(repo, tag).await;
         let known_digest = known.as_ref().and_then(|r| r.digest.parse::<Digest>().ok());
         if let (Some(record), Some(digest)) = (&known, &known_digest) {
@@ -181,6 +249,7 @@ impl Mirror {
             Err(e) => match known_digest {
                 Some(digest) if e.is_outage() && self.may_serve_stale(known.as_ref()) => {
                     tracing::warn!(%repo, %tag, error = %e, "upstream unavailable; serving the cached tag");
+                    self.metrics.stale_serves.inc();
                     return Ok(Resolved {
                         digest,
                         head: None,
@@ -207,6 +276,27 @@ impl Mirror {
         Ok(resolved)
     }
 
+    /// Offline, the record on disk is the tag's truth however old it is; it is read afresh
+    /// because an `import` beside the server may just have set it.
+    async fn resolve_offline(&self, repo: &RepoName, tag: &Tag) -> Result<Resolved, Error> {
+        let record = self.cache.reread_tag(repo, tag).await;
+        let digest = record.and_then(|r| r.digest.parse().ok());
+        Ok(Resolved {
+            digest: digest.ok_or(Error::OfflineManifest)?,
+            head: None,
+            source: Source::Cache,
+        })
+    }
+
+    /// Fails with `miss` when the mirror is offline, before anything would reach the upstream.
+    fn online(&self, miss: Error) -> Result<(), Error> {
+        if self.offline {
+            Err(miss)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Whether a tag last confirmed by the upstream at `record` may still stand in for it.
     fn may_serve_stale(&self, record: Option<&TagRecord>) -> bool {
         match (self.max_stale, record) {
@@ -219,6 +309,7 @@ impl Mirror {
     /// GETs a manifest, checks its bytes against the digest asked for (or, by tag, the one the
     /// upstream states) and stores it.
     async fn fetch_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<(Digest, Manifest), Error> {
+        self.online(Error::OfflineManifest)?;
         let response = self.upstream.manifest(Method::GET, repo, reference).await;
         let response = response.map_err(|e| Error::from_upstream(e, Error::ManifestUnknown))?;
         let media_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -250,6 +341,7 @@ impl Mirror {
         hasher.update(&bytes);
         let actual = hasher.finish();
         if expected.as_ref().is_some_and(|e| *e != actual) {
+            self.metrics.digest_mismatches.inc();
             return Err(bad(&format!(
                 "manifest bytes hash to {actual}, not the expected digest"
             )));
@@ -263,6 +355,7 @@ impl Mirror {
         if let Some((file, entry)) = self.cache.open(digest).await? {
             return Ok(BlobAnswer::Cached { file, size: entry.size });
         }
+        self.online(Error::OfflineBlob)?;
         if *method == Method::HEAD {
             let response = self.upstream.blob(Method::HEAD, repo, digest).await;
             let response = response.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
@@ -292,7 +385,7 @@ impl Mirror {
         let response = self.upstream.blob(Method::GET, repo, digest).await;
         let response = response.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
         let size = content_length(response.headers());
-        let body = passthrough::stream(digest.clone(), size, response.into_body());
+        let body = passthrough::stream(digest.clone(), size, response.into_body(), self.metrics.clone());
         Ok(BlobAnswer::Streaming { body, size })
     }
 
@@ -310,6 +403,7 @@ impl Mirror {
     /// Tag lists are passed through with the client's pagination; the last good copy of each
     /// page stands in while the upstream is down.
     pub async fn tags(&self, repo: &RepoName, query: Option<&str>) -> Result<TagList, Error> {
+        self.online(Error::OfflineTags)?;
         let key = (repo.clone(), query.map(str::to_owned));
         let fetched = match self.upstream.tags(repo, query).await {
             Ok(response) => read_tag_list(response).await,
@@ -321,10 +415,13 @@ impl Mirror {
                 Ok(list)
             }
             Err(e) if e.is_outage() => match self.tag_lists.get(&key) {
-                Some(list) => Ok(TagList {
-                    source: Source::Stale,
-                    ..list
-                }),
+                Some(list) => {
+                    self.metrics.stale_serves.inc();
+                    Ok(TagList {
+                        source: Source::Stale,
+                        ..list
+                    })
+                }
                 None => Err(Error::Upstream(e)),
             },
             Err(e) => Err(Error::from_upstream(e, Error::NameUnknown)),

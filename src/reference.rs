@@ -10,6 +10,9 @@ use crate::digest::{self, Digest};
 const MAX_NAME_LEN: usize = 255;
 const MAX_TAG_LEN: usize = 128;
 
+/// Registry host names that mean Docker Hub in an image name.
+const DOCKER_HUB_HOSTS: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error("invalid repository name")]
@@ -18,6 +21,8 @@ pub enum Error {
     Tag,
     #[error(transparent)]
     Digest(#[from] digest::Error),
+    #[error("'{0}' is not Docker Hub, the one registry this mirror stands for")]
+    Registry(String),
 }
 
 /// A repository name in canonical Docker Hub form: single-component names get `library/`,
@@ -114,7 +119,7 @@ impl fmt::Display for Tag {
 }
 
 /// What a manifest request names: a mutable tag or an immutable digest.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reference {
     Tag(Tag),
     Digest(Digest),
@@ -139,6 +144,59 @@ impl fmt::Display for Reference {
             Reference::Tag(t) => t.fmt(f),
             Reference::Digest(d) => d.fmt(f),
         }
+    }
+}
+
+/// An image as people name it: `alpine:3.20`, `library/nginx@sha256:…`, `someuser/tool` (tag
+/// `latest`), optionally behind `docker.io/`. With both a tag and a digest, the digest wins.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageRef {
+    pub repo: RepoName,
+    pub reference: Reference,
+}
+
+impl FromStr for ImageRef {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let name = match s.split_once('/') {
+            // Docker's rule: a first component with a dot or a port, or localhost, is a host.
+            Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => {
+                if !DOCKER_HUB_HOSTS.contains(&host) {
+                    return Err(Error::Registry(host.to_owned()));
+                }
+                rest
+            }
+            _ => s,
+        };
+        let (name, digest) = match name.split_once('@') {
+            Some((name, digest)) => (name, Some(digest.parse::<Digest>()?)),
+            None => (name, None),
+        };
+        let (name, tag) = match name.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name, Some(tag.parse::<Tag>()?)),
+            _ => (name, None),
+        };
+        let reference = match (digest, tag) {
+            (Some(digest), _) => Reference::Digest(digest),
+            (None, Some(tag)) => Reference::Tag(tag),
+            (None, None) => Reference::Tag(Tag("latest".to_owned())),
+        };
+        Ok(ImageRef {
+            repo: name.parse()?,
+            reference,
+        })
+    }
+}
+
+/// The full form, `docker.io/library/alpine:3.20` or `docker.io/library/nginx@sha256:…`.
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let separator = match self.reference {
+            Reference::Tag(_) => ':',
+            Reference::Digest(_) => '@',
+        };
+        write!(f, "docker.io/{}{separator}{}", self.repo, self.reference)
     }
 }
 
@@ -191,5 +249,30 @@ mod tests {
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         assert!(matches!(d.parse(), Ok(Reference::Digest(_))));
         assert!(matches!("sha256:XYZ".parse::<Reference>(), Err(Error::Digest(_))));
+    }
+
+    #[test]
+    fn image_refs() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let full = |s: &str| s.parse::<ImageRef>().map(|r| r.to_string());
+        assert_eq!(full("alpine:3.20"), Ok("docker.io/library/alpine:3.20".into()));
+        assert_eq!(full("someuser/tool"), Ok("docker.io/someuser/tool:latest".into()));
+        assert_eq!(
+            full(&format!("library/nginx@{d}")),
+            Ok(format!("docker.io/library/nginx@{d}"))
+        );
+        assert_eq!(
+            full(&format!("nginx:1@{d}")),
+            Ok(format!("docker.io/library/nginx@{d}"))
+        );
+        assert_eq!(
+            full("docker.io/library/alpine:3.20"),
+            Ok("docker.io/library/alpine:3.20".into())
+        );
+        assert_eq!(full("index.docker.io/a/b/c"), Ok("docker.io/a/b/c:latest".into()));
+        assert_eq!(full("ghcr.io/a/b:1"), Err(Error::Registry("ghcr.io".into())));
+        assert_eq!(full("localhost:5000/a"), Err(Error::Registry("localhost:5000".into())));
+        assert_eq!(full("Alpine"), Err(Error::Name));
+        assert_eq!(full("alpine:"), Err(Error::Tag));
     }
 }

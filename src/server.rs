@@ -1,15 +1,17 @@
 //! The accept loop: one for TLS and plain HTTP alike, HTTP/1.1 and HTTP/2, with a request log
-//! line per request and a graceful shutdown that lets transfers in flight finish.
+//! line and metrics per request, a certificate reload on request (SIGHUP), and a graceful
+//! shutdown that lets transfers in flight finish.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,12 +19,15 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument as _;
 
-use crate::api::{self, App};
+use crate::api::{self, App, Role, RouteLabel};
 use crate::body::Body;
 use crate::certs;
 use crate::config::Config;
+use crate::metrics::{Metrics, Origin, RequestLabels};
 use crate::mirror::{Mirror, Source};
 use crate::{notify, tls};
 
@@ -30,7 +35,8 @@ use crate::{notify, tls};
 /// cannot hold a task forever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,34 +44,115 @@ pub enum Error {
     Tls(#[from] tls::Error),
     #[error("cannot open the cache in the data directory: {0}")]
     Cache(#[from] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
 }
 
-/// Serves until `shutdown` completes, then waits (up to a grace period) for open connections.
+/// Serves until `shutdown` completes, then waits (up to the grace period) for open connections.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let tls = tls::setup(&config.tls)?;
-    let acceptor = tls.acceptor;
+    let (_never, reload) = mpsc::channel(1);
+    run_with_reload(listener, config, shutdown, reload).await
+}
+
+/// As `run`; each message on `reload` re-reads the TLS certificate and key, which new
+/// connections then use while open ones keep theirs.
+pub async fn run_with_reload(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut reload: mpsc::Receiver<()>,
+) -> Result<(), Error> {
+    let setup = tls::setup(&config.tls)?;
+    let acceptor = Arc::new(RwLock::new(setup.acceptor));
     let loading = Instant::now();
     let mirror = Mirror::new(&config)?;
     let index_ms = loading.elapsed().as_millis() as u64;
-    let app = Arc::new(App {
-        mirror,
-        ca_cert: tls.ca.as_ref().map(|ca| Bytes::from(ca.pem.clone())),
-    });
+    let app = Arc::new(App { mirror, ca: setup.ca });
+    let admin = match config.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Listen { addr, source })?,
+        ),
+        None => None,
+    };
+    announce(&config, &listener, admin.as_ref(), &app, index_ms)?;
+    notify::ready();
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    let main_role = if admin.is_some() { Role::Pull } else { Role::All };
+    let mut reloads_open = true;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let tls = acceptor.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let connection = Connection { app: app.clone(), builder: builder.clone(), watcher: graceful.watcher(), role: main_role };
+                connection.spawn(accepted, tls).await;
+            }
+            accepted = accept_admin(admin.as_ref()) => {
+                let connection = Connection { app: app.clone(), builder: builder.clone(), watcher: graceful.watcher(), role: Role::Admin };
+                connection.spawn(accepted, None).await;
+            }
+            message = reload.recv(), if reloads_open => match message {
+                Some(()) => reload_tls(&config, &acceptor),
+                None => reloads_open = false,
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    notify::stopping();
+    drop(listener);
+    drop(admin);
+    tracing::info!(
+        open = graceful.count(),
+        "shutting down; letting transfers in flight finish"
+    );
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?config.shutdown_grace, "grace period over; closing the remaining connections");
+    }
+    Ok(())
+}
+
+async fn accept_admin(admin: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match admin {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn announce(
+    config: &Config,
+    listener: &TcpListener,
+    admin: Option<&TcpListener>,
+    app: &App,
+    index_ms: u64,
+) -> Result<(), Error> {
     let local = listener.local_addr()?;
+    let admin = admin.map(TcpListener::local_addr).transpose()?;
     tracing::info!(
         listen = %local,
+        admin = ?admin,
         upstream = %config.upstream,
         data_dir = %config.data_dir.display(),
         cached = app.mirror.cached_entries(),
         index_ms,
-        tls = acceptor.is_some(),
+        tls = !matches!(config.tls, crate::config::Tls::Off),
         "regmirror ready"
     );
-    if let Some(ca) = &tls.ca {
+    if let Some(ca) = &app.ca {
         let host = certs::machine_hostname().unwrap_or_else(|| "localhost".into());
         tracing::info!(
             mirror = %format!("https://{host}:{}", local.port()),
@@ -74,85 +161,76 @@ pub async fn run(
             "clients trust the mirror by installing its CA (also served at /ca.crt)"
         );
     }
-    notify::ready();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let connection = Connection { app: app.clone(), builder: builder.clone(), watcher: graceful.watcher(), peer };
-                    tokio::spawn(connection.serve(stream, acceptor.clone()));
-                }
-                // Out of file descriptors, typically: back off instead of spinning.
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            () = &mut shutdown => break,
-        }
-    }
-    notify::stopping();
-    drop(listener);
-    tracing::info!(
-        open = graceful.count(),
-        "shutting down; letting transfers in flight finish"
-    );
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
-        tracing::warn!("grace period over; closing the remaining connections");
-    }
     Ok(())
+}
+
+/// A failed reload keeps the certificate in use: a typo in a renewed key must not take the
+/// mirror down.
+fn reload_tls(config: &Config, acceptor: &RwLock<Option<TlsAcceptor>>) {
+    match tls::setup(&config.tls) {
+        Ok(setup) => {
+            *acceptor.write().unwrap_or_else(|p| p.into_inner()) = setup.acceptor;
+            tracing::info!("reloaded the TLS certificate; new connections use it");
+        }
+        Err(e) => tracing::error!(error = %e, "cannot reload the TLS certificate; keeping the current one"),
+    }
 }
 
 struct Connection {
     app: Arc<App>,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
-    peer: SocketAddr,
+    role: Role,
 }
 
 impl Connection {
-    async fn serve(self, stream: TcpStream, acceptor: Option<TlsAcceptor>) {
+    async fn spawn(self, accepted: std::io::Result<(TcpStream, SocketAddr)>, tls: Option<TlsAcceptor>) {
+        match accepted {
+            Ok((stream, peer)) => {
+                tokio::spawn(self.serve(stream, peer, tls));
+            }
+            // Out of file descriptors, typically: back off instead of spinning.
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    async fn serve(self, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
         let _ = stream.set_nodelay(true);
-        match acceptor {
-            None => self.serve_io(stream).await,
+        match tls {
+            None => self.serve_io(stream, peer).await,
             Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => self.serve_io(stream).await,
-                Ok(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+                Ok(Ok(stream)) => self.serve_io(stream, peer).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             },
         }
     }
 
-    async fn serve_io<I>(self, io: I)
+    async fn serve_io<I>(self, io: I, peer: SocketAddr)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let app = self.app;
+        let (app, role) = (self.app, self.role);
         let service = service_fn(move |request| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(serve_request(&app, request).await) }
+            let span =
+                tracing::info_span!("request", id = %format!("{:x}", REQUEST_IDS.fetch_add(1, Ordering::Relaxed)));
+            async move { Ok::<_, Infallible>(serve_request(&app, role, request).await) }.instrument(span)
         });
         let connection = self.builder.serve_connection(TokioIo::new(io), service).into_owned();
         if let Err(e) = self.watcher.watch(connection).await {
-            tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
     }
 }
 
-async fn serve_request(app: &App, request: Request<Incoming>) -> Response<Body> {
+async fn serve_request(app: &App, role: Role, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let mut response = api::handle(app, &request).await;
-    response.headers_mut().insert(
-        "docker-distribution-api-version",
-        HeaderValue::from_static("registry/2.0"),
-    );
+    let response = api::handle(app, role, &request).await;
+    let response = account(app.mirror.metrics(), response);
     let length = response
         .headers()
         .get(CONTENT_LENGTH)
@@ -167,4 +245,39 @@ async fn serve_request(app: &App, request: Request<Incoming>) -> Response<Body> 
         "request"
     );
     response
+}
+
+/// Counts the request, its hit or miss, and the body bytes as they actually go out.
+fn account(metrics: &Arc<Metrics>, response: Response<Body>) -> Response<Body> {
+    let route = response.extensions().get::<RouteLabel>().map_or("invalid", |l| l.0);
+    let status = response.status().as_u16();
+    metrics.requests.get_or_create(&RequestLabels { route, status }).inc();
+    let source = response.extensions().get::<Source>().copied();
+    let content = matches!(route, "manifest" | "blob");
+    let origin = match source {
+        Some(Source::Cache | Source::Stale) if content => Some(Origin::Cache),
+        Some(Source::Upstream) if content => Some(Origin::Upstream),
+        _ => None,
+    };
+    match origin {
+        Some(Origin::Cache) => metrics.cache_hits.inc(),
+        Some(Origin::Upstream) => metrics.cache_misses.inc(),
+        None => 0,
+    };
+    let (mut parts, body) = response.into_parts();
+    parts.headers.insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    let Some(origin) = origin else {
+        return Response::from_parts(parts, body);
+    };
+    let metrics = metrics.clone();
+    let body = body.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            metrics.served(origin, data.len() as u64);
+        }
+        frame
+    });
+    Response::from_parts(parts, BodyExt::boxed_unsync(body))
 }

@@ -32,6 +32,12 @@ pub enum Error {
     NotAcceptable,
     #[error("blob unknown to the upstream")]
     BlobUnknown,
+    #[error("manifest not in the cache, and the mirror is offline: it never asks the upstream")]
+    OfflineManifest,
+    #[error("blob not in the cache, and the mirror is offline: it never asks the upstream")]
+    OfflineBlob,
+    #[error("the mirror is offline and keeps no tag lists")]
+    OfflineTags,
     #[error("requested range not satisfiable")]
     RangeNotSatisfiable { size: u64 },
     #[error("the upstream sent a manifest the mirror will not serve: {0}")]
@@ -61,7 +67,9 @@ impl Error {
             Error::NoRoute => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
             Error::NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
             Error::ManifestUnknown | Error::NotAcceptable => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
-            Error::BlobUnknown => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            Error::BlobUnknown | Error::OfflineBlob => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            Error::OfflineManifest => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            Error::OfflineTags => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
             Error::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
             Error::BadManifest(_) => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
             Error::Upstream(e) => upstream_status(e),
@@ -131,6 +139,8 @@ mod tests {
         };
         check(Error::NameInvalid, 400, "NAME_INVALID");
         check(Error::Unsupported, 405, "UNSUPPORTED");
+        check(Error::OfflineManifest, 404, "MANIFEST_UNKNOWN");
+        check(Error::OfflineBlob, 404, "BLOB_UNKNOWN");
         check(
             Error::from_upstream(upstream::Error::Denied, Error::ManifestUnknown),
             404,

@@ -1,13 +1,13 @@
 //! Answers one parsed request: one `match` over the route, then the response headers the
 //! registry clients rely on (digest, exact length on HEAD too, media type, ranges).
 
-use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE, WARNING};
+use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HOST, RANGE, WARNING};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::error::Error;
 use super::range::ByteRange;
 use super::route::Route;
-use super::App;
+use super::{status_page, App, Role, RouteLabel};
 use crate::body::{self, Body};
 use crate::digest::Digest;
 use crate::manifest;
@@ -17,14 +17,40 @@ use crate::reference::Reference;
 const DIGEST_HEADER: &str = "docker-content-digest";
 const STALE_WARNING: &str = r#"299 - "served from the mirror's cache: the upstream is unavailable""#;
 
-pub async fn handle<B>(app: &App, request: &Request<B>) -> Response<Body> {
-    respond(app, request).await.unwrap_or_else(Error::into_response)
+pub async fn handle<B>(app: &App, role: Role, request: &Request<B>) -> Response<Body> {
+    let route = Route::parse(request.method(), request.uri().path()).and_then(|route| match role {
+        Role::All => Ok(route),
+        Role::Pull if !route.is_admin() => Ok(route),
+        Role::Admin if route.is_admin() => Ok(route),
+        _ => Err(Error::NoRoute),
+    });
+    let label = route.as_ref().map_or("invalid", Route::label);
+    let response = match route {
+        Ok(route) => respond(app, route, request).await,
+        Err(e) => Err(e),
+    };
+    let mut response = response.unwrap_or_else(Error::into_response);
+    response.extensions_mut().insert(RouteLabel(label));
+    response
 }
 
-async fn respond<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, Error> {
+async fn respond<B>(app: &App, route: Route, request: &Request<B>) -> Result<Response<Body>, Error> {
     let (mirror, method) = (&app.mirror, request.method());
     let head = method == Method::HEAD;
-    match Route::parse(method, request.uri().path())? {
+    match route {
+        Route::Metrics => Ok(text(
+            head,
+            "text/plain; version=0.0.4; charset=utf-8",
+            mirror.encode_metrics(),
+        )),
+        Route::Status => {
+            let host = request.headers().get(HOST).and_then(|h| h.to_str().ok());
+            Ok(text(head, "text/html; charset=utf-8", status_page::render(app, host)))
+        }
+        Route::CaCert => {
+            let pem = app.ca.as_ref().map(|ca| ca.pem.clone()).ok_or(Error::NoRoute)?;
+            Ok(text(head, "application/x-pem-file", pem))
+        }
         Route::Base => Ok(json(StatusCode::OK, "{}")),
         Route::Health => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
         Route::Ready if mirror.cache_writable() => Ok(json(StatusCode::OK, r#"{"status":"ready"}"#)),
@@ -32,17 +58,6 @@ async fn respond<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, E
             StatusCode::SERVICE_UNAVAILABLE,
             r#"{"status":"cache not writable"}"#,
         )),
-        Route::CaCert => {
-            let pem = app.ca_cert.clone().ok_or(Error::NoRoute)?;
-            let response = Response::builder()
-                .header(CONTENT_TYPE, "application/x-pem-file")
-                .header(CONTENT_LENGTH, pem.len());
-            finish(
-                response,
-                if head { body::empty() } else { body::full(pem) },
-                Source::Cache,
-            )
-        }
         Route::Manifest { repo, reference } => {
             let answer = mirror.manifest(&repo, &reference, method).await?;
             let by_tag = matches!(reference, Reference::Tag(_));
@@ -145,6 +160,17 @@ fn ranged(
     };
     let body = if head { body::empty() } else { body(start, len) };
     finish(response.header(CONTENT_LENGTH, len), body, source)
+}
+
+/// A page of the mirror's own, not content: no cache source to record.
+fn text(head: bool, content_type: &'static str, text: String) -> Response<Body> {
+    let len = text.len();
+    let mut response = Response::new(if head { body::empty() } else { body::full(text) });
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+    response
 }
 
 fn json(status: StatusCode, text: &'static str) -> Response<Body> {

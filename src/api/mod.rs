@@ -6,18 +6,33 @@ mod error;
 mod handler;
 mod range;
 mod route;
+mod status_page;
 
 pub use error::Error;
 pub use handler::handle;
 
-use bytes::Bytes;
-
 use crate::mirror::Mirror;
+use crate::tls::CaCert;
 
 /// What requests are answered from.
 pub struct App {
     pub mirror: Mirror,
-    /// The mirror's own CA certificate (PEM), served at `/ca.crt` when the mirror issued its
-    /// certificate itself.
-    pub ca_cert: Option<Bytes>,
+    /// The mirror's own CA, served at `/ca.crt` and shown on the status page, when the mirror
+    /// issued its certificate itself.
+    pub ca: Option<CaCert>,
 }
+
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The only listener: everything.
+    All,
+    /// The main listener beside an admin listener: all but health and metrics.
+    Pull,
+    /// The admin listener: health and metrics only.
+    Admin,
+}
+
+/// The route name of an answered request, for metrics; set by `handle` on every response.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLabel(pub &'static str);

@@ -17,6 +17,10 @@ pub enum Route {
     Health,
     /// `/readyz`: the index is loaded and the cache writable.
     Ready,
+    /// `/metrics`: Prometheus text format.
+    Metrics,
+    /// `/`: the status page for a person at the gateway.
+    Status,
     Manifest {
         repo: RepoName,
         reference: Reference,
@@ -31,6 +35,26 @@ pub enum Route {
 }
 
 impl Route {
+    /// A low-cardinality name for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Base => "base",
+            Route::CaCert => "ca",
+            Route::Health => "health",
+            Route::Ready => "ready",
+            Route::Metrics => "metrics",
+            Route::Status => "status",
+            Route::Manifest { .. } => "manifest",
+            Route::Blob { .. } => "blob",
+            Route::Tags { .. } => "tags",
+        }
+    }
+
+    /// The routes an admin listener serves; the main listener leaves them to it when there is one.
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Route::Health | Route::Ready | Route::Metrics)
+    }
+
     /// Routes on the raw path. The name is everything before the last two segments, so a
     /// repository may itself contain `manifests` or `blobs` components: tags hold no `/` and
     /// digests hold a `:`, which keeps the split unambiguous.
@@ -40,6 +64,8 @@ impl Route {
             "/ca.crt" if read => return Ok(Route::CaCert),
             "/healthz" if read => return Ok(Route::Health),
             "/readyz" if read => return Ok(Route::Ready),
+            "/metrics" if read => return Ok(Route::Metrics),
+            "/" if read => return Ok(Route::Status),
             _ => {}
         }
         let Some(rest) = path.strip_prefix("/v2") else {
@@ -105,8 +131,7 @@ mod tests {
         match route {
             Route::Base => "base".into(),
             Route::CaCert => "ca".into(),
-            Route::Health => "health".into(),
-            Route::Ready => "ready".into(),
+            Route::Health | Route::Ready | Route::Metrics | Route::Status => route.label().into(),
             Route::Manifest { repo, reference } => format!("manifest {repo} {reference}"),
             Route::Blob { repo, digest } => format!("blob {repo} {digest}"),
             Route::Tags { repo } => format!("tags {repo}"),
@@ -120,6 +145,8 @@ mod tests {
         check(Method::GET, "/ca.crt", Ok("ca"));
         check(Method::GET, "/healthz", Ok("health"));
         check(Method::HEAD, "/readyz", Ok("ready"));
+        check(Method::GET, "/metrics", Ok("metrics"));
+        check(Method::GET, "/", Ok("status"));
         check(
             Method::HEAD,
             "/v2/alpine/manifests/3.20",

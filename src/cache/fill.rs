@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -79,22 +79,21 @@ pub(super) struct Fills {
 }
 
 impl Fills {
+    /// Held only for a map lookup or update, never across an `.await`.
+    fn lock(&self) -> MutexGuard<'_, HashMap<Digest, Arc<Fill>>> {
+        self.by_digest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn remove(&self, digest: &Digest) {
-        self.by_digest.lock().unwrap_or_else(|p| p.into_inner()).remove(digest);
+        self.lock().remove(digest);
     }
 }
 
 /// Joins the fill of `digest`, or starts one with `open`. Fails only when no spool file can be
 /// made (a full or read-only disk): the caller then passes the blob through uncached.
 pub(super) async fn join_or_start(cache: &Arc<Cache>, digest: &Digest, open: Opener) -> io::Result<Arc<Fill>> {
-    if let Some(fill) = cache
-        .fills
-        .by_digest
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(digest)
-    {
-        return Ok(fill.clone());
+    if let Some(fill) = join(cache, digest, &cache.fills.lock()) {
+        return Ok(fill);
     }
     let temp = cache.store.temp().await?;
     let fill = Arc::new(Fill {
@@ -102,10 +101,10 @@ pub(super) async fn join_or_start(cache: &Arc<Cache>, digest: &Digest, open: Ope
         progress: watch::Sender::new(Progress::Connecting),
     });
     {
-        let mut fills = cache.fills.by_digest.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fills = cache.fills.lock();
         // Another request may have started the same fill while the spool was being created.
-        if let Some(existing) = fills.get(digest) {
-            return Ok(existing.clone());
+        if let Some(existing) = join(cache, digest, &fills) {
+            return Ok(existing);
         }
         fills.insert(digest.clone(), fill.clone());
     }
@@ -116,6 +115,12 @@ pub(super) async fn join_or_start(cache: &Arc<Cache>, digest: &Digest, open: Ope
     };
     tokio::spawn(task.run(open, temp));
     Ok(fill)
+}
+
+fn join(cache: &Cache, digest: &Digest, fills: &HashMap<Digest, Arc<Fill>>) -> Option<Arc<Fill>> {
+    let fill = fills.get(digest)?.clone();
+    cache.metrics.coalesced_waiters.inc();
+    Some(fill)
 }
 
 impl Fill {
@@ -204,7 +209,9 @@ struct Transfer {
 
 impl Task {
     async fn run(self, open: Opener, temp: TempFile) {
+        self.cache.metrics.fills_in_flight.inc();
         let outcome = self.transfer(&open, temp).await;
+        self.cache.metrics.fills_in_flight.dec();
         let progress = match outcome {
             Ok(transfer) => self.commit(transfer).await,
             Err(failure) => {
@@ -243,6 +250,7 @@ impl Task {
         }
         let actual = std::mem::replace(&mut transfer.hasher, Hasher::new(self.digest.algorithm())).finish();
         if actual != self.digest {
+            self.cache.metrics.digest_mismatches.inc();
             return Err(Failure::Aborted(format!("upstream bytes hash to {actual}")));
         }
         Ok(transfer)

@@ -11,6 +11,7 @@ use moka::sync::Cache;
 
 use super::store::{Store, TagRecord};
 use crate::digest::Digest;
+use crate::metrics::Metrics;
 use crate::reference::{RepoName, Tag};
 
 /// moka weighs entries in u32; KiB units let one entry be up to 4 TiB.
@@ -30,11 +31,12 @@ pub struct Index {
 }
 
 impl Index {
-    pub fn new(store: Arc<Store>, max_bytes: Option<u64>) -> Self {
+    pub fn new(store: Arc<Store>, max_bytes: Option<u64>, metrics: Arc<Metrics>) -> Self {
         let mut content = Cache::builder()
             .weigher(|_: &Digest, e: &Entry| u32::try_from(e.size.div_ceil(WEIGHT_UNIT)).unwrap_or(u32::MAX))
             .eviction_listener(move |digest: Arc<Digest>, _, cause| {
                 if cause == RemovalCause::Size {
+                    metrics.evictions.inc();
                     if let Err(e) = store.remove(&digest) {
                         tracing::warn!(%digest, error = %e, "cannot delete evicted content");
                     }
@@ -53,8 +55,11 @@ impl Index {
         self.content.get(digest)
     }
 
+    /// Inserts and applies any eviction it causes now, so the disk is within the cap by the
+    /// time the inserting fill releases its last chunk (moka would otherwise defer it).
     pub fn insert(&self, digest: Digest, entry: Entry) {
         self.content.insert(digest, entry);
+        self.content.run_pending_tasks();
     }
 
     pub fn forget(&self, digest: &Digest) {
@@ -67,6 +72,11 @@ impl Index {
 
     pub fn set_tag(&self, repo: &RepoName, tag: &Tag, record: TagRecord) {
         self.tags.insert((repo.clone(), tag.clone()), record);
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.content.run_pending_tasks();
+        self.content.weighted_size() * WEIGHT_UNIT
     }
 
     pub fn entry_count(&self) -> u64 {
@@ -83,7 +93,8 @@ mod tests {
     async fn eviction_deletes_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::init(dir.path()).expect("open"));
-        let index = Index::new(store.clone(), Some(3 * WEIGHT_UNIT));
+        let metrics = Arc::new(Metrics::default());
+        let index = Index::new(store.clone(), Some(3 * WEIGHT_UNIT), metrics.clone());
         let mut digests = Vec::new();
         for i in 0..8u8 {
             let bytes = vec![i; WEIGHT_UNIT as usize];
@@ -99,6 +110,7 @@ mod tests {
             digests.push(digest);
         }
         assert!(index.entry_count() <= 3);
+        assert_eq!(metrics.evictions.get() + index.entry_count(), 8);
         let on_disk = store.scan().expect("scan").len();
         assert_eq!(
             on_disk as u64,

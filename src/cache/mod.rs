@@ -17,6 +17,7 @@ use bytes::Bytes;
 use tokio::fs::File;
 
 use crate::digest::Digest;
+use crate::metrics::Metrics;
 use crate::reference::{RepoName, Tag};
 use fill::Fills;
 pub use fill::{Failure, Fill, Opener};
@@ -29,6 +30,7 @@ pub struct Cache {
     index: Index,
     fills: Fills,
     limits: Limits,
+    metrics: Arc<Metrics>,
 }
 
 /// Bounds on what the cache takes in.
@@ -50,9 +52,9 @@ pub struct Manifest {
 
 impl Cache {
     /// Opens the store and rebuilds the index from what is on disk.
-    pub fn load(dir: &Path, limits: Limits) -> io::Result<Cache> {
+    pub fn load(dir: &Path, limits: Limits, metrics: Arc<Metrics>) -> io::Result<Cache> {
         let store = Arc::new(Store::init(dir)?);
-        let index = Index::new(store.clone(), limits.max_bytes);
+        let index = Index::new(store.clone(), limits.max_bytes, metrics.clone());
         for found in store.scan()? {
             let entry = Entry {
                 size: found.size,
@@ -65,11 +67,21 @@ impl Cache {
             index,
             fills: Fills::default(),
             limits,
+            metrics,
         })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub fn writable(&self) -> bool {
         self.store.writable()
+    }
+
+    /// Bytes of cached content (to the KiB: the index weighs entries in KiB).
+    pub fn bytes(&self) -> u64 {
+        self.index.bytes()
     }
 
     pub fn entry_count(&self) -> u64 {
@@ -81,29 +93,50 @@ impl Cache {
     }
 
     /// Opens cached content for reading. A file that vanished behind the index's back (deleted
-    /// by hand, say) drops out of the index and reads as a miss.
+    /// by hand, say) drops out of the index and reads as a miss; one that appeared behind it
+    /// (from `prefetch` or `import` beside the server) joins it.
     pub async fn open(&self, digest: &Digest) -> io::Result<Option<(File, Entry)>> {
-        let Some(entry) = self.index.get(digest) else {
-            return Ok(None);
-        };
-        match self.store.open(digest).await? {
-            Some(file) => Ok(Some((file, entry))),
-            None => {
-                self.index.forget(digest);
+        let indexed = self.index.get(digest);
+        match (self.store.open(digest).await?, indexed) {
+            (Some(file), Some(entry)) => Ok(Some((file, entry))),
+            (Some(file), None) => {
+                let entry = Entry {
+                    size: file.metadata().await?.len(),
+                    media_type: self.store.media_type(digest).await?.map(Arc::from),
+                };
+                self.index.insert(digest.clone(), entry.clone());
+                Ok(Some((file, entry)))
+            }
+            (None, indexed) => {
+                if indexed.is_some() {
+                    self.index.forget(digest);
+                }
                 Ok(None)
             }
         }
     }
 
     pub async fn manifest(&self, digest: &Digest) -> io::Result<Option<Manifest>> {
-        let Some(media_type) = self.index.get(digest).and_then(|e| e.media_type) else {
-            return Ok(None);
+        // Not known here as a manifest: another process may have stored it since.
+        let media_type = match self.index.get(digest).and_then(|e| e.media_type) {
+            Some(media_type) => media_type,
+            None => match self.store.media_type(digest).await? {
+                Some(media_type) => Arc::from(media_type),
+                None => return Ok(None),
+            },
         };
         match self.store.read(digest).await? {
-            Some(bytes) => Ok(Some(Manifest {
-                bytes: Bytes::from(bytes),
-                media_type,
-            })),
+            Some(bytes) => {
+                let entry = Entry {
+                    size: bytes.len() as u64,
+                    media_type: Some(media_type.clone()),
+                };
+                self.index.insert(digest.clone(), entry);
+                Ok(Some(Manifest {
+                    bytes: Bytes::from(bytes),
+                    media_type,
+                }))
+            }
             None => {
                 self.index.forget(digest);
                 Ok(None)
@@ -125,9 +158,14 @@ impl Cache {
 
     /// The last known digest of a tag, from memory or else from disk.
     pub async fn tag(&self, repo: &RepoName, tag: &Tag) -> Option<TagRecord> {
-        if let Some(record) = self.index.tag(repo, tag) {
-            return Some(record);
+        match self.index.tag(repo, tag) {
+            Some(record) => Some(record),
+            None => self.reread_tag(repo, tag).await,
         }
+    }
+
+    /// A tag's digest as the disk has it now: an `import` beside the server may have moved it.
+    pub async fn reread_tag(&self, repo: &RepoName, tag: &Tag) -> Option<TagRecord> {
         let record = self.store.tag(repo, tag).await.ok().flatten()?;
         self.index.set_tag(repo, tag, record.clone());
         Some(record)

@@ -2,6 +2,7 @@
 //! read-only disk): stream it to the one client that asked, still verified, never cached.
 
 use std::io;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -9,15 +10,19 @@ use hyper::body::Incoming;
 
 use crate::body::{self, Body, BodySender};
 use crate::digest::{Digest, Hasher};
+use crate::metrics::Metrics;
 
 const CLIENT_QUEUE: usize = 16;
 
 /// Streams `upstream` to the client, holding back the last chunk until the digest and size
 /// check out, so a bad transfer ends in an aborted response rather than a clean one.
-pub fn stream(digest: Digest, size: Option<u64>, upstream: Incoming) -> Body {
+pub fn stream(digest: Digest, size: Option<u64>, upstream: Incoming, metrics: Arc<Metrics>) -> Body {
     let (client, body) = body::channel(CLIENT_QUEUE);
     tokio::spawn(async move {
         if let Err(e) = relay(&digest, size, upstream, &client).await {
+            if e.kind() == io::ErrorKind::InvalidData {
+                metrics.digest_mismatches.inc();
+            }
             tracing::warn!(%digest, error = %e, "pass-through transfer failed");
             client.abort(e).await;
         } else {

@@ -103,6 +103,21 @@ impl AsyncWrite for TempFile {
     }
 }
 
+/// Verified content, synced and closed, waiting in `tmp/` for `Store::commit_staged`. Dropping
+/// it uncommitted removes the file.
+pub struct Staged {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.committed {
@@ -130,10 +145,15 @@ impl Store {
         }
         std::fs::create_dir_all(store.root.join("tags"))?;
         let tmp = store.root.join("tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp)?;
-        }
         std::fs::create_dir_all(&tmp)?;
+        for entry in std::fs::read_dir(&tmp)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else if !written_by_another_live_process(&path) {
+                std::fs::remove_file(&path)?;
+            }
+        }
         Ok(store)
     }
 
@@ -191,19 +211,44 @@ impl Store {
 
     /// Makes verified content durable under its digest: data synced before the rename, the
     /// directory after it, so a crash leaves either nothing or the whole file.
-    pub async fn commit(&self, mut temp: TempFile, digest: &Digest) -> io::Result<()> {
+    pub async fn commit(&self, temp: TempFile, digest: &Digest) -> io::Result<()> {
+        let staged = self.stage(temp).await?;
+        self.commit_staged(staged, digest).await
+    }
+
+    /// Syncs and closes a temp file whose content is verified but must wait for others before
+    /// it goes in (an import commits a bundle's blobs together, or none of them).
+    pub async fn stage(&self, mut temp: TempFile) -> io::Result<Staged> {
         temp.file.flush().await?;
         temp.file.sync_all().await?;
-        let target = self.blob_path(digest);
-        fs::rename(&temp.path, &target).await?;
         temp.committed = true;
+        Ok(Staged {
+            path: temp.path.clone(),
+            committed: false,
+        })
+    }
+
+    pub async fn commit_staged(&self, mut staged: Staged, digest: &Digest) -> io::Result<()> {
+        let target = self.blob_path(digest);
+        fs::rename(&staged.path, &target).await?;
+        staged.committed = true;
         sync_parent(target).await
+    }
+
+    /// Verified content staged earlier, read back before it is committed.
+    pub async fn read_staged(&self, staged: &Staged) -> io::Result<Vec<u8>> {
+        fs::read(&staged.path).await
     }
 
     pub async fn put(&self, digest: &Digest, bytes: &[u8]) -> io::Result<()> {
         let mut temp = self.temp().await?;
         temp.file.write_all(bytes).await?;
         self.commit(temp, digest).await
+    }
+
+    /// The media type of content stored as a manifest; `None` for plain blobs and absent content.
+    pub async fn media_type(&self, digest: &Digest) -> io::Result<Option<String>> {
+        optional(fs::read_to_string(self.media_type_path(digest)).await)
     }
 
     pub async fn put_media_type(&self, digest: &Digest, media_type: &str) -> io::Result<()> {
@@ -287,6 +332,18 @@ impl Store {
     }
 }
 
+/// Whether a `tmp/` file is a live spool of another process on the same data directory (a
+/// server beside `prefetch` or `import`, or the other way round): temp files are named
+/// `<pid>-<n>`, and that process still runs. Anything else is an unverified leftover.
+fn written_by_another_live_process(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let pid = name
+        .as_deref()
+        .and_then(|n| n.split_once('-'))
+        .and_then(|(pid, _)| pid.parse::<u32>().ok());
+    pid.is_some_and(|pid| pid != std::process::id() && Path::new("/proc").join(pid.to_string()).exists())
+}
+
 /// Walks `tags/<upstream>/<repo…>/_tags/<tag>`.
 fn collect_tags(root: &Path, dir: &Path, found: &mut Vec<(String, String, TagRecord)>) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
@@ -367,8 +424,15 @@ mod tests {
         drop(temp);
         assert!(!path.exists());
         std::fs::write(dir.path().join("tmp/stale"), b"partial").expect("write");
+        std::fs::write(dir.path().join(format!("tmp/{}-7", std::process::id())), b"ours").expect("write");
+        // pid 1 always runs: its spool is another process's fill in progress.
+        std::fs::write(dir.path().join("tmp/1-0"), b"live").expect("write");
         Store::init(dir.path()).expect("reopen");
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("tmp"))
+            .expect("tmp")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["1-0"]);
     }
 
     #[tokio::test]

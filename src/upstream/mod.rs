@@ -8,7 +8,8 @@
 pub mod auth;
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, LOCATION, RANGE, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use crate::config::Credentials;
 use crate::digest::Digest;
 use crate::manifest;
+use crate::metrics::Metrics;
 use crate::reference::{Reference, RepoName};
 use auth::{Challenge, Tokens};
 
@@ -75,10 +77,19 @@ pub struct Upstream {
     tokens: Tokens,
     /// Docker Hub's `ratelimit-remaining` from the latest answer that carried it.
     rate_limit_remaining: AtomicI64,
+    metrics: Arc<Metrics>,
+    health: Mutex<Health>,
+}
+
+/// When the upstream last answered, and when and how it last failed.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    pub last_ok: Option<SystemTime>,
+    pub last_error: Option<(SystemTime, String)>,
 }
 
 impl Upstream {
-    pub fn new(base: Uri, credentials: Option<Credentials>) -> Self {
+    pub fn new(base: Uri, credentials: Option<Credentials>, metrics: Arc<Metrics>) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -96,6 +107,8 @@ impl Upstream {
             credentials,
             tokens: Tokens::default(),
             rate_limit_remaining: AtomicI64::new(-1),
+            metrics,
+            health: Mutex::default(),
         }
     }
 
@@ -223,11 +236,33 @@ impl Upstream {
     }
 
     async fn execute(&self, request: Request<Empty<Bytes>>) -> Result<Response, Error> {
-        match tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(request)).await {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(request)).await;
+        self.metrics.observe_upstream(started.elapsed());
+        let result = match outcome {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(Error::Unreachable(error_chain(&e))),
             Err(_) => Err(Error::Timeout(RESPONSE_TIMEOUT)),
+        };
+        self.note_health(&result);
+        result
+    }
+
+    fn note_health(&self, result: &Result<Response, Error>) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(r) if !r.status().is_server_error() => health.last_ok = Some(SystemTime::now()),
+            Ok(r) => health.last_error = Some((SystemTime::now(), format!("answered {}", r.status()))),
+            Err(e) => health.last_error = Some((SystemTime::now(), e.to_string())),
         }
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn base(&self) -> &Uri {
+        &self.base
     }
 
     /// Answers a challenge: a bearer token from the realm (anonymous, or with the configured

@@ -125,6 +125,34 @@ async fn faults_corrupt_truncate_and_answer_statuses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_faults_pauses_and_an_upstream_without_ranges() {
+    let fake = FakeRegistry::start().await;
+    let bytes = crate::support::content::random_bytes(100_000);
+    let digest = fake.add_blob("x/y", bytes.clone());
+    let url = format!("{}/v2/x/y/blobs/{digest}", fake.url());
+
+    fake.fail_next(Target::reference(&digest), 1, Fault::MisalignedRange);
+    let shifted = send(&url, Method::GET, &[("range", "bytes=50000-")]).await;
+    assert_eq!(shifted.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(shifted.header("content-range"), Some("bytes 33616-99999/100000"));
+    assert!(shifted.bytes()[..] == bytes[33_616..]);
+
+    let pause = std::time::Duration::from_millis(300);
+    fake.fail_next(Target::reference(&digest), 1, Fault::PauseMidBody(pause));
+    let started = std::time::Instant::now();
+    send(&url, Method::GET, &[]).await.assert_bytes(&bytes);
+    assert!(started.elapsed() >= pause);
+
+    let whole_only = FakeRegistry::builder().range_requests(false).build().await;
+    let digest = whole_only.add_blob("x/y", bytes.clone());
+    let url = format!("{}/v2/x/y/blobs/{digest}", whole_only.url());
+    let reply = send(&url, Method::GET, &[("range", "bytes=50000-")]).await;
+    reply.assert_bytes(&bytes);
+    assert_eq!(reply.header("accept-ranges"), None);
+    assert_eq!(reply.header("content-range"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_list_paginates_with_link() {
     let fake = FakeRegistry::start().await;
     let image = fake.push_image("x/y", "a", Format::Oci);

@@ -7,22 +7,8 @@ use http::Method;
 
 use crate::support::content::{random_bytes, Blob};
 use crate::support::fake_registry::Role;
-use crate::support::mirror::Reply;
+use crate::support::mirror::assert_not_delivered;
 use crate::support::{FakeRegistry, Fault, Format, Mirror, Target};
-
-/// The client must be able to tell: a body that fails to read, a connection closed
-/// before any response, or an error status. A 2xx whose body ends cleanly is a lie,
-/// whatever its bytes.
-fn assert_not_delivered(outcome: &Result<Reply, String>) {
-    if let Ok(reply) = outcome {
-        let clean_success = reply.status.is_success() && reply.body.is_ok();
-        assert!(
-            !clean_success,
-            "bad upstream bytes were delivered as a clean reply: {reply:?}"
-        );
-        assert!(reply.body.is_err() || reply.status.is_server_error(), "{reply:?}");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_blob_is_aborted_and_not_cached() {

@@ -35,6 +35,7 @@ pub struct FakeRegistry {
 pub struct Builder {
     auth: Option<Option<Credentials>>,
     cdn_redirects: bool,
+    ranges_ignored: bool,
     token_ttl: Option<Duration>,
 }
 
@@ -49,6 +50,13 @@ impl Builder {
     /// Blob GETs and HEADs answer 307 to the CDN listener instead of serving bytes.
     pub fn cdn_redirects(mut self, on: bool) -> Builder {
         self.cdn_redirects = on;
+        self
+    }
+
+    /// With `false`, blob GETs ignore `Range` and answer 200 with the whole blob, as some
+    /// registries and proxies do (default: ranges are honoured with a 206).
+    pub fn range_requests(mut self, on: bool) -> Builder {
+        self.ranges_ignored = !on;
         self
     }
 
@@ -69,6 +77,7 @@ impl Builder {
                 token_ttl: self.token_ttl.unwrap_or(Duration::from_secs(60)),
             }),
             cdn_redirects: self.cdn_redirects,
+            ranges_ignored: self.ranges_ignored,
             registry_url: format!("http://{registry_addr}"),
             cdn_url: format!("http://{cdn_addr}"),
             inner: Mutex::default(),
@@ -238,6 +247,11 @@ impl FakeRegistry {
         self.shared.lock().completed.iter().filter(|r| *r == reference).count()
     }
 
+    /// Waits up to `within` for a body of `reference` to go out in full; false if none did.
+    pub async fn body_completed_within(&self, reference: &str, within: Duration) -> bool {
+        super::poll_until(within, || self.bodies_completed(reference) > 0).await
+    }
+
     pub fn token_requests(&self) -> Vec<Request> {
         self.requests().into_iter().filter(|r| r.kind == Kind::Token).collect()
     }
@@ -359,6 +373,12 @@ pub enum Fault {
     Stall(Duration),
     /// Serve the body normally but pause this long before each 16 KiB chunk.
     Throttle(Duration),
+    /// Send the first half of the body, then pause this long before the rest: a stalled
+    /// transfer whose connection stays open.
+    PauseMidBody(Duration),
+    /// Answer a blob range request with a 206 that starts one chunk before the asked-for
+    /// byte, its `Content-Range` saying so: a resume that must not be spliced on.
+    MisalignedRange,
 }
 
 impl Fault {
@@ -391,6 +411,7 @@ struct Auth {
 struct Shared {
     auth: Option<Auth>,
     cdn_redirects: bool,
+    ranges_ignored: bool,
     registry_url: String,
     cdn_url: String,
     inner: Mutex<Inner>,

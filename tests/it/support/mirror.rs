@@ -24,7 +24,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::content::{Blob, Manifest};
+use super::data_dir::DataDir;
 use super::fake_registry::FakeRegistry;
+use super::streaming::Streaming;
 
 /// containerd's resolver Accept line (protocol.md §5): every manifest type, then `*/*`.
 pub const CONTAINERD_ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
@@ -52,6 +54,30 @@ pub struct Builder {
 impl Builder {
     pub fn tag_ttl(mut self, ttl: Duration) -> Builder {
         self.config.tag_ttl = ttl;
+        self
+    }
+
+    /// Byte cap on the cache; evicted content is deleted from disk.
+    pub fn max_cache_size(mut self, bytes: u64) -> Builder {
+        self.config.max_cache_size = Some(bytes);
+        self
+    }
+
+    /// Free space a fill must leave; more than the disk has makes every blob pass through.
+    pub fn min_free_disk(mut self, bytes: u64) -> Builder {
+        self.config.min_free_disk = bytes;
+        self
+    }
+
+    /// How long after its last upstream confirmation a tag may be served stale.
+    pub fn max_stale(mut self, max: Duration) -> Builder {
+        self.config.max_stale = Some(max);
+        self
+    }
+
+    /// A fill's time limit before its per-MiB allowance.
+    pub fn fill_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.fill_timeout = timeout;
         self
     }
 
@@ -119,6 +145,10 @@ impl Mirror {
         format!("http://{}{path}", self.addr)
     }
 
+    pub fn data_dir(&self) -> DataDir {
+        DataDir::new(self.data_dir.path())
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.send(Method::GET, path, &[]).await
     }
@@ -152,6 +182,11 @@ impl Mirror {
             .expect("response head in time")
             .expect("response head");
         response.status()
+    }
+
+    /// Sends a GET and returns once the response head is in, to read the body piecemeal.
+    pub async fn open(&self, path: &str, headers: &[(&str, &str)]) -> Streaming {
+        Streaming::open(&self.url(path), Method::GET, headers).await
     }
 
     /// Like `send`, but a transport failure before the response head is returned rather
@@ -272,6 +307,20 @@ impl Reply {
             self.bytes().len(),
             expected.len()
         );
+    }
+}
+
+/// Bad bytes must not pass for good ones. The client must be able to tell: a body that
+/// fails to read, a connection closed before any response, or an error status. A 2xx whose
+/// body ends cleanly is a lie, whatever its bytes.
+pub fn assert_not_delivered(outcome: &Result<Reply, String>) {
+    if let Ok(reply) = outcome {
+        let clean_success = reply.status.is_success() && reply.body.is_ok();
+        assert!(
+            !clean_success,
+            "bad upstream bytes were delivered as a clean reply: {reply:?}"
+        );
+        assert!(reply.body.is_err() || reply.status.is_server_error(), "{reply:?}");
     }
 }
 

@@ -1,10 +1,33 @@
 //! Test support: an in-process fake upstream registry, the real mirror started against
-//! it, and the content (digests, images, indexes) the tests push upstream.
+//! it (in-process, or as the real binary in a child process), the content (digests,
+//! images, indexes) the tests push upstream, and views of what the mirror has on disk.
 
 pub mod content;
+pub mod data_dir;
 pub mod fake_registry;
 pub mod mirror;
+pub mod process;
+pub mod streaming;
+
+use std::time::Duration;
 
 pub use content::{Format, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+pub use data_dir::DataDir;
 pub use fake_registry::{FakeRegistry, Fault, Target};
 pub use mirror::{Mirror, Reply};
+
+/// Checks `condition` every 20 ms for up to `within`; whether it ever held. For state that
+/// settles asynchronously (a fill committing after its last client left, say), so a test
+/// neither sleeps a guessed margin nor hangs.
+pub async fn poll_until(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -82,7 +82,7 @@ pub(super) fn blob(shared: &Shared, inner: &mut Inner, request: &Request, fault:
         return error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to registry");
     };
     if !shared.cdn_redirects {
-        return serve_bytes(&bytes, request, Some(digest), fault);
+        return serve_bytes(shared, &bytes, request, Some(digest), fault);
     }
     // A fresh signature per redirect, as a real CDN would issue, so a mirror that
     // caches a Location is visible in the request log.
@@ -97,7 +97,7 @@ pub(super) fn blob(shared: &Shared, inner: &mut Inner, request: &Request, fault:
         .expect("valid response")
 }
 
-pub(super) fn cdn_blob(inner: &Inner, request: &Request, fault: Option<&Fault>) -> Response<Body> {
+pub(super) fn cdn_blob(shared: &Shared, inner: &Inner, request: &Request, fault: Option<&Fault>) -> Response<Body> {
     if request.authorization.is_some() {
         return xml(StatusCode::FORBIDDEN, "AccessDenied", "Only one auth mechanism allowed");
     }
@@ -107,24 +107,36 @@ pub(super) fn cdn_blob(inner: &Inner, request: &Request, fault: Option<&Fault>) 
         None => None,
     };
     match found {
-        Some(bytes) => serve_bytes(bytes, request, None, fault),
+        Some(bytes) => serve_bytes(shared, bytes, request, None, fault),
         None => xml(StatusCode::NOT_FOUND, "NoSuchKey", "The specified key does not exist."),
     }
 }
 
-fn serve_bytes(bytes: &Bytes, request: &Request, digest: Option<&str>, fault: Option<&Fault>) -> Response<Body> {
+fn serve_bytes(
+    shared: &Shared,
+    bytes: &Bytes,
+    request: &Request,
+    digest: Option<&str>,
+    fault: Option<&Fault>,
+) -> Response<Body> {
     let size = bytes.len();
-    let mut builder = Response::builder()
-        .header(CONTENT_TYPE, "application/octet-stream")
-        .header(ACCEPT_RANGES, "bytes");
+    let mut builder = Response::builder().header(CONTENT_TYPE, "application/octet-stream");
+    if !shared.ranges_ignored {
+        builder = builder.header(ACCEPT_RANGES, "bytes");
+    }
     if let Some(digest) = digest {
         builder = builder
             .header("docker-content-digest", digest)
             .header(ETAG, format!("\"{digest}\""));
     }
-    let slice = match request.range.as_deref().map(|r| parse_range(r, size)) {
+    let range = request.range.as_deref().filter(|_| !shared.ranges_ignored);
+    let slice = match range.map(|r| parse_range(r, size)) {
         None | Some(Range::Whole) => bytes.clone(),
         Some(Range::Part(start, end)) => {
+            let start = match fault {
+                Some(Fault::MisalignedRange) => start.saturating_sub(CHUNK),
+                _ => start,
+            };
             builder = builder
                 .status(StatusCode::PARTIAL_CONTENT)
                 .header(CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
@@ -189,17 +201,28 @@ fn faulty_body(bytes: Bytes, fault: Option<&Fault>) -> Body {
             let mut corrupt = bytes.to_vec();
             let middle = corrupt.len() / 2;
             corrupt[middle] ^= 0xff;
-            chunked(Bytes::from(corrupt), false, Duration::ZERO)
+            chunked(Bytes::from(corrupt), false, |_| Duration::ZERO)
         }
-        Some(Fault::Truncate) => chunked(bytes.slice(..bytes.len() / 2), true, Duration::ZERO),
-        Some(Fault::Throttle(pause)) => chunked(bytes, false, *pause),
-        _ => chunked(bytes, false, Duration::ZERO),
+        Some(Fault::Truncate) => chunked(bytes.slice(..bytes.len() / 2), true, |_| Duration::ZERO),
+        Some(Fault::Throttle(pause)) => {
+            let pause = *pause;
+            chunked(bytes, false, move |_| pause)
+        }
+        Some(Fault::PauseMidBody(pause)) => {
+            let (pause, middle) = (*pause, bytes.len().div_ceil(CHUNK) / 2);
+            chunked(
+                bytes,
+                false,
+                move |chunk| if chunk == middle { pause } else { Duration::ZERO },
+            )
+        }
+        _ => chunked(bytes, false, |_| Duration::ZERO),
     }
 }
 
 /// A streamed body; `fail` ends it with an error, which makes hyper drop the connection
-/// short of the declared `Content-Length`.
-fn chunked(bytes: Bytes, fail: bool, pause: Duration) -> Body {
+/// short of the declared `Content-Length`. `pause(n)` is the wait before chunk `n`.
+fn chunked(bytes: Bytes, fail: bool, pause: impl Fn(usize) -> Duration + Send + Sync + 'static) -> Body {
     let mut frames: Vec<Result<Frame<Bytes>, BoxError>> = Vec::new();
     let mut start = 0;
     while start < bytes.len() {
@@ -210,15 +233,20 @@ fn chunked(bytes: Bytes, fail: bool, pause: Duration) -> Body {
     if fail {
         frames.push(Err("body truncated by fault injection".into()));
     }
-    let frames = stream::iter(frames).then(move |frame| async move {
-        if frame.is_err() {
+    let frames = stream::iter(frames.into_iter().enumerate()).then(move |(n, frame)| {
+        let wait = if frame.is_err() {
             // Pending once, so hyper flushes the head and the bytes so far before the
             // error makes it drop the connection; otherwise nothing at all goes out.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        } else if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
+            Duration::from_millis(20)
+        } else {
+            pause(n)
+        };
+        async move {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            frame
         }
-        frame
     });
     BodyExt::boxed(StreamBody::new(frames))
 }

@@ -62,7 +62,7 @@ async fn handle(shared: &Arc<Shared>, role: Role, req: hyper::Request<Incoming>)
     } else {
         let mut inner = shared.lock();
         match (role, request.kind) {
-            (Role::Cdn, Kind::Blob) => answer::cdn_blob(&inner, &request, body_fault.as_ref()),
+            (Role::Cdn, Kind::Blob) => answer::cdn_blob(shared, &inner, &request, body_fault.as_ref()),
             (Role::Registry, Kind::Token) => token(shared, &mut inner, &request),
             (Role::Registry, Kind::Ping | Kind::Manifest | Kind::Blob | Kind::TagsList) => {
                 match refusal(shared, &inner, &request) {
@@ -198,7 +198,11 @@ fn take_fault(inner: &mut Inner, cdn_redirects: bool, request: &Request) -> Opti
         };
         let applies = match rule.fault {
             Fault::Status { .. } => request.role == Role::Registry,
-            Fault::CorruptByte | Fault::Truncate | Fault::Throttle(_) => serves_body,
+            Fault::CorruptByte
+            | Fault::Truncate
+            | Fault::Throttle(_)
+            | Fault::PauseMidBody(_)
+            | Fault::MisalignedRange => serves_body,
             Fault::Stall(_) => true,
         };
         rule.remaining != Some(0) && targeted && applies

@@ -1,0 +1,19 @@
+//! Air-gapped sites: fill the cache from a list of images (`prefetch`), carry it across as a
+//! standard OCI image layout in one tar file (`export`), and take such a bundle, or a `docker
+//! save` tarball, into another mirror's cache (`import`), which then serves it `--offline`.
+//!
+//! - `image`: what manifests and indexes say about other content (descriptors, platforms);
+//! - `prefetch`: references → manifests, configs and layers through `Mirror`, in parallel;
+//! - `layout`: the OCI image layout's names (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`);
+//! - `export`: cached images → an OCI layout tar, streamed from the cache's files;
+//! - `import`: a tar or directory → verified, staged blobs → committed together with tags;
+//! - `docker_save`: `docker save`'s `manifest.json` → a Docker v2 manifest over its files;
+//! - `progress`: the terminal progress bars both long-running commands draw.
+
+pub mod docker_save;
+pub mod export;
+pub mod image;
+pub mod import;
+pub mod layout;
+pub mod prefetch;
+mod progress;

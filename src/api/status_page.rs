@@ -1,0 +1,229 @@
+//! The status page at `/`: what a person at the gateway wants to know, in plain HTML and CSS.
+//! Everything shown comes from `Mirror::overview`; nothing here computes state of its own.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use super::App;
+use crate::certs;
+use crate::cli::ClientKind;
+use crate::client_config;
+use crate::mirror::Overview;
+
+const STYLE: &str = "
+body{font:15px/1.45 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2430}
+header{background:#1d2430;color:#fff;padding:18px 32px}header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;color:#b8c0cc}main{padding:24px 32px;max-width:1100px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));gap:14px}
+.card{background:#fff;border-radius:8px;padding:14px 16px;box-shadow:0 1px 2px #0002}
+.card h2{margin:0;font-size:13px;color:#5b6473;text-transform:uppercase;letter-spacing:.04em}
+.card .v{font-size:26px;font-weight:600;margin-top:6px}.card .s{color:#5b6473;font-size:13px}
+.bar{height:8px;background:#e3e6eb;border-radius:4px;margin-top:8px;overflow:hidden}
+.bar i{display:block;height:100%;background:#2f7de1}
+.ok{color:#1a7f37}.bad{color:#c62828}
+section{background:#fff;border-radius:8px;padding:14px 16px;margin-top:18px;box-shadow:0 1px 2px #0002}
+section h2{margin:0 0 10px;font-size:17px}table{border-collapse:collapse;width:100%}
+td,th{text-align:left;padding:5px 8px;border-bottom:1px solid #eceef1}td.n{text-align:right}
+code,pre{font:13px/1.4 ui-monospace,monospace}pre{background:#f4f5f7;padding:10px;overflow:auto}
+details{margin-top:8px}summary{cursor:pointer;font-weight:600}
+";
+
+pub fn render(app: &App, host: Option<&str>) -> String {
+    let o = app.mirror.overview();
+    let mirror = host
+        .map(str::to_owned)
+        .unwrap_or_else(|| certs::machine_hostname().unwrap_or_else(|| "localhost".into()));
+    let mut page = String::with_capacity(16 * 1024);
+    let _ = write!(
+        page,
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>regmirror</title>\
+         <meta name=viewport content=\"width=device-width\"><style>{STYLE}</style></head><body>\
+         <header><h1>regmirror</h1><p>pull-through mirror of {} at {}</p></header><main>",
+        escape(&o.upstream),
+        escape(&mirror)
+    );
+    cards(&mut page, &o);
+    top_images(&mut page, &o);
+    trust(&mut page, app, &mirror);
+    page.push_str("</main></body></html>");
+    page
+}
+
+fn cards(page: &mut String, o: &Overview) {
+    page.push_str("<div class=cards>");
+    let lookups = o.hits + o.misses;
+    let ratio = if lookups == 0 {
+        "–".to_owned()
+    } else {
+        format!("{:.1}%", 100.0 * o.hits as f64 / lookups as f64)
+    };
+    card(
+        page,
+        "Hit ratio",
+        &ratio,
+        &format!("{} hits, {} misses, {} stale", o.hits, o.misses, o.stale),
+    );
+    card(
+        page,
+        "Served from cache",
+        &bytes(o.bytes_from_cache),
+        "bytes sent without the upstream",
+    );
+    card(
+        page,
+        "Fetched from upstream",
+        &bytes(o.bytes_from_upstream),
+        "bytes sent while filling the cache",
+    );
+    let (use_text, bar) = match o.cache_cap {
+        Some(cap) if cap > 0 => (
+            format!("{} of {}", bytes(o.cache_bytes), bytes(cap)),
+            Some(o.cache_bytes.min(cap) * 100 / cap),
+        ),
+        _ => (bytes(o.cache_bytes), None),
+    };
+    let mut detail = format!("{} cached items", o.cache_entries);
+    if let Some(percent) = bar {
+        let _ = write!(detail, "<div class=bar><i style=\"width:{percent}%\"></i></div>");
+    }
+    card(page, "Cache use", &use_text, &detail);
+    let (state, detail) = upstream_state(o);
+    card(page, "Upstream", &state, &detail);
+    let headroom = o
+        .rate_limit_remaining
+        .map_or("no limit seen".to_owned(), |n| format!("{n} pulls left"));
+    card(
+        page,
+        "Rate-limit headroom",
+        &headroom,
+        "Docker Hub's ratelimit-remaining",
+    );
+    page.push_str("</div>");
+}
+
+fn card(page: &mut String, title: &str, value: &str, detail: &str) {
+    let _ = write!(
+        page,
+        "<div class=card><h2>{title}</h2><div class=v>{value}</div><div class=s>{detail}</div></div>"
+    );
+}
+
+fn upstream_state(o: &Overview) -> (String, String) {
+    let ago = |t: SystemTime| {
+        t.elapsed()
+            .map_or("just now".to_owned(), |d| format!("{}s ago", d.as_secs()))
+    };
+    match (&o.health.last_ok, &o.health.last_error) {
+        (_, Some((failed, why))) if o.health.last_ok.is_none_or(|ok| ok < *failed) => (
+            "<span class=bad>failing</span>".to_owned(),
+            format!("{}: {}", ago(*failed), escape(why)),
+        ),
+        (Some(ok), _) => (
+            "<span class=ok>healthy</span>".to_owned(),
+            format!("last answer {}", ago(*ok)),
+        ),
+        _ => ("not contacted yet".to_owned(), escape(&o.upstream)),
+    }
+}
+
+fn top_images(page: &mut String, o: &Overview) {
+    page.push_str("<section><h2>Top images</h2>");
+    if o.top_images.is_empty() {
+        page.push_str("<p>Nothing pulled yet.</p></section>");
+        return;
+    }
+    page.push_str("<table><tr><th>image</th><th class=n>pulls</th></tr>");
+    for (image, pulls) in &o.top_images {
+        let _ = write!(
+            page,
+            "<tr><td><code>{}</code></td><td class=n>{pulls}</td></tr>",
+            escape(image)
+        );
+    }
+    page.push_str("</table></section>");
+}
+
+fn trust(page: &mut String, app: &App, mirror: &str) {
+    page.push_str("<section><h2>Use this mirror</h2>");
+    match &app.ca {
+        Some(ca) => {
+            let _ = write!(
+                page,
+                "<p>Clients trust the mirror through its own CA: <a href=\"/ca.crt\">/ca.crt</a>, \
+                 SHA-256 fingerprint<br><code>{}</code></p>",
+                escape(&ca.fingerprint)
+            );
+        }
+        None => page.push_str("<p>The mirror serves a certificate it was given; clients trust its issuer.</p>"),
+    }
+    let ca_path = app
+        .ca
+        .as_ref()
+        .map(|ca| ca.path.clone())
+        .unwrap_or_else(|| "ca.crt".into());
+    let fingerprint = app.ca.as_ref().map(|ca| ca.fingerprint.as_str());
+    for (name, kind) in [
+        ("Docker", ClientKind::Docker),
+        ("containerd", ClientKind::Containerd),
+        ("podman, skopeo", ClientKind::Podman),
+    ] {
+        let text = client_config::render(kind, mirror, &ca_path, fingerprint);
+        let _ = write!(
+            page,
+            "<details><summary>{name}</summary><pre>{}</pre></details>",
+            escape(&text)
+        );
+    }
+    page.push_str("</section>");
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The Host header and names come from clients: never let them write markup.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape("<script>\"x\" & 'y'"),
+            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;"
+        );
+    }
+
+    #[test]
+    fn human_bytes() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(50 << 30), "50.0 GiB");
+    }
+}

@@ -1,0 +1,262 @@
+//! Prometheus metrics, all named `regmirror_…`, and the numbers the status page shows.
+//!
+//! One `Metrics` per server instance (not a global), so servers started side by side in tests
+//! count separately. Gauges that mirror other state (cache size, rate limit) are set when
+//! scraped.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Cache,
+    Upstream,
+}
+
+impl Origin {
+    fn label(self) -> &'static str {
+        match self {
+            Origin::Cache => "cache",
+            Origin::Upstream => "upstream",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OriginLabels {
+    pub source: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub bytes_served: Family<OriginLabels, Counter>,
+    pub upstream_latency: Histogram,
+    pub fills_in_flight: Gauge,
+    pub coalesced_waiters: Counter,
+    pub evictions: Counter,
+    pub digest_mismatches: Counter,
+    pub stale_serves: Counter,
+    cache_bytes: Gauge,
+    cache_entries: Gauge,
+    ratelimit_remaining: Gauge,
+    /// Tag pulls by image, for the status page's top list; too many labels for Prometheus.
+    pulls: Mutex<HashMap<String, u64>>,
+}
+
+/// Images tracked for the top list; beyond this, new names are not counted.
+const MAX_TRACKED_IMAGES: usize = 10_000;
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            bytes_served: Family::default(),
+            // 1 ms to ~16 s.
+            upstream_latency: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            fills_in_flight: Gauge::default(),
+            coalesced_waiters: Counter::default(),
+            evictions: Counter::default(),
+            digest_mismatches: Counter::default(),
+            stale_serves: Counter::default(),
+            cache_bytes: Gauge::default(),
+            cache_entries: Gauge::default(),
+            ratelimit_remaining: Gauge::default(),
+            pulls: Mutex::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "regmirror_requests",
+            "Requests answered, by route and status",
+            m.requests.clone(),
+        );
+        r.register(
+            "regmirror_cache_hits",
+            "Manifest and blob requests answered from the cache",
+            m.cache_hits.clone(),
+        );
+        r.register(
+            "regmirror_cache_misses",
+            "Manifest and blob requests that needed the upstream",
+            m.cache_misses.clone(),
+        );
+        r.register(
+            "regmirror_served_bytes",
+            "Body bytes sent to clients, by where they came from",
+            m.bytes_served.clone(),
+        );
+        r.register(
+            "regmirror_upstream_request_seconds",
+            "Upstream response time to headers",
+            m.upstream_latency.clone(),
+        );
+        r.register(
+            "regmirror_fills_in_flight",
+            "Blob fills from the upstream under way",
+            m.fills_in_flight.clone(),
+        );
+        r.register(
+            "regmirror_coalesced_waiters",
+            "Requests that joined a fill already under way",
+            m.coalesced_waiters.clone(),
+        );
+        r.register(
+            "regmirror_cache_evictions",
+            "Cached content evicted to stay under the cap",
+            m.evictions.clone(),
+        );
+        r.register(
+            "regmirror_digest_mismatches",
+            "Upstream content refused for not matching its digest",
+            m.digest_mismatches.clone(),
+        );
+        r.register(
+            "regmirror_stale_serves",
+            "Tags served from the cache because the upstream failed",
+            m.stale_serves.clone(),
+        );
+        r.register(
+            "regmirror_cache_bytes",
+            "Bytes of cached content",
+            m.cache_bytes.clone(),
+        );
+        r.register(
+            "regmirror_cache_entries",
+            "Pieces of cached content",
+            m.cache_entries.clone(),
+        );
+        r.register(
+            "regmirror_upstream_ratelimit_remaining",
+            "Docker Hub pulls left in the current window (-1: not limited or not yet seen)",
+            m.ratelimit_remaining.clone(),
+        );
+        m
+    }
+}
+
+/// State owned elsewhere that the scrape reports.
+pub struct Snapshot {
+    pub cache_bytes: u64,
+    pub cache_entries: u64,
+    pub ratelimit_remaining: Option<u64>,
+}
+
+impl Metrics {
+    pub fn count_pull(&self, image: &str) {
+        let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = pulls.get_mut(image) {
+            *n += 1;
+        } else if pulls.len() < MAX_TRACKED_IMAGES {
+            pulls.insert(image.to_owned(), 1);
+        }
+    }
+
+    /// The `n` most pulled images, most first.
+    pub fn top_pulls(&self, n: usize) -> Vec<(String, u64)> {
+        let pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut top: Vec<_> = pulls.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(n);
+        top
+    }
+
+    pub fn observe_upstream(&self, elapsed: Duration) {
+        self.upstream_latency.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn served(&self, origin: Origin, bytes: u64) {
+        self.bytes_served
+            .get_or_create(&OriginLabels { source: origin.label() })
+            .inc_by(bytes);
+    }
+
+    pub fn bytes_served_from(&self, origin: Origin) -> u64 {
+        self.bytes_served
+            .get_or_create(&OriginLabels { source: origin.label() })
+            .get()
+    }
+
+    /// The Prometheus text format.
+    pub fn encode(&self, snapshot: &Snapshot) -> String {
+        self.cache_bytes
+            .set(i64::try_from(snapshot.cache_bytes).unwrap_or(i64::MAX));
+        self.cache_entries
+            .set(i64::try_from(snapshot.cache_entries).unwrap_or(i64::MAX));
+        self.ratelimit_remaining.set(
+            snapshot
+                .ratelimit_remaining
+                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+        );
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_pulls() {
+        let m = Metrics::default();
+        for image in ["a", "b", "b", "c", "c", "c"] {
+            m.count_pull(image);
+        }
+        assert_eq!(m.top_pulls(2), vec![("c".to_owned(), 3), ("b".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn names_and_values() {
+        let m = Metrics::default();
+        m.cache_hits.inc();
+        m.served(Origin::Upstream, 42);
+        m.requests
+            .get_or_create(&RequestLabels {
+                route: "blob",
+                status: 200,
+            })
+            .inc();
+        let text = m.encode(&Snapshot {
+            cache_bytes: 7,
+            cache_entries: 1,
+            ratelimit_remaining: Some(76),
+        });
+        for line in [
+            "regmirror_cache_hits_total 1",
+            "regmirror_served_bytes_total{source=\"upstream\"} 42",
+            "regmirror_requests_total{route=\"blob\",status=\"200\"} 1",
+            "regmirror_cache_bytes 7",
+            "regmirror_upstream_ratelimit_remaining 76",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        for name in text
+            .lines()
+            .filter(|l| l.starts_with("# TYPE"))
+            .map(|l| l.split(' ').nth(2).unwrap_or(""))
+        {
+            assert!(name.starts_with("regmirror_"), "{name}");
+        }
+    }
+}
