@@ -10,6 +10,7 @@
 mod support;
 
 mod accept;
+mod airgap;
 mod auth;
 mod blobs;
 mod concurrency;

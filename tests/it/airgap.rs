@@ -1,0 +1,511 @@
+//! Air-gapped sites: `prefetch` from the fake upstream, `export` to a bundle, `import` into an
+//! empty data directory, and a mirror serving it `--offline` without a single upstream request.
+//! Also platform selection, incremental bundles, bundles that are corrupt or cut short (refused,
+//! nothing added), `docker save` tarballs, and a prefetch that resumes after a failure.
+
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http::Method;
+use regmirror::airgap::export::{self, Selection};
+use regmirror::airgap::image::{Platform, Platforms};
+use regmirror::airgap::{import, prefetch};
+use regmirror::Config;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::support::content::{random_bytes, sha256, Image};
+use crate::support::mirror::{send, Reply, CONTAINERD_ACCEPT};
+use crate::support::{DataDir, FakeRegistry, Fault, Format, Target, DOCKER_MANIFEST};
+
+fn config(upstream: &FakeRegistry, dir: &Path) -> Config {
+    let mut config = Config::new(upstream.uri(), dir.to_owned());
+    // About the bundle, not about the free space of the machine running the tests.
+    config.min_free_disk = 0;
+    config
+}
+
+async fn prefetch(
+    upstream: &FakeRegistry,
+    dir: &Path,
+    images: &[&str],
+    platforms: Platforms,
+) -> Vec<prefetch::Outcome> {
+    let mut config = config(upstream, dir);
+    config.tag_ttl = std::time::Duration::ZERO;
+    let mirror = regmirror::mirror::Mirror::new(&config).expect("open the cache");
+    let request = prefetch::Request {
+        images: images.iter().map(|i| i.parse().expect("image reference")).collect(),
+        platforms,
+        jobs: 3,
+    };
+    prefetch::run(Arc::new(mirror), request).await
+}
+
+fn assert_all_ok(outcomes: &[prefetch::Outcome]) {
+    for outcome in outcomes {
+        if let Err(e) = &outcome.result {
+            panic!("prefetch of {} failed: {e}", outcome.image);
+        }
+    }
+}
+
+fn export(dir: &Path, selection: Selection, since: &[&Path], output: &Path) -> export::Summary {
+    let request = export::Request {
+        selection,
+        since: since.iter().map(|p| p.to_path_buf()).collect(),
+        output: output.to_owned(),
+    };
+    export::export(dir, &request).expect("export")
+}
+
+fn images(names: &[&str]) -> Selection {
+    Selection::Images(names.iter().map(|n| n.parse().expect("image reference")).collect())
+}
+
+/// Names of a tar's entries, and its JSON `index.json`.
+fn bundle_entries(bundle: &Path) -> (Vec<String>, serde_json::Value) {
+    let mut archive = tar::Archive::new(std::fs::File::open(bundle).expect("open bundle"));
+    let mut names = Vec::new();
+    let mut index = serde_json::Value::Null;
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        if name == "index.json" {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).expect("index.json");
+            index = serde_json::from_str(&text).expect("index.json is JSON");
+        }
+        names.push(name);
+    }
+    (names, index)
+}
+
+fn blob_entries(bundle: &Path) -> Vec<String> {
+    let (names, _) = bundle_entries(bundle);
+    let mut blobs: Vec<String> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("blobs/sha256/").filter(|hex| !hex.is_empty()))
+        .map(|hex| format!("sha256:{hex}"))
+        .collect();
+    blobs.sort();
+    blobs
+}
+
+fn sorted(digests: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut all: Vec<String> = digests.into_iter().collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+fn image_content(image: &Image) -> Vec<String> {
+    let blobs = image.blobs().map(|b| b.digest.clone());
+    sorted(std::iter::once(image.manifest.digest.clone()).chain(blobs))
+}
+
+/// A real server on 127.0.0.1:0 over `dir`, offline or not; dropping it stops it.
+struct Served {
+    addr: SocketAddr,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl Served {
+    async fn start(upstream: &FakeRegistry, dir: &Path, offline: bool) -> Served {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let mut config = config(upstream, dir);
+        config.listen = addr;
+        config.offline = offline;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(regmirror::server::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        Served {
+            addr,
+            _shutdown: shutdown,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        send(
+            &format!("http://{}{path}", self.addr),
+            Method::GET,
+            &[("accept", CONTAINERD_ACCEPT)],
+        )
+        .await
+    }
+
+    /// Asserts the mirror serves the whole image (manifest by `reference`, then blobs) exactly.
+    async fn assert_image(&self, repo: &str, reference: &str, image: &Image) {
+        let manifest = self.get(&format!("/v2/{repo}/manifests/{reference}")).await;
+        manifest.assert_manifest(&image.manifest);
+        for blob in image.blobs() {
+            self.get(&format!("/v2/{repo}/blobs/{}", blob.digest))
+                .await
+                .assert_blob(blob);
+        }
+    }
+}
+
+#[tokio::test]
+async fn prefetch_export_import_then_an_offline_mirror_serves_identical_bytes() {
+    let upstream = FakeRegistry::start().await;
+    let multi = upstream.push_index("library/multi", "1");
+    let tiny = upstream.push_image("library/tiny", "1", Format::Docker);
+    let tool = upstream.push_image("someuser/tool", "latest", Format::Oci);
+    let (seeded, work, site) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    let outcomes = prefetch(
+        &upstream,
+        seeded.path(),
+        &["multi:1", "tiny:1", "someuser/tool"],
+        Platforms::All,
+    )
+    .await;
+    assert_all_ok(&outcomes);
+    let bundle = work.path().join("bundle.tar");
+    let summary = export(seeded.path(), Selection::All, &[], &bundle);
+    assert_eq!(summary.images.len(), 3);
+    assert!(!work.path().join("bundle.tar.partial").exists());
+
+    let (names, index) = bundle_entries(&bundle);
+    assert!(names.contains(&"oci-layout".to_owned()), "{names:?}");
+    let refs: Vec<&str> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .expect("ref.name")
+        })
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            "docker.io/library/multi:1",
+            "docker.io/library/tiny:1",
+            "docker.io/someuser/tool:latest"
+        ]
+    );
+
+    let imported = import::import(site.path(), &bundle).await.expect("import");
+    assert_eq!(imported.images.len(), 3);
+    let before = upstream.total();
+    let offline = Served::start(&upstream, site.path(), true).await;
+    offline
+        .get("/v2/multi/manifests/1")
+        .await
+        .assert_manifest(&multi.manifest);
+    for arch in ["amd64", "arm64"] {
+        let child = multi.child(arch);
+        offline
+            .assert_image("library/multi", &child.manifest.digest, child)
+            .await;
+    }
+    offline.assert_image("library/tiny", "1", &tiny).await;
+    offline.assert_image("someuser/tool", "latest", &tool).await;
+    offline
+        .get("/v2/library/absent/manifests/1")
+        .await
+        .assert_error(404, "MANIFEST_UNKNOWN");
+    let miss = offline
+        .get(&format!("/v2/library/tiny/blobs/{}", sha256(b"absent")))
+        .await;
+    miss.assert_error(404, "BLOB_UNKNOWN");
+    assert!(
+        miss.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("offline"),
+        "{miss:?}"
+    );
+    assert_eq!(upstream.total(), before, "an offline mirror never asks the upstream");
+
+    let again = import::import(site.path(), &bundle).await.expect("import again");
+    assert_eq!(
+        (again.added, again.present),
+        (0, imported.added),
+        "importing twice adds nothing"
+    );
+}
+
+#[tokio::test]
+async fn prefetch_takes_only_the_platforms_asked_for() {
+    let upstream = FakeRegistry::start().await;
+    let multi = upstream.push_index("library/multi", "1");
+    let dir = TempDir::new().unwrap();
+    let arm64 = Platforms::Only(vec!["linux/arm64".parse::<Platform>().unwrap()]);
+    let outcomes = prefetch(&upstream, dir.path(), &["multi:1"], arm64).await;
+    assert_all_ok(&outcomes);
+    let fetched = outcomes[0].result.as_ref().unwrap();
+    assert_eq!(fetched.platforms, ["linux/arm64"]);
+    let cached = DataDir::new(dir.path());
+    for blob in multi.child("arm64").blobs() {
+        assert!(cached.has_blob(&blob.digest));
+    }
+    for blob in multi.child("amd64").blobs() {
+        assert!(!cached.has_blob(&blob.digest));
+        assert_eq!(upstream.blob_gets(&blob.digest), 0);
+    }
+    assert_eq!(upstream.manifest_gets_of(&multi.child("amd64").manifest.digest), 0);
+
+    let work = TempDir::new().unwrap();
+    let bundle = work.path().join("arm64.tar");
+    export(dir.path(), images(&["multi:1"]), &[], &bundle);
+    let arm64_content = sorted(
+        image_content(multi.child("arm64"))
+            .into_iter()
+            .chain([multi.manifest.digest.clone()]),
+    );
+    assert_eq!(blob_entries(&bundle), arm64_content);
+
+    let s390x = Platforms::Only(vec!["linux/s390x".parse::<Platform>().unwrap()]);
+    let outcomes = prefetch(&upstream, dir.path(), &["multi:1"], s390x).await;
+    let error = outcomes[0].result.as_ref().err().expect("no such platform").to_string();
+    assert!(error.contains("linux/amd64, linux/arm64"), "{error}");
+}
+
+#[tokio::test]
+async fn an_incremental_bundle_holds_only_new_blobs_and_needs_the_earlier_one() {
+    let upstream = FakeRegistry::start().await;
+    let tiny = upstream.push_image("library/tiny", "1", Format::Docker);
+    let (dir, work) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    assert_all_ok(&prefetch(&upstream, dir.path(), &["tiny:1"], Platforms::All).await);
+    let first = work.path().join("first.tar");
+    export(dir.path(), Selection::All, &[], &first);
+    assert_eq!(blob_entries(&first), image_content(&tiny));
+
+    let tool = upstream.push_image("someuser/tool", "2", Format::Oci);
+    assert_all_ok(&prefetch(&upstream, dir.path(), &["someuser/tool:2"], Platforms::All).await);
+    let second = work.path().join("second.tar");
+    let summary = export(dir.path(), Selection::All, &[&first], &second);
+    assert_eq!(
+        blob_entries(&second),
+        image_content(&tool),
+        "only what the first bundle lacks"
+    );
+    assert_eq!((summary.images.len(), summary.skipped), (2, image_content(&tiny).len()));
+
+    let site = TempDir::new().unwrap();
+    let alone = import::import(site.path(), &second)
+        .await
+        .err()
+        .expect("needs the first bundle");
+    assert!(alone.to_string().contains(&tiny.manifest.digest), "{alone}");
+    assert!(DataDir::new(site.path()).blobs().is_empty(), "nothing added");
+    import::import(site.path(), &first).await.expect("first");
+    import::import(site.path(), &second).await.expect("then the second");
+    let offline = Served::start(&upstream, site.path(), true).await;
+    offline.assert_image("library/tiny", "1", &tiny).await;
+    offline.assert_image("someuser/tool", "2", &tool).await;
+}
+
+/// The byte offset of an entry's data in a tar.
+fn data_offset(bundle: &Path, entry: &str) -> u64 {
+    let mut archive = tar::Archive::new(std::fs::File::open(bundle).unwrap());
+    let found = archive
+        .entries()
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|e| e.path().unwrap().to_string_lossy() == entry);
+    found.expect("entry in bundle").raw_file_position()
+}
+
+fn assert_nothing_added(site: &Path) {
+    let data = DataDir::new(site);
+    assert!(data.blobs().is_empty(), "{:?}", data.blobs());
+    assert!(!site.join("tags/docker.io/library").exists(), "no tag set");
+}
+
+#[tokio::test]
+async fn corrupt_and_truncated_bundles_are_refused_and_add_nothing() {
+    let upstream = FakeRegistry::start().await;
+    let tiny = upstream.push_image("library/tiny", "1", Format::Docker);
+    let (dir, work) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    assert_all_ok(&prefetch(&upstream, dir.path(), &["tiny:1"], Platforms::All).await);
+    let good = work.path().join("good.tar");
+    export(dir.path(), Selection::All, &[], &good);
+
+    let corrupt = work.path().join("corrupt.tar");
+    std::fs::copy(&good, &corrupt).unwrap();
+    let layer = format!("blobs/sha256/{}", tiny.layers[0].digest.trim_start_matches("sha256:"));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&corrupt)
+        .unwrap();
+    let at = data_offset(&corrupt, &layer) + 100;
+    let mut byte = [0u8];
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.read_exact(&mut byte).unwrap();
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.write_all(&[byte[0] ^ 0xff]).unwrap();
+    drop(file);
+    let site = TempDir::new().unwrap();
+    let error = import::import(site.path(), &corrupt)
+        .await
+        .err()
+        .expect("corrupt bundle refused");
+    assert!(error.to_string().starts_with(&layer), "names the bad entry: {error}");
+    assert_nothing_added(site.path());
+
+    let bytes = std::fs::read(&good).unwrap();
+    for cut in [
+        bytes.len() / 2,
+        data_offset(&good, &layer) as usize + 10,
+        bytes.len() - 2048,
+    ] {
+        let truncated = work.path().join("truncated.tar");
+        std::fs::write(&truncated, &bytes[..cut]).unwrap();
+        let error = import::import(site.path(), &truncated)
+            .await
+            .err()
+            .expect("truncated bundle refused");
+        assert!(!error.to_string().is_empty());
+        assert_nothing_added(site.path());
+    }
+    assert!(
+        DataDir::new(site.path()).tmp_files().is_empty(),
+        "staged files are cleaned up"
+    );
+    import::import(site.path(), &good)
+        .await
+        .expect("the good bundle still imports");
+}
+
+#[tokio::test]
+async fn an_interrupted_prefetch_resumes_where_it_stopped() {
+    let upstream = FakeRegistry::start().await;
+    let tool = upstream.push_image("someuser/tool", "1", Format::Oci);
+    let broken = &tool.layers[0].digest;
+    upstream.fail_always(Target::reference(broken), Fault::status(500));
+    let dir = TempDir::new().unwrap();
+    let outcomes = prefetch(&upstream, dir.path(), &["someuser/tool:1"], Platforms::All).await;
+    let error = outcomes[0].result.as_ref().err().expect("a layer failed").to_string();
+    assert!(error.contains("500"), "{error}");
+    let cached = DataDir::new(dir.path());
+    assert!(cached.has_blob(&tool.config.digest) && !cached.has_blob(broken));
+
+    upstream.clear_faults();
+    let config_gets = upstream.blob_gets(&tool.config.digest);
+    let outcomes = prefetch(&upstream, dir.path(), &["someuser/tool:1"], Platforms::All).await;
+    assert_all_ok(&outcomes);
+    let fetched = outcomes[0].result.as_ref().unwrap();
+    assert_eq!(
+        (fetched.blobs, fetched.fetched),
+        (3, 1),
+        "only the missing layer is fetched"
+    );
+    assert_eq!(upstream.blob_gets(&tool.config.digest), config_gets);
+    assert!(cached.has_blob(broken));
+}
+
+/// A tarball as Docker Engine 20.10's `docker save` writes it: a config named by its digest,
+/// one directory per layer with an uncompressed `layer.tar` (a repeated layer as a symbolic
+/// link to the first), `repositories` and `manifest.json`.
+fn docker_save(path: &Path, tag: &str, layers: &[&[u8]], spoil: bool) -> (Vec<u8>, PathBuf) {
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    }))
+    .unwrap();
+    let config_name = format!("{}.json", sha256(&config).trim_start_matches("sha256:"));
+    let mut tar = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let add = |tar: &mut tar::Builder<std::fs::File>, name: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, name, bytes).unwrap();
+    };
+    let mut layer_names = Vec::new();
+    for (n, layer) in layers.iter().enumerate() {
+        let name = format!("{n:064}/layer.tar");
+        add(&mut tar, &format!("{n:064}/VERSION"), b"1.0");
+        add(&mut tar, &format!("{n:064}/json"), b"{}");
+        if n > 0 && layer == &layers[0] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            tar.append_link(&mut header, &name, format!("../{:064}/layer.tar", 0))
+                .unwrap();
+        } else if spoil && n == 0 {
+            add(&mut tar, &name, b"not the layer the config names");
+        } else {
+            add(&mut tar, &name, layer);
+        }
+        layer_names.push(name);
+    }
+    add(&mut tar, &config_name, &config);
+    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": [tag], "Layers": layer_names }]);
+    add(&mut tar, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    add(&mut tar, "repositories", b"{}");
+    tar.finish().unwrap();
+    (config, PathBuf::from(layer_names[0].clone()))
+}
+
+#[tokio::test]
+async fn a_docker_save_tarball_imports_and_serves_offline() {
+    let upstream = FakeRegistry::start().await;
+    let (work, site) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let (a, b) = (random_bytes(3000), random_bytes(700));
+    let saved = work.path().join("saved.tar");
+    let (config, _) = docker_save(&saved, "saved:1", &[&a, &b, &a], false);
+    let imported = import::import(site.path(), &saved).await.expect("import docker save");
+    assert_eq!(imported.images[0].0.to_string(), "docker.io/library/saved:1");
+
+    let offline = Served::start(&upstream, site.path(), true).await;
+    let manifest = offline.get("/v2/saved/manifests/1").await;
+    assert_eq!(manifest.header("content-type"), Some(DOCKER_MANIFEST));
+    let json = manifest.json();
+    assert_eq!(json["config"]["digest"], sha256(&config));
+    let layers: Vec<&str> = json["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers, [sha256(&a), sha256(&b), sha256(&a)]);
+    offline
+        .get(&format!("/v2/saved/blobs/{}", sha256(&b)))
+        .await
+        .assert_bytes(&b);
+
+    let spoiled = work.path().join("spoiled.tar");
+    let (_, bad_layer) = docker_save(&spoiled, "spoiled:1", &[&random_bytes(500)], true);
+    let other = TempDir::new().unwrap();
+    let error = import::import(other.path(), &spoiled).await.err().expect("refused");
+    assert!(error.to_string().starts_with(bad_layer.to_str().unwrap()), "{error}");
+    assert_nothing_added(other.path());
+}
+
+#[tokio::test]
+async fn an_import_beside_a_running_mirror_serves_without_a_restart() {
+    let upstream = FakeRegistry::start().await;
+    let tiny = upstream.push_image("library/tiny", "1", Format::Docker);
+    let (seeded, work, site) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    assert_all_ok(&prefetch(&upstream, seeded.path(), &["tiny:1"], Platforms::All).await);
+    let bundle = work.path().join("bundle.tar");
+    export(seeded.path(), Selection::All, &[], &bundle);
+    let offline = Served::start(&upstream, site.path(), true).await;
+    offline
+        .get("/v2/tiny/manifests/1")
+        .await
+        .assert_error(404, "MANIFEST_UNKNOWN");
+    import::import(site.path(), &bundle)
+        .await
+        .expect("import beside the server");
+    offline.assert_image("library/tiny", "1", &tiny).await;
+}
