@@ -12,6 +12,9 @@
 #   dockerd     20.10 with registry-mirrors: docker pull tiny:1 and someuser/tool:latest
 # cold (upstream up), then warm by digest with the upstream stopped, after removing the
 # image from the client. Each pull is matched against the mirror's request log.
+# Air gap (stages/offline.sh): prefetch + export while the upstream is up; with it stopped,
+# import into an empty data dir, serve --offline, docker pull through it, and a docker save
+# tarball imported beside it and pulled back.
 #
 # It runs in its own network and mount namespace (unshare --net --mount): only `lo`, and
 # private bind mounts over /etc/hosts (regmirror.test -> ::1 only; Docker Hub's names ->
@@ -100,7 +103,7 @@ private_file /etc/hosts "127.0.0.1 localhost $(hostname)
 info "private /etc/hosts:"
 sed 's/^/     | /' /etc/hosts
 
-for stage in upstream mirror skopeo podman containerd docker; do
+for stage in upstream mirror skopeo podman containerd docker offline; do
     # shellcheck source=/dev/null
     source "$HERE/stages/$stage.sh"
 done
@@ -127,6 +130,7 @@ for client in "${CLIENTS[@]}"; do
     fi
 done
 mirror_facts_upstream_up
+offline_seed
 
 upstream_stop
 for client in "${READY[@]}"; do
@@ -134,6 +138,7 @@ for client in "${READY[@]}"; do
     "${client}_warm"
 done
 mirror_facts_upstream_down
+offline_serve
 
 # ---------------------------------------------------------------------- result
 step "result"
