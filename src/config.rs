@@ -10,6 +10,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
+use crate::reference::{self, Registry};
 
 const DEFAULT_LISTEN: &str = "[::]:5000";
 pub const DEFAULT_UPSTREAM: &str = "https://registry-1.docker.io";
@@ -32,6 +33,8 @@ pub enum Error {
     },
     #[error("--tls-cert and --tls-key go together")]
     TlsIncomplete,
+    #[error("registry '{0}': username and password go together")]
+    RegistryCredentials(String),
     #[error("REGMIRROR_UPSTREAM_USERNAME and REGMIRROR_UPSTREAM_PASSWORD must be set together")]
     CredentialsIncomplete,
     #[error("--insecure-http cannot be combined with --tls-cert/--tls-key")]
@@ -58,6 +61,8 @@ pub struct Config {
     /// How long transfers in flight may go on after a shutdown signal.
     pub shutdown_grace: Duration,
     pub credentials: Option<Credentials>,
+    /// Registries mirrored besides Docker Hub (`upstream` and `credentials` are Docker Hub's).
+    pub registries: Vec<RegistryConfig>,
     /// Never contact the upstream: tags resolve from the cache, misses are 404 (air-gapped sites).
     pub offline: bool,
 }
@@ -92,6 +97,52 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// One more registry to mirror: clients name it `registry` (with containerd's `ns=` or as a
+/// path prefix), the mirror fetches from `url`.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub registry: Registry,
+    pub url: Uri,
+    pub credentials: Option<Credentials>,
+    /// PEM CA certificates to trust for this upstream instead of the public roots.
+    pub ca: Option<PathBuf>,
+    pub tag_ttl: Option<Duration>,
+}
+
+/// A `[[registries]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRegistry {
+    name: String,
+    url: String,
+    username: Option<String>,
+    password: Option<String>,
+    ca: Option<PathBuf>,
+    tag_ttl: Option<String>,
+}
+
+impl FileRegistry {
+    fn validate(self) -> Result<RegistryConfig, Error> {
+        let registry = self.name.parse().map_err(|e: reference::Error| Error::Value {
+            field: "registries.name",
+            value: self.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let credentials = match (self.username, self.password) {
+            (Some(username), Some(password)) => Some(Credentials { username, password }),
+            (None, None) => None,
+            _ => return Err(Error::RegistryCredentials(self.name)),
+        };
+        Ok(RegistryConfig {
+            registry,
+            url: parse_upstream(&self.url)?,
+            credentials,
+            ca: self.ca,
+            tag_ttl: optional("registries.tag_ttl", self.tag_ttl, parse_duration)?,
+        })
+    }
+}
+
 /// Credentials from `REGMIRROR_UPSTREAM_USERNAME` / `REGMIRROR_UPSTREAM_PASSWORD`; one
 /// without the other is a mistake worth stopping for.
 pub fn env_credentials(username: Option<String>, password: Option<String>) -> Result<Option<Credentials>, Error> {
@@ -122,6 +173,8 @@ struct FileConfig {
     shutdown_grace: Option<String>,
     upstream_credentials: Option<Credentials>,
     #[serde(default)]
+    registries: Vec<FileRegistry>,
+    #[serde(default)]
     offline: bool,
 }
 
@@ -142,8 +195,30 @@ impl Config {
             admin_listen: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             credentials: None,
+            registries: Vec::new(),
             offline: false,
         }
+    }
+
+    /// Docker Hub as `--upstream` and the Docker Hub credentials configure it.
+    pub fn docker_hub(&self) -> RegistryConfig {
+        RegistryConfig {
+            registry: Registry::docker_hub(),
+            url: self.upstream.clone(),
+            credentials: self.credentials.clone(),
+            ca: None,
+            tag_ttl: None,
+        }
+    }
+
+    /// Every registry mirrored: Docker Hub (unless a `[[registries]]` entry redefines it) and
+    /// the configured ones.
+    pub fn all_registries(&self) -> Vec<RegistryConfig> {
+        let mut all = self.registries.clone();
+        if !all.iter().any(|r| r.registry.is_docker_hub()) {
+            all.insert(0, self.docker_hub());
+        }
+        all
     }
 
     /// Merges flags (already merged with the environment by clap), the config file and the
@@ -195,6 +270,11 @@ impl Config {
             shutdown_grace: optional("--shutdown-grace", shutdown_grace, parse_duration)?
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             credentials: env_credentials.or(file.upstream_credentials),
+            registries: file
+                .registries
+                .into_iter()
+                .map(FileRegistry::validate)
+                .collect::<Result<_, _>>()?,
             offline: args.offline || file.offline,
         })
     }

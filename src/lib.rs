@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod notify;
 pub mod reference;
+pub mod registries;
 pub mod server;
 pub mod tls;
 pub mod upstream;

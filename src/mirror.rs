@@ -5,6 +5,7 @@
 //! is trusted for `tag_ttl`, then revalidated with an upstream HEAD (free on Docker Hub), and
 //! when the upstream is down a known tag is served stale rather than not at all.
 
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +19,11 @@ use crate::api::Error;
 use crate::body::Body;
 use crate::cache::store::TagRecord;
 use crate::cache::{passthrough, Cache, Failure, Fill, Limits, Manifest, Opener};
-use crate::config::Config;
+use crate::config::{Config, RegistryConfig};
 use crate::digest::{Digest, Hasher};
 use crate::manifest;
-use crate::metrics::{Metrics, Origin, Snapshot};
-use crate::reference::{Reference, RepoName, Tag};
+use crate::metrics::Metrics;
+use crate::reference::{Reference, Registry, RepoName, Tag};
 use crate::upstream::{self, Health, Upstream};
 
 const DIGEST_HEADER: &str = "docker-content-digest";
@@ -30,7 +31,9 @@ const MAX_TAG_LIST: usize = 16 * 1024 * 1024;
 /// Pages of tag lists kept to stand in for an unreachable upstream.
 const MAX_TAG_LISTS: u64 = 1024;
 
+/// The pull-through mirror of one registry. Several share one cache (see `registries`).
 pub struct Mirror {
+    registry: Registry,
     upstream: Arc<Upstream>,
     metrics: Arc<Metrics>,
     cache: Arc<Cache>,
@@ -90,11 +93,17 @@ pub enum BlobAnswer {
     },
 }
 
-/// The mirror at a glance.
-pub struct Overview {
-    pub upstream: String,
+/// One upstream on the status page.
+pub struct UpstreamOverview {
+    pub registry: Registry,
+    pub url: String,
     pub health: Health,
     pub rate_limit_remaining: Option<u64>,
+}
+
+/// The mirrors at a glance.
+pub struct Overview {
+    pub upstreams: Vec<UpstreamOverview>,
     pub hits: u64,
     pub misses: u64,
     pub stale: u64,
@@ -122,70 +131,45 @@ struct Resolved {
 }
 
 impl Mirror {
-    pub fn new(config: &Config) -> std::io::Result<Mirror> {
-        let limits = Limits {
-            max_bytes: config.max_cache_size,
-            min_free_disk: config.min_free_disk,
-            fill_timeout: config.fill_timeout,
-        };
-        if config.offline {
-            tracing::info!("offline: the upstream is never contacted; what the cache lacks answers 404");
-        }
+    /// Docker Hub's mirror over a cache of its own: for one-registry commands like `prefetch`.
+    pub fn new(config: &Config) -> io::Result<Mirror> {
         let metrics = Arc::new(Metrics::default());
-        let cache = Cache::load(&config.data_dir, limits, metrics.clone())?;
+        let cache = Arc::new(Cache::load(&config.data_dir, limits(config), metrics.clone())?);
+        Mirror::on(&config.docker_hub(), config, cache, metrics)
+    }
+
+    /// The mirror of one registry over a shared cache.
+    pub fn on(
+        registry: &RegistryConfig,
+        config: &Config,
+        cache: Arc<Cache>,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Mirror> {
+        let upstream = Upstream::new(
+            registry.url.clone(),
+            registry.credentials.clone(),
+            registry.ca.as_deref(),
+            metrics.clone(),
+        )
+        .map_err(|e| io::Error::other(format!("registry {}: {e}", registry.registry)))?;
         Ok(Mirror {
-            upstream: Arc::new(Upstream::new(
-                config.upstream.clone(),
-                config.credentials.clone(),
-                metrics.clone(),
-            )),
+            registry: registry.registry.clone(),
+            upstream: Arc::new(upstream),
             metrics,
-            cache: Arc::new(cache),
-            tag_ttl: config.tag_ttl,
+            cache,
+            tag_ttl: registry.tag_ttl.unwrap_or(config.tag_ttl),
             offline: config.offline,
             max_stale: config.max_stale,
             tag_lists: moka::sync::Cache::new(MAX_TAG_LISTS),
         })
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
-    /// The Prometheus text, with the gauges that mirror cache and upstream state brought up to date.
-    pub fn encode_metrics(&self) -> String {
-        self.metrics.encode(&Snapshot {
-            cache_bytes: self.cache.bytes(),
-            cache_entries: self.cache.entry_count(),
-            ratelimit_remaining: self.upstream.rate_limit_remaining(),
-        })
-    }
-
-    /// What the status page shows.
-    pub fn overview(&self) -> Overview {
-        let m = &self.metrics;
-        Overview {
-            upstream: self.upstream.base().to_string(),
-            health: self.upstream.health(),
-            rate_limit_remaining: self.upstream.rate_limit_remaining(),
-            hits: m.cache_hits.get(),
-            misses: m.cache_misses.get(),
-            stale: m.stale_serves.get(),
-            bytes_from_cache: m.bytes_served_from(Origin::Cache),
-            bytes_from_upstream: m.bytes_served_from(Origin::Upstream),
-            cache_bytes: self.cache.bytes(),
-            cache_entries: self.cache.entry_count(),
-            cache_cap: self.cache.limits().max_bytes,
-            top_images: m.top_pulls(10),
-        }
-    }
-
-    pub fn cache_writable(&self) -> bool {
-        self.cache.writable()
-    }
-
-    pub fn cached_entries(&self) -> u64 {
-        self.cache.entry_count()
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
     pub async fn manifest(
@@ -201,7 +185,7 @@ impl Mirror {
                 source: Source::Cache,
             },
             Reference::Tag(tag) => {
-                self.metrics.count_pull(&format!("{repo}:{tag}"));
+                self.metrics.count_pull(&format!("{}/{repo}:{tag}", self.registry));
                 self.resolve(repo, tag).await?
             }
         };
@@ -232,7 +216,7 @@ impl Mirror {
         if self.offline {
             return self.resolve_offline(repo, tag).await;
         }
-        let known = self.cache.tag(repo, tag).await;
+        let known = self.cache.tag(&self.registry, repo, tag).await;
         let known_digest = known.as_ref().and_then(|r| r.digest.parse::<Digest>().ok());
         if let (Some(record), Some(digest)) = (&known, &known_digest) {
             if record.age() < self.tag_ttl {
@@ -272,14 +256,14 @@ impl Mirror {
                 source: Source::Upstream,
             },
         };
-        self.cache.set_tag(repo, tag, &resolved.digest).await?;
+        self.cache.set_tag(&self.registry, repo, tag, &resolved.digest).await?;
         Ok(resolved)
     }
 
     /// Offline, the record on disk is the tag's truth however old it is; it is read afresh
     /// because an `import` beside the server may just have set it.
     async fn resolve_offline(&self, repo: &RepoName, tag: &Tag) -> Result<Resolved, Error> {
-        let record = self.cache.reread_tag(repo, tag).await;
+        let record = self.cache.reread_tag(&self.registry, repo, tag).await;
         let digest = record.and_then(|r| r.digest.parse().ok());
         Ok(Resolved {
             digest: digest.ok_or(Error::OfflineManifest)?,
@@ -456,6 +440,15 @@ fn answer(digest: Digest, manifest: Manifest, source: Source) -> ManifestAnswer 
         media_type: manifest.media_type,
         bytes: Some(manifest.bytes),
         source,
+    }
+}
+
+/// The cache's bounds as the configuration sets them.
+pub fn limits(config: &Config) -> Limits {
+    Limits {
+        max_bytes: config.max_cache_size,
+        min_free_disk: config.min_free_disk,
+        fill_timeout: config.fill_timeout,
     }
 }
 

@@ -21,8 +21,69 @@ pub enum Error {
     Tag,
     #[error(transparent)]
     Digest(#[from] digest::Error),
-    #[error("'{0}' is not Docker Hub, the one registry this mirror stands for")]
+    #[error("invalid registry name '{0}'")]
     Registry(String),
+    #[error("'{0}' is not Docker Hub, the registry this command works with")]
+    NotDockerHub(String),
+}
+
+/// A registry as clients name it: `docker.io`, `ghcr.io`, `registry.example.internal:5000`.
+/// Docker Hub's aliases all become `docker.io`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Registry(String);
+
+impl Registry {
+    pub fn docker_hub() -> Registry {
+        Registry(DOCKER_HUB_HOSTS[0].to_owned())
+    }
+
+    pub fn is_docker_hub(&self) -> bool {
+        self.0 == DOCKER_HUB_HOSTS[0]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Docker's rule for the first component of an image name: a host has a dot or a port,
+    /// or is `localhost`; anything else is a repository path.
+    pub fn looks_like_host(component: &str) -> bool {
+        component.contains(['.', ':']) || component == "localhost"
+    }
+}
+
+impl FromStr for Registry {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let lower = s.to_ascii_lowercase();
+        if DOCKER_HUB_HOSTS.contains(&lower.as_str()) {
+            return Ok(Registry::docker_hub());
+        }
+        let (host, port) = match lower.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (lower.as_str(), None),
+        };
+        let host_ok = !host.is_empty()
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+        if host_ok && port_ok && lower.len() <= MAX_NAME_LEN {
+            Ok(Registry(lower))
+        } else {
+            Err(Error::Registry(s.to_owned()))
+        }
+    }
+}
+
+impl fmt::Display for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A repository name in canonical Docker Hub form: single-component names get `library/`,
@@ -33,6 +94,17 @@ pub struct RepoName(String);
 impl RepoName {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A name within `registry`: Docker Hub's are canonicalised (`library/`), others' kept.
+    pub fn on(registry: &Registry, s: &str) -> Result<RepoName, Error> {
+        if registry.is_docker_hub() {
+            return s.parse();
+        }
+        if s.len() > MAX_NAME_LEN || !s.split('/').all(is_path_component) {
+            return Err(Error::Name);
+        }
+        Ok(RepoName(s.to_owned()))
     }
 }
 
@@ -163,7 +235,7 @@ impl FromStr for ImageRef {
             // Docker's rule: a first component with a dot or a port, or localhost, is a host.
             Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => {
                 if !DOCKER_HUB_HOSTS.contains(&host) {
-                    return Err(Error::Registry(host.to_owned()));
+                    return Err(Error::NotDockerHub(host.to_owned()));
                 }
                 rest
             }
@@ -234,6 +306,33 @@ mod tests {
     }
 
     #[test]
+    fn registries() {
+        let ok = |s: &str, want: &str| assert_eq!(s.parse::<Registry>().map(|r| r.0), Ok(want.to_owned()), "{s}");
+        ok("docker.io", "docker.io");
+        ok("index.docker.io", "docker.io");
+        ok("registry-1.docker.io", "docker.io");
+        ok("GHCR.io", "ghcr.io");
+        ok("registry.example.internal:5000", "registry.example.internal:5000");
+        ok("localhost:5000", "localhost:5000");
+        for bad in ["", "a..b", "-a.io", "a.io:", "a.io:0", "a.io:99999", "a_b.io", "a/b"] {
+            assert!(bad.parse::<Registry>().is_err(), "{bad}");
+        }
+        assert!(Registry::looks_like_host("ghcr.io") && Registry::looks_like_host("localhost"));
+        assert!(!Registry::looks_like_host("library"));
+    }
+
+    #[test]
+    fn names_elsewhere_are_not_canonicalised() {
+        let ghcr: Registry = "ghcr.io".parse().expect("registry");
+        assert_eq!(RepoName::on(&ghcr, "tool").map(|n| n.0), Ok("tool".to_owned()));
+        assert_eq!(
+            RepoName::on(&Registry::docker_hub(), "tool").map(|n| n.0),
+            Ok("library/tool".to_owned())
+        );
+        assert!(RepoName::on(&ghcr, "Tool").is_err());
+    }
+
+    #[test]
     fn tags() {
         for ok in ["latest", "1", "_x", "v1.2.3-rc_1", &"a".repeat(128)] {
             assert!(ok.parse::<Tag>().is_ok(), "{ok}");
@@ -270,8 +369,11 @@ mod tests {
             Ok("docker.io/library/alpine:3.20".into())
         );
         assert_eq!(full("index.docker.io/a/b/c"), Ok("docker.io/a/b/c:latest".into()));
-        assert_eq!(full("ghcr.io/a/b:1"), Err(Error::Registry("ghcr.io".into())));
-        assert_eq!(full("localhost:5000/a"), Err(Error::Registry("localhost:5000".into())));
+        assert_eq!(full("ghcr.io/a/b:1"), Err(Error::NotDockerHub("ghcr.io".into())));
+        assert_eq!(
+            full("localhost:5000/a"),
+            Err(Error::NotDockerHub("localhost:5000".into()))
+        );
         assert_eq!(full("Alpine"), Err(Error::Name));
         assert_eq!(full("alpine:"), Err(Error::Tag));
     }

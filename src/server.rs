@@ -28,7 +28,8 @@ use crate::body::Body;
 use crate::certs;
 use crate::config::Config;
 use crate::metrics::{Metrics, Origin, RequestLabels};
-use crate::mirror::{Mirror, Source};
+use crate::mirror::Source;
+use crate::registries::Registries;
 use crate::{notify, tls};
 
 /// A client gets this long to send its request headers, so an idle or silent connection
@@ -69,9 +70,12 @@ pub async fn run_with_reload(
     let setup = tls::setup(&config.tls)?;
     let acceptor = Arc::new(RwLock::new(setup.acceptor));
     let loading = Instant::now();
-    let mirror = Mirror::new(&config)?;
+    let registries = Registries::new(&config)?;
     let index_ms = loading.elapsed().as_millis() as u64;
-    let app = Arc::new(App { mirror, ca: setup.ca });
+    let app = Arc::new(App {
+        registries,
+        ca: setup.ca,
+    });
     let admin = match config.admin_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -147,7 +151,7 @@ fn announce(
         admin = ?admin,
         upstream = %config.upstream,
         data_dir = %config.data_dir.display(),
-        cached = app.mirror.cached_entries(),
+        cached = app.registries.cached_entries(),
         index_ms,
         tls = !matches!(config.tls, crate::config::Tls::Off),
         "regmirror ready"
@@ -230,7 +234,7 @@ impl Connection {
 async fn serve_request(app: &App, role: Role, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let response = api::handle(app, role, &request).await;
-    let response = account(app.mirror.metrics(), response);
+    let response = account(app.registries.metrics(), response);
     let length = response
         .headers()
         .get(CONTENT_LENGTH)

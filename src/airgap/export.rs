@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use super::image::{self, Descriptor, Node};
 use super::layout::{self, Index};
 use super::progress;
-use crate::cache::store::{Scanned, Store};
+use crate::cache::store::{Scanned, Store, StoredTag};
 use crate::digest::Digest;
 use crate::reference::{ImageRef, Reference};
 
@@ -94,7 +94,16 @@ pub fn export(data_dir: &Path, request: &Request) -> Result<Summary, Error> {
 /// The images asked for, each with its manifest digest.
 fn select(store: &Store, selection: &Selection) -> Result<Vec<(ImageRef, Digest)>, Error> {
     let mut tagged = HashMap::new();
-    for (repo, tag, record) in store.tags()? {
+    for StoredTag {
+        registry,
+        repo,
+        tag,
+        record,
+    } in store.tags()?
+    {
+        if !registry.is_docker_hub() {
+            continue;
+        }
         let image = format!("{repo}:{tag}").parse::<ImageRef>();
         if let (Ok(image), Ok(digest)) = (image, record.digest.parse::<Digest>()) {
             tagged.insert(image, digest);

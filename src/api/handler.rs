@@ -6,19 +6,21 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::error::Error;
 use super::range::ByteRange;
-use super::route::Route;
+use super::route::{self, Route};
 use super::{status_page, App, Role, RouteLabel};
 use crate::body::{self, Body};
 use crate::digest::Digest;
 use crate::manifest;
-use crate::mirror::{BlobAnswer, ManifestAnswer, Source};
-use crate::reference::Reference;
+use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Source};
+use crate::reference::{Reference, Registry};
+use crate::registries::Registries;
 
 const DIGEST_HEADER: &str = "docker-content-digest";
 const STALE_WARNING: &str = r#"299 - "served from the mirror's cache: the upstream is unavailable""#;
 
 pub async fn handle<B>(app: &App, role: Role, request: &Request<B>) -> Response<Body> {
-    let route = Route::parse(request.method(), request.uri().path()).and_then(|route| match role {
+    let query = request.uri().query();
+    let route = Route::parse(request.method(), request.uri().path(), query).and_then(|route| match role {
         Role::All => Ok(route),
         Role::Pull if !route.is_admin() => Ok(route),
         Role::Admin if route.is_admin() => Ok(route),
@@ -31,17 +33,23 @@ pub async fn handle<B>(app: &App, role: Role, request: &Request<B>) -> Response<
     };
     let mut response = response.unwrap_or_else(Error::into_response);
     response.extensions_mut().insert(RouteLabel(label));
+    // The proxying part of the distribution spec asks for `ns` to be echoed back.
+    if let Ok(Some(registry)) = route::namespace(query) {
+        if let Ok(value) = HeaderValue::from_str(registry.as_str()) {
+            response.headers_mut().insert("oci-namespace", value);
+        }
+    }
     response
 }
 
 async fn respond<B>(app: &App, route: Route, request: &Request<B>) -> Result<Response<Body>, Error> {
-    let (mirror, method) = (&app.mirror, request.method());
+    let (registries, method) = (&app.registries, request.method());
     let head = method == Method::HEAD;
     match route {
         Route::Metrics => Ok(text(
             head,
             "text/plain; version=0.0.4; charset=utf-8",
-            mirror.encode_metrics(),
+            registries.encode_metrics(),
         )),
         Route::Status => {
             let host = request.headers().get(HOST).and_then(|h| h.to_str().ok());
@@ -53,25 +61,32 @@ async fn respond<B>(app: &App, route: Route, request: &Request<B>) -> Result<Res
         }
         Route::Base => Ok(json(StatusCode::OK, "{}")),
         Route::Health => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
-        Route::Ready if mirror.cache_writable() => Ok(json(StatusCode::OK, r#"{"status":"ready"}"#)),
+        Route::Ready if registries.cache_writable() => Ok(json(StatusCode::OK, r#"{"status":"ready"}"#)),
         Route::Ready => Ok(json(
             StatusCode::SERVICE_UNAVAILABLE,
             r#"{"status":"cache not writable"}"#,
         )),
-        Route::Manifest { repo, reference } => {
-            let answer = mirror.manifest(&repo, &reference, method).await?;
+        Route::Manifest {
+            registry,
+            repo,
+            reference,
+        } => {
+            let answer = mirror(registries, &registry)?
+                .manifest(&repo, &reference, method)
+                .await?;
             let by_tag = matches!(reference, Reference::Tag(_));
             if by_tag && !manifest::accepts(request.headers(), &answer.media_type) {
                 return Err(Error::NotAcceptable);
             }
             manifest_response(answer, head)
         }
-        Route::Blob { repo, digest } => {
-            let answer = mirror.blob(&repo, &digest, method).await?;
+        Route::Blob { registry, repo, digest } => {
+            let answer = mirror(registries, &registry)?.blob(&repo, &digest, method).await?;
             blob_response(answer, &digest, request.headers(), head)
         }
-        Route::Tags { repo } => {
-            let list = mirror.tags(&repo, request.uri().query()).await?;
+        Route::Tags { registry, repo } => {
+            let query = upstream_query(request.uri().query());
+            let list = mirror(registries, &registry)?.tags(&repo, query.as_deref()).await?;
             let mut response = Response::builder().status(list.status);
             for (name, value) in &list.headers {
                 response = response.header(name, value);
@@ -87,6 +102,20 @@ async fn respond<B>(app: &App, route: Route, request: &Request<B>) -> Result<Res
             )
         }
     }
+}
+
+/// A registry the gateway does not mirror is unknown here; it never falls back to Docker Hub.
+fn mirror<'a>(registries: &'a Registries, registry: &Registry) -> Result<&'a Mirror, Error> {
+    registries.get(registry).ok_or(Error::NameUnknown)
+}
+
+/// The client's query without `ns`, which is for this mirror, not the upstream.
+fn upstream_query(query: Option<&str>) -> Option<String> {
+    let kept: Vec<&str> = query?
+        .split('&')
+        .filter(|pair| !pair.starts_with("ns=") && !pair.is_empty())
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
 }
 
 fn manifest_response(answer: ManifestAnswer, head: bool) -> Result<Response<Body>, Error> {

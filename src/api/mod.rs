@@ -11,12 +11,12 @@ mod status_page;
 pub use error::Error;
 pub use handler::handle;
 
-use crate::mirror::Mirror;
+use crate::registries::Registries;
 use crate::tls::CaCert;
 
 /// What requests are answered from.
 pub struct App {
-    pub mirror: Mirror,
+    pub registries: Registries,
     /// The mirror's own CA, served at `/ca.crt` and shown on the status page, when the mirror
     /// issued its certificate itself.
     pub ca: Option<CaCert>,

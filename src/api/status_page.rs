@@ -9,6 +9,7 @@ use crate::certs;
 use crate::cli::ClientKind;
 use crate::client_config;
 use crate::mirror::Overview;
+use crate::upstream::Health;
 
 const STYLE: &str = "
 body{font:15px/1.45 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2430}
@@ -29,7 +30,7 @@ details{margin-top:8px}summary{cursor:pointer;font-weight:600}
 ";
 
 pub fn render(app: &App, host: Option<&str>) -> String {
-    let o = app.mirror.overview();
+    let o = app.registries.overview();
     let mirror = host
         .map(str::to_owned)
         .unwrap_or_else(|| certs::machine_hostname().unwrap_or_else(|| "localhost".into()));
@@ -38,11 +39,11 @@ pub fn render(app: &App, host: Option<&str>) -> String {
         page,
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>regmirror</title>\
          <meta name=viewport content=\"width=device-width\"><style>{STYLE}</style></head><body>\
-         <header><h1>regmirror</h1><p>pull-through mirror of {} at {}</p></header><main>",
-        escape(&o.upstream),
+         <header><h1>regmirror</h1><p>pull-through mirror at {}</p></header><main>",
         escape(&mirror)
     );
     cards(&mut page, &o);
+    upstreams(&mut page, &o);
     top_images(&mut page, &o);
     trust(&mut page, app, &mirror);
     page.push_str("</main></body></html>");
@@ -87,10 +88,9 @@ fn cards(page: &mut String, o: &Overview) {
         let _ = write!(detail, "<div class=bar><i style=\"width:{percent}%\"></i></div>");
     }
     card(page, "Cache use", &use_text, &detail);
-    let (state, detail) = upstream_state(o);
-    card(page, "Upstream", &state, &detail);
-    let headroom = o
-        .rate_limit_remaining
+    let hub = o.upstreams.iter().find(|u| u.registry.is_docker_hub());
+    let headroom = hub
+        .and_then(|u| u.rate_limit_remaining)
         .map_or("no limit seen".to_owned(), |n| format!("{n} pulls left"));
     card(
         page,
@@ -108,13 +108,29 @@ fn card(page: &mut String, title: &str, value: &str, detail: &str) {
     );
 }
 
-fn upstream_state(o: &Overview) -> (String, String) {
+fn upstreams(page: &mut String, o: &Overview) {
+    page.push_str(
+        "<section><h2>Upstreams</h2><table><tr><th>registry</th><th>upstream</th><th>state</th><th></th></tr>",
+    );
+    for upstream in &o.upstreams {
+        let (state, detail) = health(&upstream.health);
+        let _ = write!(
+            page,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{state}</td><td>{detail}</td></tr>",
+            escape(upstream.registry.as_str()),
+            escape(&upstream.url)
+        );
+    }
+    page.push_str("</table></section>");
+}
+
+fn health(health: &Health) -> (String, String) {
     let ago = |t: SystemTime| {
         t.elapsed()
             .map_or("just now".to_owned(), |d| format!("{}s ago", d.as_secs()))
     };
-    match (&o.health.last_ok, &o.health.last_error) {
-        (_, Some((failed, why))) if o.health.last_ok.is_none_or(|ok| ok < *failed) => (
+    match (&health.last_ok, &health.last_error) {
+        (_, Some((failed, why))) if health.last_ok.is_none_or(|ok| ok < *failed) => (
             "<span class=bad>failing</span>".to_owned(),
             format!("{}: {}", ago(*failed), escape(why)),
         ),
@@ -122,7 +138,7 @@ fn upstream_state(o: &Overview) -> (String, String) {
             "<span class=ok>healthy</span>".to_owned(),
             format!("last answer {}", ago(*ok)),
         ),
-        _ => ("not contacted yet".to_owned(), escape(&o.upstream)),
+        _ => ("not contacted yet".to_owned(), String::new()),
     }
 }
 

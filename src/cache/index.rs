@@ -12,7 +12,7 @@ use moka::sync::Cache;
 use super::store::{Store, TagRecord};
 use crate::digest::Digest;
 use crate::metrics::Metrics;
-use crate::reference::{RepoName, Tag};
+use crate::reference::{Registry, RepoName, Tag};
 
 /// moka weighs entries in u32; KiB units let one entry be up to 4 TiB.
 const WEIGHT_UNIT: u64 = 1024;
@@ -27,7 +27,7 @@ pub struct Entry {
 
 pub struct Index {
     content: Cache<Digest, Entry>,
-    tags: Cache<(RepoName, Tag), TagRecord>,
+    tags: Cache<(Registry, RepoName, Tag), TagRecord>,
 }
 
 impl Index {
@@ -66,12 +66,12 @@ impl Index {
         self.content.invalidate(digest);
     }
 
-    pub fn tag(&self, repo: &RepoName, tag: &Tag) -> Option<TagRecord> {
-        self.tags.get(&(repo.clone(), tag.clone()))
+    pub fn tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag) -> Option<TagRecord> {
+        self.tags.get(&(registry.clone(), repo.clone(), tag.clone()))
     }
 
-    pub fn set_tag(&self, repo: &RepoName, tag: &Tag, record: TagRecord) {
-        self.tags.insert((repo.clone(), tag.clone()), record);
+    pub fn set_tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag, record: TagRecord) {
+        self.tags.insert((registry.clone(), repo.clone(), tag.clone()), record);
     }
 
     pub fn bytes(&self) -> u64 {

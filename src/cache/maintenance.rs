@@ -31,17 +31,12 @@ pub fn stats(dir: &Path) -> io::Result<Stats> {
 pub fn list(dir: &Path) -> io::Result<String> {
     let store = Store::at(dir)?;
     let mut tags = store.tags()?;
-    tags.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    tags.sort_by(|a, b| (&a.registry, &a.repo, &a.tag).cmp(&(&b.registry, &b.repo, &b.tag)));
     let mut out = String::new();
     let _ = writeln!(out, "{:<48} {:<72} checked", "image", "digest");
-    for (repo, tag, record) in &tags {
-        let _ = writeln!(
-            out,
-            "{:<48} {:<72} {} ago",
-            format!("{repo}:{tag}"),
-            record.digest,
-            age(record.age())
-        );
+    for t in &tags {
+        let image = format!("{}/{}:{}", t.registry, t.repo, t.tag);
+        let _ = writeln!(out, "{image:<48} {:<72} {} ago", t.record.digest, age(t.record.age()));
     }
     let mut content = store.scan()?;
     content.sort_by_key(|c| std::cmp::Reverse(c.accessed));

@@ -18,7 +18,7 @@ use tokio::fs::File;
 
 use crate::digest::Digest;
 use crate::metrics::Metrics;
-use crate::reference::{RepoName, Tag};
+use crate::reference::{Registry, RepoName, Tag};
 use fill::Fills;
 pub use fill::{Failure, Fill, Opener};
 pub use index::Entry;
@@ -157,24 +157,24 @@ impl Cache {
     }
 
     /// The last known digest of a tag, from memory or else from disk.
-    pub async fn tag(&self, repo: &RepoName, tag: &Tag) -> Option<TagRecord> {
-        match self.index.tag(repo, tag) {
+    pub async fn tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag) -> Option<TagRecord> {
+        match self.index.tag(registry, repo, tag) {
             Some(record) => Some(record),
-            None => self.reread_tag(repo, tag).await,
+            None => self.reread_tag(registry, repo, tag).await,
         }
     }
 
     /// A tag's digest as the disk has it now: an `import` beside the server may have moved it.
-    pub async fn reread_tag(&self, repo: &RepoName, tag: &Tag) -> Option<TagRecord> {
-        let record = self.store.tag(repo, tag).await.ok().flatten()?;
-        self.index.set_tag(repo, tag, record.clone());
+    pub async fn reread_tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag) -> Option<TagRecord> {
+        let record = self.store.tag(registry, repo, tag).await.ok().flatten()?;
+        self.index.set_tag(registry, repo, tag, record.clone());
         Some(record)
     }
 
-    pub async fn set_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> io::Result<()> {
+    pub async fn set_tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag, digest: &Digest) -> io::Result<()> {
         let record = TagRecord::new(digest);
-        self.index.set_tag(repo, tag, record.clone());
-        self.store.put_tag(repo, tag, &record).await
+        self.index.set_tag(registry, repo, tag, record.clone());
+        self.store.put_tag(registry, repo, tag, &record).await
     }
 
     /// Joins the fill of an uncached blob, or starts one with `open`; see `fill`. An error

@@ -4,7 +4,7 @@
 //! Layout under the data directory:
 //! - `blobs/<alg>/<hex>`: content, blobs and manifests alike, exactly as served;
 //! - `manifests/<alg>/<hex>`: the media type of content that was fetched as a manifest;
-//! - `tags/docker.io/<repo>/_tags/<tag>`: the tag's digest and when it was checked (`_tags`
+//! - `tags/<registry>/<repo>/_tags/<tag>`: the tag's digest and when it was checked (`_tags`
 //!   cannot be a repository path component, so no repository's directory collides with it);
 //! - `tmp/`: fills in progress; emptied at startup, since what is there was never verified.
 //!
@@ -24,10 +24,7 @@ use tokio::fs::{self, File};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::digest::{Algorithm, Digest};
-use crate::reference::{RepoName, Tag};
-
-/// Upstream whose tags this store keeps; one for now, named so more can sit beside it.
-const UPSTREAM_KEY: &str = "docker.io";
+use crate::reference::{Registry, RepoName, Tag};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -43,6 +40,14 @@ pub struct Scanned {
     /// The file's access time: when it was last served, as closely as the mount's atime
     /// policy (relatime, typically) records it.
     pub accessed: Option<SystemTime>,
+}
+
+/// A tag as `tags()` finds it on disk.
+pub struct StoredTag {
+    pub registry: Registry,
+    pub repo: String,
+    pub tag: String,
+    pub record: TagRecord,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,10 +181,10 @@ impl Store {
             .join(digest.hex())
     }
 
-    fn tag_path(&self, repo: &RepoName, tag: &Tag) -> PathBuf {
+    fn tag_path(&self, registry: &Registry, repo: &RepoName, tag: &Tag) -> PathBuf {
         self.root
             .join("tags")
-            .join(UPSTREAM_KEY)
+            .join(registry.as_str())
             .join(repo.as_str())
             .join("_tags")
             .join(tag.as_str())
@@ -265,12 +270,15 @@ impl Store {
         Ok(target)
     }
 
-    /// Every tag record: repository, tag, record.
-    pub fn tags(&self) -> io::Result<Vec<(String, String, TagRecord)>> {
+    /// Every tag record of every registry.
+    pub fn tags(&self) -> io::Result<Vec<StoredTag>> {
         let mut found = Vec::new();
-        let root = self.root.join("tags").join(UPSTREAM_KEY);
-        if root.is_dir() {
-            collect_tags(&root, &root, &mut found)?;
+        for entry in std::fs::read_dir(self.root.join("tags"))? {
+            let root = entry?.path();
+            let Some(registry) = root.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            collect_tags(&registry, &root, &root, &mut found)?;
         }
         Ok(found)
     }
@@ -284,15 +292,15 @@ impl Store {
         }
     }
 
-    pub async fn tag(&self, repo: &RepoName, tag: &Tag) -> io::Result<Option<TagRecord>> {
-        let Some(bytes) = optional(fs::read(self.tag_path(repo, tag)).await)? else {
+    pub async fn tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag) -> io::Result<Option<TagRecord>> {
+        let Some(bytes) = optional(fs::read(self.tag_path(registry, repo, tag)).await)? else {
             return Ok(None);
         };
         Ok(serde_json::from_slice(&bytes).ok())
     }
 
-    pub async fn put_tag(&self, repo: &RepoName, tag: &Tag, record: &TagRecord) -> io::Result<()> {
-        let path = self.tag_path(repo, tag);
+    pub async fn put_tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag, record: &TagRecord) -> io::Result<()> {
+        let path = self.tag_path(registry, repo, tag);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).await?;
         }
@@ -345,7 +353,7 @@ fn written_by_another_live_process(path: &Path) -> bool {
 }
 
 /// Walks `tags/<upstream>/<repo…>/_tags/<tag>`.
-fn collect_tags(root: &Path, dir: &Path, found: &mut Vec<(String, String, TagRecord)>) -> io::Result<()> {
+fn collect_tags(registry: &Registry, root: &Path, dir: &Path, found: &mut Vec<StoredTag>) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.file_name().is_some_and(|n| n == "_tags") {
@@ -359,11 +367,17 @@ fn collect_tags(root: &Path, dir: &Path, found: &mut Vec<(String, String, TagRec
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok());
                 if let (Some(repo), Some(record)) = (&repo, record) {
-                    found.push((repo.clone(), tag.file_name().to_string_lossy().into_owned(), record));
+                    let tag = tag.file_name().to_string_lossy().into_owned();
+                    found.push(StoredTag {
+                        registry: registry.clone(),
+                        repo: repo.clone(),
+                        tag,
+                        record,
+                    });
                 }
             }
         } else if path.is_dir() {
-            collect_tags(root, &path, found)?;
+            collect_tags(registry, root, &path, found)?;
         }
     }
     Ok(())
@@ -437,21 +451,25 @@ mod tests {
 
     #[tokio::test]
     async fn tags_round_trip() {
+        let hub = Registry::docker_hub();
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::init(dir.path()).expect("open");
         let repo: RepoName = "a/b".parse().expect("repo");
         let nested: RepoName = "a/b/c".parse().expect("repo");
         let tag: Tag = "c".parse().expect("tag");
         let digest = Digest::sha256_of(b"x");
-        store.put_tag(&repo, &tag, &TagRecord::new(&digest)).await.expect("put");
         store
-            .put_tag(&nested, &tag, &TagRecord::new(&digest))
+            .put_tag(&hub, &repo, &tag, &TagRecord::new(&digest))
+            .await
+            .expect("put");
+        store
+            .put_tag(&hub, &nested, &tag, &TagRecord::new(&digest))
             .await
             .expect("nested repo beside a tag");
-        let record = store.tag(&repo, &tag).await.expect("read").expect("present");
+        let record = store.tag(&hub, &repo, &tag).await.expect("read").expect("present");
         assert_eq!(record.digest, digest.to_string());
         assert!(store
-            .tag(&repo, &"other".parse().expect("tag"))
+            .tag(&hub, &repo, &"other".parse().expect("tag"))
             .await
             .expect("read")
             .is_none());

@@ -7,6 +7,7 @@
 
 pub mod auth;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -89,19 +90,25 @@ pub struct Health {
 }
 
 impl Upstream {
-    pub fn new(base: Uri, credentials: Option<Credentials>, metrics: Arc<Metrics>) -> Self {
+    /// A client for the registry at `base`, trusting the public web roots or, when given, only
+    /// the CA certificates in the PEM file `ca` (a private registry's own CA).
+    pub fn new(
+        base: Uri,
+        credentials: Option<Credentials>,
+        ca: Option<&Path>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Error> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let roots = match ca {
+            Some(path) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(private_roots(path)?),
+            None => hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
+        };
+        let https = roots.https_or_http().enable_http1().enable_http2().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(https);
-        Upstream {
+        Ok(Upstream {
             client,
             base,
             credentials,
@@ -109,7 +116,7 @@ impl Upstream {
             rate_limit_remaining: AtomicI64::new(-1),
             metrics,
             health: Mutex::default(),
-        }
+        })
     }
 
     /// HEAD or GET of a manifest, always with the full Accept set.
@@ -328,6 +335,23 @@ struct TokenResponse {
     token: Option<String>,
     access_token: Option<String>,
     expires_in: Option<u64>,
+}
+
+fn private_roots(path: &Path) -> Result<rustls::ClientConfig, Error> {
+    let bad = |why: String| Error::Protocol(format!("CA file {}: {why}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificates in it".into()));
+    }
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// Turns non-success answers into errors; Docker Hub answers 401 for repositories that do not

@@ -1,0 +1,91 @@
+//! Every registry the gateway mirrors: one `Mirror` per upstream, all over one cache, so a blob
+//! that two registries serve is stored once. Tags stay per registry.
+
+use std::io;
+use std::sync::Arc;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::metrics::{Metrics, Origin, Snapshot};
+use crate::mirror::{self, Mirror, Overview, UpstreamOverview};
+use crate::reference::Registry;
+
+pub struct Registries {
+    mirrors: Vec<Mirror>,
+    cache: Arc<Cache>,
+    metrics: Arc<Metrics>,
+}
+
+impl Registries {
+    pub fn new(config: &Config) -> io::Result<Registries> {
+        let metrics = Arc::new(Metrics::default());
+        let cache = Arc::new(Cache::load(&config.data_dir, mirror::limits(config), metrics.clone())?);
+        let mirrors = config
+            .all_registries()
+            .iter()
+            .map(|registry| Mirror::on(registry, config, cache.clone(), metrics.clone()))
+            .collect::<io::Result<Vec<_>>>()?;
+        for mirror in &mirrors {
+            tracing::info!(registry = %mirror.registry(), upstream = %mirror.upstream().base(), "mirroring");
+        }
+        if config.offline {
+            tracing::info!("offline: no upstream is contacted; what the cache lacks answers 404");
+        }
+        Ok(Registries {
+            mirrors,
+            cache,
+            metrics,
+        })
+    }
+
+    /// The mirror for `registry`; `None` when the gateway does not mirror it, which must never
+    /// fall back to Docker Hub.
+    pub fn get(&self, registry: &Registry) -> Option<&Mirror> {
+        self.mirrors.iter().find(|m| m.registry() == registry)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The Prometheus text, with the gauges that mirror cache and upstream state brought up to date.
+    pub fn encode_metrics(&self) -> String {
+        let hub = self.get(&Registry::docker_hub());
+        self.metrics.encode(&Snapshot {
+            cache_bytes: self.cache.bytes(),
+            cache_entries: self.cache.entry_count(),
+            ratelimit_remaining: hub.and_then(|m| m.upstream().rate_limit_remaining()),
+        })
+    }
+
+    /// What the status page shows.
+    pub fn overview(&self) -> Overview {
+        let m = &self.metrics;
+        let upstreams = self.mirrors.iter().map(|mirror| UpstreamOverview {
+            registry: mirror.registry().clone(),
+            url: mirror.upstream().base().to_string(),
+            health: mirror.upstream().health(),
+            rate_limit_remaining: mirror.upstream().rate_limit_remaining(),
+        });
+        Overview {
+            upstreams: upstreams.collect(),
+            hits: m.cache_hits.get(),
+            misses: m.cache_misses.get(),
+            stale: m.stale_serves.get(),
+            bytes_from_cache: m.bytes_served_from(Origin::Cache),
+            bytes_from_upstream: m.bytes_served_from(Origin::Upstream),
+            cache_bytes: self.cache.bytes(),
+            cache_entries: self.cache.entry_count(),
+            cache_cap: self.cache.limits().max_bytes,
+            top_images: m.top_pulls(10),
+        }
+    }
+
+    pub fn cache_writable(&self) -> bool {
+        self.cache.writable()
+    }
+
+    pub fn cached_entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}
