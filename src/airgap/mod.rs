@@ -6,7 +6,8 @@
 //! - `prefetch`: references → manifests, configs and layers through `Mirror`, in parallel;
 //! - `layout`: the OCI image layout's names (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`);
 //! - `export`: cached images → an OCI layout tar, streamed from the cache's files;
-//! - `import`: a tar or directory → verified, staged blobs → committed together with tags;
+//! - `import`: a bundle's images checked whole, then committed together with their tags;
+//! - `staging`: a bundle (tar or directory) read: files hashed, checked, staged in `tmp/`;
 //! - `docker_save`: `docker save`'s `manifest.json` → a Docker v2 manifest over its files;
 //! - `progress`: the terminal progress bars both long-running commands draw.
 
@@ -17,3 +18,4 @@ pub mod import;
 pub mod layout;
 pub mod prefetch;
 mod progress;
+mod staging;

@@ -268,7 +268,7 @@ fn short_name(image: &ImageRef) -> String {
 /// The summary table: one line per image, failures last with their reason.
 pub fn table(outcomes: &[Outcome]) -> String {
     let mut out = format!(
-        "{:<40} {:<19} {:<24} {:>5} {:>5} {:>12}\n",
+        "{:<40} {:<19} {:<28} {:>5} {:>5} {:>12}\n",
         "image", "digest", "platforms", "blobs", "new", "bytes"
     );
     for outcome in outcomes {
@@ -276,7 +276,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
         let _ = match &outcome.result {
             Ok(f) => writeln!(
                 out,
-                "{name:<40} {:<19} {:<24} {:>5} {:>5} {:>12}",
+                "{name:<40} {:<19} {:<28} {:>5} {:>5} {:>12}",
                 &f.digest.to_string()[..19],
                 if f.platforms.is_empty() {
                     "-".to_owned()

@@ -509,3 +509,21 @@ async fn an_import_beside_a_running_mirror_serves_without_a_restart() {
         .expect("import beside the server");
     offline.assert_image("library/tiny", "1", &tiny).await;
 }
+
+#[tokio::test]
+async fn a_prefetch_beside_a_running_mirror_is_served_from_the_cache() {
+    let upstream = FakeRegistry::start().await;
+    let tool = upstream.push_image("someuser/tool", "1", Format::Oci);
+    let dir = TempDir::new().unwrap();
+    let online = Served::start(&upstream, dir.path(), false).await;
+    online
+        .get("/v2/someuser/tool/manifests/1")
+        .await
+        .assert_manifest(&tool.manifest);
+    assert_all_ok(&prefetch(&upstream, dir.path(), &["someuser/tool:1"], Platforms::All).await);
+    let gets: Vec<usize> = tool.blobs().map(|b| upstream.blob_gets(&b.digest)).collect();
+    assert_eq!(gets, [1, 1, 1]);
+    online.assert_image("someuser/tool", "1", &tool).await;
+    let after: Vec<usize> = tool.blobs().map(|b| upstream.blob_gets(&b.digest)).collect();
+    assert_eq!(after, gets, "the running mirror found the prefetched blobs on disk");
+}
