@@ -47,6 +47,8 @@ pub enum Error {
     Generate(#[from] rcgen::Error),
     #[error("invalid name '{0}' for a certificate")]
     BadName(String),
+    #[error("no CA in {0}: run `regmirror cert init` (or start the server) first")]
+    NoCa(PathBuf),
 }
 
 /// The files of one certificate directory.
@@ -221,6 +223,40 @@ fn load_or_create_ca(dir: &CertDir) -> Result<(Issuer<'static, KeyPair>, String,
             Ok((Issuer::new(params, key), cert.pem(), Action::Created))
         }
     }
+}
+
+/// Issues a client certificate for mutual TLS, named `name` (its common name, which access
+/// rules match), into `clients/NAME.cert` and `clients/NAME.key`: the file names dockerd reads
+/// from `certs.d`. Returns the two paths.
+pub fn issue_client(dir: &CertDir, name: &str) -> Result<(PathBuf, PathBuf), Error> {
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    if !valid || name.starts_with('.') {
+        return Err(Error::BadName(name.to_owned()));
+    }
+    let (cert_path, key_path) = (dir.ca_cert(), dir.ca_key());
+    if !cert_path.exists() || !key_path.exists() {
+        return Err(Error::NoCa(dir.dir.clone()));
+    }
+    let (issuer, _, _) = load_or_create_ca(dir)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = distinguished_name(name);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let now = OffsetDateTime::now_utc();
+    (params.not_before, params.not_after) = (now - BACKDATE, now + SERVER_LIFETIME);
+    let cert = params.signed_by(&key, &issuer)?;
+    let clients = dir.dir.join("clients");
+    fs::create_dir_all(&clients).map_err(io_err("create", &clients))?;
+    let (cert_out, key_out) = (
+        clients.join(format!("{name}.cert")),
+        clients.join(format!("{name}.key")),
+    );
+    write_replacing(&key_out, key.serialize_pem().as_bytes(), 0o600)?;
+    write_replacing(&cert_out, cert.pem().as_bytes(), 0o644)?;
+    Ok((cert_out, key_out))
 }
 
 fn issue_server(dir: &CertDir, issuer: &Issuer<'_, KeyPair>, names: &Names) -> Result<(), Error> {

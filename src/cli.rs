@@ -140,6 +140,16 @@ pub enum CertCommand {
     Init(CertInitArgs),
     /// Print the server certificate's names and expiry and the CA's fingerprint.
     Show(DataDirArg),
+    /// Issue a client certificate (mutual TLS) named NAME, signed by the mirror's CA.
+    Client(CertClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertClientArgs {
+    /// The client's name: the certificate's common name, which access rules match.
+    pub name: String,
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,8 @@ use regmirror::airgap::{import, prefetch};
 use regmirror::cache::maintenance::{self, Prune};
 use regmirror::certs::{self, CertDir, NamePolicy, Names};
 use regmirror::cli::{
-    CacheCommand, CertInitArgs, ClientConfigArgs, DataDirArg, ExportArgs, ImportArgs, PrefetchArgs, ServeArgs,
+    CacheCommand, CertClientArgs, CertInitArgs, ClientConfigArgs, DataDirArg, ExportArgs, ImportArgs, PrefetchArgs,
+    ServeArgs,
 };
 use regmirror::client_config;
 use regmirror::config::{self, Config, Tls};
@@ -44,6 +45,22 @@ pub fn cert_init(args: CertInitArgs) -> anyhow::Result<()> {
         dir.server_cert().display()
     );
     print!("{}", certs::describe(&dir)?);
+    Ok(())
+}
+
+pub fn cert_client(args: CertClientArgs) -> anyhow::Result<()> {
+    let (cert, key) = certs::issue_client(&cert_dir(args.data_dir), &args.name)?;
+    println!("client certificate: {}", cert.display());
+    println!("client key:         {}", key.display());
+    println!(
+        "dockerd and podman: copy both into /etc/docker/certs.d/HOST:PORT/ (or /etc/containers/certs.d/HOST:PORT/)"
+    );
+    println!("                    as client.cert and client.key");
+    println!(
+        "containerd:         hosts.toml: client = [[\"{}\", \"{}\"]]",
+        cert.display(),
+        key.display()
+    );
     Ok(())
 }
 
@@ -160,13 +177,16 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     for (image, digest) in &summary.images {
         println!("{image}  {digest}");
     }
+    let left_out = match summary.skipped {
+        0 => String::new(),
+        n => format!(", {n} left out as the earlier bundle has them"),
+    };
     println!(
-        "wrote {}: {} images, {} blobs, {} bytes ({} blobs left out as in the earlier bundle)",
+        "wrote {}: {} images, {} blobs of {} bytes{left_out}",
         request.output.display(),
         summary.images.len(),
         summary.blobs,
         summary.bytes,
-        summary.skipped
     );
     Ok(())
 }

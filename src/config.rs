@@ -9,8 +9,10 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
+use crate::access::{AccessConfig, ClientCertificates};
 use crate::cli::ServeArgs;
 use crate::reference::{self, Registry};
+use crate::tls::ClientAuth;
 
 const DEFAULT_LISTEN: &str = "[::]:5000";
 pub const DEFAULT_UPSTREAM: &str = "https://registry-1.docker.io";
@@ -61,6 +63,8 @@ pub struct Config {
     /// How long transfers in flight may go on after a shutdown signal.
     pub shutdown_grace: Duration,
     pub credentials: Option<Credentials>,
+    /// Who may pull what; everything is open when nothing in it is set.
+    pub access: AccessConfig,
     /// Registries mirrored besides Docker Hub (`upstream` and `credentials` are Docker Hub's).
     pub registries: Vec<RegistryConfig>,
     /// Never contact the upstream: tags resolve from the cache, misses are 404 (air-gapped sites).
@@ -175,6 +179,8 @@ struct FileConfig {
     #[serde(default)]
     registries: Vec<FileRegistry>,
     #[serde(default)]
+    access: AccessConfig,
+    #[serde(default)]
     offline: bool,
 }
 
@@ -196,8 +202,18 @@ impl Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             credentials: None,
             registries: Vec::new(),
+            access: AccessConfig::default(),
             offline: false,
         }
+    }
+
+    /// The client certificates the listener asks for, if access control uses them.
+    pub fn client_auth(&self) -> Option<ClientAuth> {
+        let mode = self.access.client_certificates?;
+        Some(ClientAuth {
+            ca: self.access.client_ca.clone(),
+            required: mode == ClientCertificates::Required,
+        })
     }
 
     /// Docker Hub as `--upstream` and the Docker Hub credentials configure it.
@@ -275,6 +291,7 @@ impl Config {
                 .into_iter()
                 .map(FileRegistry::validate)
                 .collect::<Result<_, _>>()?,
+            access: file.access,
             offline: args.offline || file.offline,
         })
     }

@@ -11,6 +11,7 @@
 //! - `reference`, `digest`, `manifest`: the protocol's vocabulary as validated types;
 //! - `body`: the response body type.
 
+pub mod access;
 pub mod airgap;
 pub mod api;
 pub mod body;
@@ -27,6 +28,7 @@ pub mod notify;
 pub mod reference;
 pub mod registries;
 pub mod server;
+pub mod tag_page;
 pub mod tls;
 pub mod upstream;
 

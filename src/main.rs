@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve(args),
         Command::Cert(CertCommand::Init(args)) => report(commands::cert_init(args)),
         Command::Cert(CertCommand::Show(args)) => report(commands::cert_show(args)),
+        Command::Cert(CertCommand::Client(args)) => report(commands::cert_client(args)),
         Command::ClientConfig(args) => report(commands::client_config(args)),
         Command::Cache(command) => report(commands::cache(command)),
         Command::Prefetch(args) => report(commands::prefetch(args)),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LINK};
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use tokio::fs::File;
 
@@ -24,6 +24,7 @@ use crate::digest::{Digest, Hasher};
 use crate::manifest;
 use crate::metrics::Metrics;
 use crate::reference::{Reference, Registry, RepoName, Tag};
+use crate::tag_page;
 use crate::upstream::{self, Health, Upstream};
 
 const DIGEST_HEADER: &str = "docker-content-digest";
@@ -387,7 +388,9 @@ impl Mirror {
     /// Tag lists are passed through with the client's pagination; the last good copy of each
     /// page stands in while the upstream is down.
     pub async fn tags(&self, repo: &RepoName, query: Option<&str>) -> Result<TagList, Error> {
-        self.online(Error::OfflineTags)?;
+        if self.offline {
+            return self.cached_tags(repo, query).await;
+        }
         let key = (repo.clone(), query.map(str::to_owned));
         let fetched = match self.upstream.tags(repo, query).await {
             Ok(response) => read_tag_list(response).await,
@@ -410,6 +413,28 @@ impl Mirror {
             },
             Err(e) => Err(Error::from_upstream(e, Error::NameUnknown)),
         }
+    }
+}
+
+impl Mirror {
+    /// Offline, a tag list is what the cache has of the repository's tags.
+    async fn cached_tags(&self, repo: &RepoName, query: Option<&str>) -> Result<TagList, Error> {
+        let tags = self.cache.repo_tags(&self.registry, repo).await?;
+        if tags.is_empty() {
+            return Err(Error::OfflineTags);
+        }
+        let (body, link) = tag_page::page(repo, &tags, query);
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            headers.insert(LINK, link);
+        }
+        Ok(TagList {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::from(body),
+            source: Source::Cache,
+        })
     }
 }
 

@@ -23,7 +23,8 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument as _;
 
-use crate::api::{self, App, Role, RouteLabel};
+use crate::access::{self, Access};
+use crate::api::{self, App, Peer, Role, RouteLabel};
 use crate::body::Body;
 use crate::certs;
 use crate::config::Config;
@@ -43,8 +44,10 @@ static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 pub enum Error {
     #[error(transparent)]
     Tls(#[from] tls::Error),
-    #[error("cannot open the cache in the data directory: {0}")]
-    Cache(#[from] std::io::Error),
+    #[error(transparent)]
+    Access(#[from] access::Error),
+    #[error("cannot set up the mirror: {0}")]
+    Setup(#[from] std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -67,13 +70,15 @@ pub async fn run_with_reload(
     shutdown: impl Future<Output = ()> + Send + 'static,
     mut reload: mpsc::Receiver<()>,
 ) -> Result<(), Error> {
-    let setup = tls::setup(&config.tls)?;
+    let setup = tls::setup(&config.tls, config.client_auth().as_ref())?;
+    let access = Access::new(&config.access)?;
     let acceptor = Arc::new(RwLock::new(setup.acceptor));
     let loading = Instant::now();
     let registries = Registries::new(&config)?;
     let index_ms = loading.elapsed().as_millis() as u64;
     let app = Arc::new(App {
         registries,
+        access,
         ca: setup.ca,
     });
     let admin = match config.admin_listen {
@@ -171,7 +176,7 @@ fn announce(
 /// A failed reload keeps the certificate in use: a typo in a renewed key must not take the
 /// mirror down.
 fn reload_tls(config: &Config, acceptor: &RwLock<Option<TlsAcceptor>>) {
-    match tls::setup(&config.tls) {
+    match tls::setup(&config.tls, config.client_auth().as_ref()) {
         Ok(setup) => {
             *acceptor.write().unwrap_or_else(|p| p.into_inner()) = setup.acceptor;
             tracing::info!("reloaded the TLS certificate; new connections use it");
@@ -204,36 +209,55 @@ impl Connection {
     async fn serve(self, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
         let _ = stream.set_nodelay(true);
         match tls {
-            None => self.serve_io(stream, peer).await,
+            None => {
+                self.serve_io(
+                    stream,
+                    Peer {
+                        ip: peer.ip(),
+                        certificate_user: None,
+                    },
+                )
+                .await
+            }
             Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => self.serve_io(stream, peer).await,
+                Ok(Ok(stream)) => {
+                    let certificate_user = tls::client_name(stream.get_ref().1.peer_certificates());
+                    self.serve_io(
+                        stream,
+                        Peer {
+                            ip: peer.ip(),
+                            certificate_user,
+                        },
+                    )
+                    .await
+                }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             },
         }
     }
 
-    async fn serve_io<I>(self, io: I, peer: SocketAddr)
+    async fn serve_io<I>(self, io: I, peer: Peer)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (app, role) = (self.app, self.role);
+        let (app, role, client) = (self.app, self.role, peer.clone());
         let service = service_fn(move |request| {
-            let app = app.clone();
+            let (app, peer) = (app.clone(), client.clone());
             let span =
                 tracing::info_span!("request", id = %format!("{:x}", REQUEST_IDS.fetch_add(1, Ordering::Relaxed)));
-            async move { Ok::<_, Infallible>(serve_request(&app, role, request).await) }.instrument(span)
+            async move { Ok::<_, Infallible>(serve_request(&app, role, &peer, request).await) }.instrument(span)
         });
         let connection = self.builder.serve_connection(TokioIo::new(io), service).into_owned();
         if let Err(e) = self.watcher.watch(connection).await {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tracing::debug!(peer = %peer.ip, error = %e, "connection ended with an error");
         }
     }
 }
 
-async fn serve_request(app: &App, role: Role, request: Request<Incoming>) -> Response<Body> {
+async fn serve_request(app: &App, role: Role, peer: &Peer, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let response = api::handle(app, role, &request).await;
+    let response = api::handle(app, role, peer, &request).await;
     let response = account(app.registries.metrics(), response);
     let length = response
         .headers()

@@ -6,7 +6,10 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::pki_types::CertificateDer;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 use crate::certs::{self, CertDir, NamePolicy, Names};
@@ -24,6 +27,12 @@ pub enum Error {
     Config(#[from] rustls::Error),
     #[error(transparent)]
     Certs(#[from] certs::Error),
+    #[error("client certificates need TLS; remove --insecure-http")]
+    ClientAuthWithoutTls,
+    #[error("client certificates need access.client_ca when the server certificate is not the mirror's own")]
+    NoClientCa,
+    #[error("unusable client CA: {0}")]
+    ClientCa(String),
 }
 
 /// How the listener speaks: TLS or not, and the mirror's own CA when it issued the certificate.
@@ -39,35 +48,78 @@ pub struct CaCert {
     pub fingerprint: String,
 }
 
-pub fn setup(tls: &Tls) -> Result<Setup, Error> {
+/// Client certificates the listener asks for (mutual TLS).
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// The CA client certificates must chain to; the mirror's own CA when absent.
+    pub ca: Option<PathBuf>,
+    /// Refuse the handshake without one; otherwise access rules decide.
+    pub required: bool,
+}
+
+pub fn setup(tls: &Tls, clients: Option<&ClientAuth>) -> Result<Setup, Error> {
     match tls {
+        Tls::Off if clients.is_some() => Err(Error::ClientAuthWithoutTls),
         Tls::Off => Ok(Setup {
             acceptor: None,
             ca: None,
         }),
-        Tls::Files { cert, key } => Ok(Setup {
-            acceptor: Some(TlsAcceptor::from(server_config(cert, key)?)),
-            ca: None,
-        }),
+        Tls::Files { cert, key } => {
+            let verifier = clients.map(|c| verifier(c, None)).transpose()?;
+            Ok(Setup {
+                acceptor: Some(TlsAcceptor::from(server_config(cert, key, verifier)?)),
+                ca: None,
+            })
+        }
         Tls::SelfIssued { dir } => {
             let dir = CertDir::new(dir);
             let report = certs::ensure(&dir, &Names::local(&[], &[]), NamePolicy::KeepExisting)?;
             tracing::info!(ca = ?report.ca, server_certificate = ?report.server, "using the mirror's own certificates");
             let (pem, fingerprint) = certs::ca_pem_and_fingerprint(&dir)?;
-            let acceptor = TlsAcceptor::from(server_config(&dir.server_cert(), &dir.server_key())?);
+            let verifier = clients.map(|c| verifier(c, Some(&dir.ca_cert()))).transpose()?;
+            let acceptor = TlsAcceptor::from(server_config(&dir.server_cert(), &dir.server_key(), verifier)?);
+            let ca = CaCert {
+                path: dir.ca_cert(),
+                pem,
+                fingerprint,
+            };
             Ok(Setup {
                 acceptor: Some(acceptor),
-                ca: Some(CaCert {
-                    path: dir.ca_cert(),
-                    pem,
-                    fingerprint,
-                }),
+                ca: Some(ca),
             })
         }
     }
 }
 
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
+fn verifier(clients: &ClientAuth, own_ca: Option<&Path>) -> Result<Arc<dyn ClientCertVerifier>, Error> {
+    let path = clients.ca.as_deref().or(own_ca).ok_or(Error::NoClientCa)?;
+    let mut reader = BufReader::new(File::open(path).map_err(read_err(path))?);
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut reader) {
+        roots.add(cert.map_err(read_err(path))?)?;
+    }
+    let builder = WebPkiClientVerifier::builder(Arc::new(roots));
+    let builder = if clients.required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    builder.build().map_err(|e| Error::ClientCa(e.to_string()))
+}
+
+/// The common name of a verified client certificate: the client's identity for access rules.
+pub fn client_name(certificates: Option<&[CertificateDer<'_>]>) -> Option<String> {
+    let leaf = certificates?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let name = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(name.to_owned())
+}
+
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    clients: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, Error> {
     let mut reader = BufReader::new(File::open(cert).map_err(read_err(cert))?);
     let chain = rustls_pemfile::certs(&mut reader)
         .collect::<Result<Vec<_>, _>>()
@@ -79,9 +131,12 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error
     let key_der = rustls_pemfile::private_key(&mut reader)
         .map_err(read_err(key))?
         .ok_or_else(|| Error::NoKey(key.to_owned()))?;
-    let mut config = ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key_der)?;
+    let builder = ServerConfig::builder();
+    let builder = match clients {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -4,10 +4,11 @@
 //! Errors are classed as the client's (4xx), the upstream's (429/502/503, or an `*_UNKNOWN`
 //! 404 when the upstream has no such content) or the mirror's own (500).
 
-use http::header::{CONTENT_RANGE, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONTENT_RANGE, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
 
+use crate::access::Refusal;
 use crate::body::{self, Body};
 use crate::digest;
 use crate::upstream;
@@ -24,6 +25,10 @@ pub enum Error {
     Unsupported,
     #[error("no such endpoint")]
     NoRoute,
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("denied: {0}")]
+    Denied(String),
     #[error("repository unknown to the upstream")]
     NameUnknown,
     #[error("manifest unknown to the upstream")]
@@ -36,7 +41,7 @@ pub enum Error {
     OfflineManifest,
     #[error("blob not in the cache, and the mirror is offline: it never asks the upstream")]
     OfflineBlob,
-    #[error("the mirror is offline and keeps no tag lists")]
+    #[error("no tags of this repository are cached, and the mirror is offline")]
     OfflineTags,
     #[error("requested range not satisfiable")]
     RangeNotSatisfiable { size: u64 },
@@ -46,6 +51,15 @@ pub enum Error {
     Upstream(upstream::Error),
     #[error("cache i/o failed: {0}")]
     Cache(#[from] std::io::Error),
+}
+
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Error {
+        match refusal {
+            Refusal::Unauthenticated(why) => Error::Unauthorized(why),
+            Refusal::Denied(why) => Error::Denied(why),
+        }
+    }
 }
 
 impl Error {
@@ -65,6 +79,8 @@ impl Error {
             Error::DigestInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
             Error::Unsupported => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             Error::NoRoute => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
+            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            Error::Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
             Error::NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
             Error::ManifestUnknown | Error::NotAcceptable => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
             Error::BlobUnknown | Error::OfflineBlob => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
@@ -92,6 +108,9 @@ impl Error {
                 retry_after: Some(value),
             }) => {
                 response = response.header(RETRY_AFTER, value.clone());
+            }
+            Error::Unauthorized(_) => {
+                response = response.header(WWW_AUTHENTICATE, r#"Basic realm="regmirror""#);
             }
             Error::RangeNotSatisfiable { size } => {
                 response = response.header(CONTENT_RANGE, format!("bytes */{size}"));

@@ -1,13 +1,15 @@
 //! Answers one parsed request: one `match` over the route, then the response headers the
 //! registry clients rely on (digest, exact length on HEAD too, media type, ranges).
 
-use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HOST, RANGE, WARNING};
+use http::header::{
+    ACCEPT_RANGES, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HOST, RANGE, WARNING,
+};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::error::Error;
 use super::range::ByteRange;
 use super::route::{self, Route};
-use super::{status_page, App, Role, RouteLabel};
+use super::{status_page, App, Peer, Role, RouteLabel};
 use crate::body::{self, Body};
 use crate::digest::Digest;
 use crate::manifest;
@@ -18,7 +20,7 @@ use crate::registries::Registries;
 const DIGEST_HEADER: &str = "docker-content-digest";
 const STALE_WARNING: &str = r#"299 - "served from the mirror's cache: the upstream is unavailable""#;
 
-pub async fn handle<B>(app: &App, role: Role, request: &Request<B>) -> Response<Body> {
+pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Request<B>) -> Response<Body> {
     let query = request.uri().query();
     let route = Route::parse(request.method(), request.uri().path(), query).and_then(|route| match role {
         Role::All => Ok(route),
@@ -28,7 +30,10 @@ pub async fn handle<B>(app: &App, role: Role, request: &Request<B>) -> Response<
     });
     let label = route.as_ref().map_or("invalid", Route::label);
     let response = match route {
-        Ok(route) => respond(app, route, request).await,
+        Ok(route) => match admit(app, &route, peer, request) {
+            Ok(()) => respond(app, route, request).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let mut response = response.unwrap_or_else(Error::into_response);
@@ -40,6 +45,25 @@ pub async fn handle<B>(app: &App, role: Role, request: &Request<B>) -> Response<
         }
     }
     response
+}
+
+/// Access control, before anything is looked up: address, identity, then the pull rules for
+/// the repository asked for. Health checks and the CA certificate stay open.
+fn admit<B>(app: &App, route: &Route, peer: &Peer, request: &Request<B>) -> Result<(), Error> {
+    let Some(access) = &app.access else { return Ok(()) };
+    if matches!(route, Route::Health | Route::Ready | Route::CaCert) {
+        return Ok(());
+    }
+    let authorization = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let identity = access.identify(peer.ip, peer.certificate_user.as_deref(), authorization)?;
+    match route {
+        Route::Base => access.check_login(&identity)?,
+        Route::Manifest { registry, repo, .. }
+        | Route::Blob { registry, repo, .. }
+        | Route::Tags { registry, repo } => access.authorize(&identity, registry, repo)?,
+        _ => {}
+    }
+    Ok(())
 }
 
 async fn respond<B>(app: &App, route: Route, request: &Request<B>) -> Result<Response<Body>, Error> {

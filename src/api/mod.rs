@@ -11,15 +11,28 @@ mod status_page;
 pub use error::Error;
 pub use handler::handle;
 
+use std::net::IpAddr;
+
+use crate::access::Access;
 use crate::registries::Registries;
 use crate::tls::CaCert;
 
 /// What requests are answered from.
 pub struct App {
     pub registries: Registries,
+    /// Who may pull what; `None`: everyone, everything.
+    pub access: Option<Access>,
     /// The mirror's own CA, served at `/ca.crt` and shown on the status page, when the mirror
     /// issued its certificate itself.
     pub ca: Option<CaCert>,
+}
+
+/// The client, as the connection knows it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub ip: IpAddr,
+    /// The common name of the verified client certificate, over mutual TLS.
+    pub certificate_user: Option<String>,
 }
 
 /// Which routes a listener serves.

@@ -171,6 +171,11 @@ impl Cache {
         Some(record)
     }
 
+    /// A repository's tags as the disk has them, sorted.
+    pub async fn repo_tags(&self, registry: &Registry, repo: &RepoName) -> io::Result<Vec<String>> {
+        self.store.repo_tags(registry, repo).await
+    }
+
     pub async fn set_tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag, digest: &Digest) -> io::Result<()> {
         let record = TagRecord::new(digest);
         self.index.set_tag(registry, repo, tag, record.clone());

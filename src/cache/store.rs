@@ -299,6 +299,20 @@ impl Store {
         Ok(serde_json::from_slice(&bytes).ok())
     }
 
+    /// The tags of one repository, sorted; none if it has no directory.
+    pub async fn repo_tags(&self, registry: &Registry, repo: &RepoName) -> io::Result<Vec<String>> {
+        let dir = self.root.join("tags").join(registry.as_str()).join(repo.as_str()).join("_tags");
+        let mut tags = Vec::new();
+        let Some(mut entries) = optional(fs::read_dir(dir).await)? else {
+            return Ok(tags);
+        };
+        while let Some(entry) = entries.next_entry().await? {
+            tags.extend(entry.file_name().into_string());
+        }
+        tags.sort();
+        Ok(tags)
+    }
+
     pub async fn put_tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag, record: &TagRecord) -> io::Result<()> {
         let path = self.tag_path(registry, repo, tag);
         if let Some(dir) = path.parent() {

@@ -60,7 +60,7 @@ fn the_server_certificate_chains_to_the_ca() {
     let report = ensure(&dir, &names(&["localhost"]), NamePolicy::Exact).expect("ensure");
     assert_eq!(report.server, Action::Reissued);
     // And rustls accepts the pair.
-    crate::tls::server_config(&dir.server_cert(), &dir.server_key()).expect("usable by rustls");
+    crate::tls::server_config(&dir.server_cert(), &dir.server_key(), None).expect("usable by rustls");
 }
 
 #[test]
@@ -73,6 +73,25 @@ fn refuses_a_ca_without_its_key() {
         ensure(&dir, &names(&["localhost"]), NamePolicy::Exact),
         Err(Error::CaWithoutKey(..))
     ));
+}
+
+#[test]
+fn client_certificates_carry_the_name_and_chain_to_the_ca() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = CertDir::new(tmp.path());
+    assert!(matches!(issue_client(&dir, "ci"), Err(Error::NoCa(_))));
+    ensure(&dir, &names(&["localhost"]), NamePolicy::Exact).expect("ensure");
+    let (cert, key) = issue_client(&dir, "ci-runner").expect("issue");
+    assert_eq!(fs::metadata(&key).expect("key").permissions().mode() & 0o777, 0o600);
+    let der = read_der(&cert).expect("der");
+    let chain = [rustls::pki_types::CertificateDer::from(der)];
+    assert_eq!(crate::tls::client_name(Some(&chain)), Some("ci-runner".to_owned()));
+    let (ca_pem, _) = ca_pem_and_fingerprint(&dir).expect("ca");
+    let (_, ca) = parse_x509_pem(ca_pem.as_bytes()).expect("pem");
+    let ca = ca.parse_x509().expect("x509");
+    let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).expect("leaf");
+    assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
+    assert!(matches!(issue_client(&dir, "../escape"), Err(Error::BadName(_))));
 }
 
 #[test]

@@ -1,0 +1,264 @@
+//! Who may pull what: client address allow-list, identity (a client certificate's common name,
+//! or Basic auth against an htpasswd file) and per-repository pull rules. Off unless
+//! configured; when on, it is decided before the cache is consulted, so cached bytes of a
+//! repository are never served to a client who may not pull it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use ipnet::IpNet;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::reference::{Registry, RepoName};
+
+/// A bcrypt check costs tens of milliseconds; clients send their password with every request.
+const VERIFIED_FOR: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}: only bcrypt htpasswd entries (htpasswd -B) are supported")]
+    NotBcrypt { path: PathBuf, line: usize },
+    #[error("invalid address range '{0}' in access.allow_cidrs")]
+    Cidr(String),
+}
+
+/// Why a request may not go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Credentials are needed, or the ones sent were wrong: answered with a Basic challenge.
+    Unauthenticated(String),
+    /// The client is known but not allowed; the message names the rule.
+    Denied(String),
+}
+
+/// The `[access]` table of the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    pub htpasswd: Option<PathBuf>,
+    /// Client certificates: `required` or `optional` (then the rules decide); absent: not asked.
+    pub client_certificates: Option<ClientCertificates>,
+    /// CA for client certificates; the mirror's own CA when absent.
+    pub client_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+    /// Repositories anyone may pull, as `registry/repo` globs (`docker.io/library/*`).
+    pub anonymous: Option<Vec<String>>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertificates {
+    Required,
+    Optional,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// User names (htpasswd users or certificate common names); `*` is any known client.
+    pub users: Vec<String>,
+    /// `registry/repo` globs.
+    pub repos: Vec<String>,
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Anonymous,
+    User(String),
+}
+
+/// The validated policy.
+pub struct Access {
+    users: HashMap<String, String>,
+    cidrs: Vec<IpNet>,
+    anonymous: Vec<String>,
+    rules: Vec<RuleConfig>,
+    verified: moka::sync::Cache<[u8; 32], ()>,
+}
+
+impl Access {
+    /// `None` when the config turns nothing on: then everyone may pull everything.
+    pub fn new(config: &AccessConfig) -> Result<Option<Access>, Error> {
+        let identities = config.htpasswd.is_some() || config.client_certificates.is_some();
+        if !identities && config.allow_cidrs.is_empty() && config.rules.is_empty() && config.anonymous.is_none() {
+            return Ok(None);
+        }
+        let users = match &config.htpasswd {
+            Some(path) => read_htpasswd(path)?,
+            None => HashMap::new(),
+        };
+        let cidrs = config
+            .allow_cidrs
+            .iter()
+            .map(|c| parse_cidr(c))
+            .collect::<Result<_, _>>()?;
+        // With identities configured, anonymous clients get nothing unless listed; without,
+        // everyone is anonymous, so the default must let them pull.
+        let default_anonymous = if identities { Vec::new() } else { vec!["*".to_owned()] };
+        Ok(Some(Access {
+            users,
+            cidrs,
+            anonymous: config.anonymous.clone().unwrap_or(default_anonymous),
+            rules: config.rules.clone(),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(VERIFIED_FOR)
+                .build(),
+        }))
+    }
+
+    /// Checks the address and establishes who the client is: its certificate's name when it
+    /// presented one, else Basic credentials, else anonymous.
+    pub fn identify(
+        &self,
+        peer: IpAddr,
+        certificate_user: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Result<Identity, Refusal> {
+        let peer = canonical(peer);
+        if !self.cidrs.is_empty() && !self.cidrs.iter().any(|net| net.contains(&peer)) {
+            return Err(Refusal::Denied(format!(
+                "client address {peer} is not in access.allow_cidrs"
+            )));
+        }
+        if let Some(user) = certificate_user {
+            return Ok(Identity::User(user.to_owned()));
+        }
+        match authorization.and_then(|value| value.strip_prefix("Basic ")) {
+            Some(encoded) => self.check_basic(encoded.trim()),
+            None => Ok(Identity::Anonymous),
+        }
+    }
+
+    fn check_basic(&self, encoded: &str) -> Result<Identity, Refusal> {
+        let wrong = || Refusal::Unauthenticated("wrong user name or password".into());
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| wrong())?;
+        let decoded = String::from_utf8(decoded).map_err(|_| wrong())?;
+        let (user, password) = decoded.split_once(':').ok_or_else(wrong)?;
+        let hash = self.users.get(user).ok_or_else(wrong)?;
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(hash)
+            .chain_update([0])
+            .chain_update(password)
+            .finalize()
+            .into();
+        if self.verified.contains_key(&key) {
+            return Ok(Identity::User(user.to_owned()));
+        }
+        match bcrypt::verify(password, hash) {
+            Ok(true) => {
+                self.verified.insert(key, ());
+                Ok(Identity::User(user.to_owned()))
+            }
+            _ => Err(wrong()),
+        }
+    }
+
+    /// `/v2/` answers 401 to anonymous clients when they could pull nothing, so that
+    /// `docker login` and `podman login` find a challenge to answer.
+    pub fn check_login(&self, identity: &Identity) -> Result<(), Refusal> {
+        match identity {
+            Identity::Anonymous if self.anonymous.is_empty() => {
+                Err(Refusal::Unauthenticated("this mirror needs credentials".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn authorize(&self, identity: &Identity, registry: &Registry, repo: &RepoName) -> Result<(), Refusal> {
+        let name = format!("{registry}/{repo}");
+        if self.anonymous.iter().any(|glob| matches(glob, &name)) {
+            return Ok(());
+        }
+        let Identity::User(user) = identity else {
+            return Err(Refusal::Unauthenticated(format!("pulling {name} needs credentials")));
+        };
+        let default_rule = self.rules.is_empty();
+        let allowed = default_rule
+            || self.rules.iter().any(|rule| {
+                rule.users.iter().any(|u| u == "*" || u == user) && rule.repos.iter().any(|glob| matches(glob, &name))
+            });
+        if allowed {
+            Ok(())
+        } else {
+            Err(Refusal::Denied(format!(
+                "no access.rules entry lets {user} pull {name}"
+            )))
+        }
+    }
+}
+
+/// IPv4 clients of a dual-stack listener arrive as `::ffff:a.b.c.d`.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn parse_cidr(text: &str) -> Result<IpNet, Error> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| Error::Cidr(text.to_owned()))
+}
+
+/// `*` matches any run of characters, `/` included.
+fn matches(glob: &str, name: &str) -> bool {
+    let mut parts = glob.split('*');
+    let Some(first) = parts.next() else { return false };
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
+}
+
+fn read_htpasswd(path: &Path) -> Result<HashMap<String, String>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut users = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once(':') {
+            Some((user, hash)) if hash.starts_with("$2") => {
+                users.insert(user.to_owned(), hash.to_owned());
+            }
+            _ => {
+                return Err(Error::NotBcrypt {
+                    path: path.to_owned(),
+                    line: n + 1,
+                })
+            }
+        }
+    }
+    Ok(users)
+}
+
+#[cfg(test)]
+mod tests;
