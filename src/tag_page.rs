@@ -17,7 +17,10 @@ pub fn page(repo: &RepoName, tags: &[String], query: Option<&str>) -> (String, O
             _ => {}
         }
     }
-    let after: Vec<&String> = tags.iter().filter(|t| last.is_none_or(|last| t.as_str() > last)).collect();
+    let after: Vec<&String> = tags
+        .iter()
+        .filter(|t| last.is_none_or(|last| t.as_str() > last))
+        .collect();
     let shown = &after[..n.unwrap_or(after.len()).min(after.len())];
     let link = match (n, shown.last()) {
         (Some(n), Some(end)) if shown.len() < after.len() => {
@@ -37,7 +40,11 @@ mod tests {
         let repo: RepoName = "alpine".parse().expect("repo");
         let tags: Vec<String> = ["1", "2", "3"].map(String::from).to_vec();
         let check = |query: Option<&str>, body: &str, link: Option<&str>| {
-            assert_eq!(page(&repo, &tags, query), (body.to_owned(), link.map(String::from)), "{query:?}");
+            assert_eq!(
+                page(&repo, &tags, query),
+                (body.to_owned(), link.map(String::from)),
+                "{query:?}"
+            );
         };
         check(None, r#"{"name":"library/alpine","tags":["1","2","3"]}"#, None);
         check(

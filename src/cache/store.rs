@@ -301,7 +301,12 @@ impl Store {
 
     /// The tags of one repository, sorted; none if it has no directory.
     pub async fn repo_tags(&self, registry: &Registry, repo: &RepoName) -> io::Result<Vec<String>> {
-        let dir = self.root.join("tags").join(registry.as_str()).join(repo.as_str()).join("_tags");
+        let dir = self
+            .root
+            .join("tags")
+            .join(registry.as_str())
+            .join(repo.as_str())
+            .join("_tags");
         let mut tags = Vec::new();
         let Some(mut entries) = optional(fs::read_dir(dir).await)? else {
             return Ok(tags);

@@ -227,6 +227,15 @@ async fn prefetch_export_import_then_an_offline_mirror_serves_identical_bytes() 
             .contains("offline"),
         "{miss:?}"
     );
+    let tags = offline.get("/v2/library/tiny/tags/list").await;
+    assert_eq!(
+        tags.json(),
+        serde_json::json!({ "name": "library/tiny", "tags": ["1"] })
+    );
+    offline
+        .get("/v2/library/absent/tags/list")
+        .await
+        .assert_error(404, "NAME_UNKNOWN");
     assert_eq!(upstream.total(), before, "an offline mirror never asks the upstream");
 
     let again = import::import(site.path(), &bundle).await.expect("import again");
