@@ -248,6 +248,9 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        if let Some(path) = &args.config {
+            warn_if_secrets_exposed(path, &file);
+        }
         let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let upstream = args
             .upstream
@@ -294,6 +297,20 @@ impl Config {
             access: file.access,
             offline: args.offline || file.offline,
         })
+    }
+}
+
+/// Credentials in a file others can read are credentials others have.
+fn warn_if_secrets_exposed(path: &Path, file: &FileConfig) {
+    use std::os::unix::fs::PermissionsExt;
+    let secrets = file.upstream_credentials.is_some() || file.registries.iter().any(|r| r.password.is_some());
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
+    if secrets && mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the config file holds credentials but other users can read it; chmod 600 it"
+        );
     }
 }
 

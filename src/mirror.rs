@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use tokio::fs::File;
 
+use crate::airgap::image::Node;
 use crate::api::Error;
 use crate::body::Body;
 use crate::cache::store::TagRecord;
@@ -43,7 +44,19 @@ pub struct Mirror {
     offline: bool,
     max_stale: Option<Duration>,
     tag_lists: moka::sync::Cache<(RepoName, Option<String>), TagList>,
+    /// Which content belongs to which repository, kept only for registries reached with
+    /// credentials; see `confirm`.
+    links: Option<moka::sync::Cache<(RepoName, Digest), ()>>,
 }
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Manifest,
+    Blob,
+}
+
+/// Repository–content pairs remembered per private registry.
+const MAX_LINKS: u64 = 1_000_000;
 
 /// Where an answer came from, for the request log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +175,10 @@ impl Mirror {
             offline: config.offline,
             max_stale: config.max_stale,
             tag_lists: moka::sync::Cache::new(MAX_TAG_LISTS),
+            links: registry
+                .credentials
+                .is_some()
+                .then(|| moka::sync::Cache::new(MAX_LINKS)),
         })
     }
 
@@ -191,6 +208,10 @@ impl Mirror {
             }
         };
         if let Some(cached) = self.cache.manifest(&resolved.digest).await? {
+            if matches!(reference, Reference::Digest(_)) {
+                self.confirm(repo, &resolved.digest, Kind::Manifest).await?;
+            }
+            self.link_manifest(repo, &resolved.digest, &cached);
             let source = if resolved.source == Source::Stale {
                 Source::Stale
             } else {
@@ -199,6 +220,7 @@ impl Mirror {
             return Ok(answer(resolved.digest, cached, source));
         }
         if let (true, Some((media_type, size))) = (method == Method::HEAD, resolved.head) {
+            self.link(repo, &resolved.digest);
             return Ok(ManifestAnswer {
                 digest: resolved.digest,
                 media_type,
@@ -208,7 +230,56 @@ impl Mirror {
             });
         }
         let (digest, fetched) = self.fetch_manifest(repo, &Reference::Digest(resolved.digest)).await?;
+        self.link_manifest(repo, &digest, &fetched);
         Ok(answer(digest, fetched, Source::Upstream))
+    }
+
+    /// For a registry the mirror reaches with credentials (private content), makes sure
+    /// `digest` belongs to `repo` before serving it from the cache: it was seen in one of the
+    /// repository's manifests, or the upstream confirms it now. Public registries need no
+    /// check: anyone may fetch their content anyway.
+    async fn confirm(&self, repo: &RepoName, digest: &Digest, kind: Kind) -> Result<(), Error> {
+        let Some(links) = &self.links else { return Ok(()) };
+        if links.contains_key(&(repo.clone(), digest.clone())) {
+            return Ok(());
+        }
+        let confirmed = match kind {
+            Kind::Manifest => {
+                self.upstream
+                    .manifest(Method::HEAD, repo, &Reference::Digest(digest.clone()))
+                    .await
+            }
+            Kind::Blob => self.upstream.blob(Method::HEAD, repo, digest).await,
+        };
+        let unknown = match kind {
+            Kind::Manifest => Error::ManifestUnknown,
+            Kind::Blob => Error::BlobUnknown,
+        };
+        confirmed.map_err(|e| Error::from_upstream(e, unknown))?;
+        self.link(repo, digest);
+        Ok(())
+    }
+
+    fn link(&self, repo: &RepoName, digest: &Digest) {
+        if let Some(links) = &self.links {
+            links.insert((repo.clone(), digest.clone()), ());
+        }
+    }
+
+    /// Records a manifest and everything it refers to as belonging to `repo`.
+    fn link_manifest(&self, repo: &RepoName, digest: &Digest, manifest: &Manifest) {
+        if self.links.is_none() {
+            return;
+        }
+        self.link(repo, digest);
+        let children = match Node::parse(&manifest.media_type, &manifest.bytes) {
+            Ok(Node::Index(children)) => children,
+            Ok(Node::Image { config, layers }) => std::iter::once(config).chain(layers).collect(),
+            Err(_) => Vec::new(),
+        };
+        for child in children {
+            self.link(repo, &child.digest);
+        }
     }
 
     /// A tag's digest: from the cache while fresh, else from an upstream HEAD, else (upstream
@@ -338,6 +409,7 @@ impl Mirror {
 
     pub async fn blob(&self, repo: &RepoName, digest: &Digest, method: &Method) -> Result<BlobAnswer, Error> {
         if let Some((file, entry)) = self.cache.open(digest).await? {
+            self.confirm(repo, digest, Kind::Blob).await?;
             return Ok(BlobAnswer::Cached { file, size: entry.size });
         }
         self.online(Error::OfflineBlob)?;
@@ -348,6 +420,9 @@ impl Mirror {
                 content_length(response.headers()).ok_or_else(|| protocol("blob HEAD without Content-Length"))?;
             return Ok(BlobAnswer::Head { size });
         }
+        // The fill may be one another repository started: private content is confirmed for
+        // this repository before it joins.
+        self.confirm(repo, digest, Kind::Blob).await?;
         let fill = match self.cache.fill(digest, self.blob_opener(repo, digest)).await {
             Ok(fill) => fill,
             Err(e) => {
@@ -414,9 +489,7 @@ impl Mirror {
             Err(e) => Err(Error::from_upstream(e, Error::NameUnknown)),
         }
     }
-}
 
-impl Mirror {
     /// Offline, a tag list is what the cache has of the repository's tags.
     async fn cached_tags(&self, repo: &RepoName, query: Option<&str>) -> Result<TagList, Error> {
         let tags = self.cache.repo_tags(&self.registry, repo).await?;
