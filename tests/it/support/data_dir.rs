@@ -37,6 +37,11 @@ impl DataDir {
             .collect()
     }
 
+    /// Where fills spool: `tmp/`.
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
     /// Every file in `tmp/`, as (path, size).
     pub fn tmp_files(&self) -> Vec<(PathBuf, u64)> {
         files(&self.root.join("tmp"))

@@ -1,13 +1,18 @@
 //! Test support: an in-process fake upstream registry, the real mirror started against
 //! it (in-process, or as the real binary in a child process), the content (digests,
-//! images, indexes) the tests push upstream, and views of what the mirror has on disk.
+//! images, indexes) the tests push upstream, and views of what the mirror has on disk;
+//! for the service side, parsed `/metrics` scrapes, TLS certificates and a TLS client, and
+//! headless Chromium.
 
+pub mod chromium;
 pub mod content;
 pub mod data_dir;
 pub mod fake_registry;
+pub mod metrics;
 pub mod mirror;
 pub mod process;
 pub mod streaming;
+pub mod tls;
 
 use std::time::Duration;
 

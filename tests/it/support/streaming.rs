@@ -98,6 +98,24 @@ impl Streaming {
             .unwrap_or_else(|_| panic!("body neither ended nor failed within {within:?}"))
     }
 
+    /// Like `finish_within`, but pausing `pause` after every frame: a client slower than the
+    /// server, so a transfer is still under way whatever happens meanwhile.
+    pub async fn finish_slowly(mut self, pause: Duration, within: Duration) -> Result<Bytes, String> {
+        let read = async {
+            while let Some(frame) = self.body.frame().await {
+                let frame = frame.map_err(|e| format!("{e:?} after {} bytes", self.received.len()))?;
+                if let Ok(data) = frame.into_data() {
+                    self.received.extend_from_slice(&data);
+                }
+                tokio::time::sleep(pause).await;
+            }
+            Ok(std::mem::take(&mut self.received).freeze())
+        };
+        tokio::time::timeout(within, read)
+            .await
+            .unwrap_or_else(|_| panic!("body neither ended nor failed within {within:?}"))
+    }
+
     pub async fn finish(self) -> Result<Bytes, String> {
         self.finish_within(REQUEST_TIMEOUT).await
     }
