@@ -175,10 +175,8 @@ impl Mirror {
             offline: config.offline,
             max_stale: config.max_stale,
             tag_lists: moka::sync::Cache::new(MAX_TAG_LISTS),
-            links: registry
-                .credentials
-                .is_some()
-                .then(|| moka::sync::Cache::new(MAX_LINKS)),
+            // Offline there is no upstream to confirm with: the site serves what it imported.
+            links: (registry.credentials.is_some() && !config.offline).then(|| moka::sync::Cache::new(MAX_LINKS)),
         })
     }
 

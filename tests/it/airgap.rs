@@ -115,11 +115,15 @@ struct Served {
 
 impl Served {
     async fn start(upstream: &FakeRegistry, dir: &Path, offline: bool) -> Served {
+        let mut config = config(upstream, dir);
+        config.offline = offline;
+        Served::with(config).await
+    }
+
+    async fn with(mut config: Config) -> Served {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
-        let mut config = config(upstream, dir);
         config.listen = addr;
-        config.offline = offline;
         let (shutdown, stopped) = oneshot::channel::<()>();
         tokio::spawn(regmirror::server::run(listener, config, async move {
             let _ = stopped.await;
@@ -535,4 +539,34 @@ async fn a_prefetch_beside_a_running_mirror_is_served_from_the_cache() {
     online.assert_image("someuser/tool", "1", &tool).await;
     let after: Vec<usize> = tool.blobs().map(|b| upstream.blob_gets(&b.digest)).collect();
     assert_eq!(after, gets, "the running mirror found the prefetched blobs on disk");
+}
+
+/// Upstream credentials make an online mirror confirm private content with the upstream;
+/// offline there is no upstream to ask, and none is asked.
+#[tokio::test]
+async fn an_offline_mirror_with_upstream_credentials_still_asks_nothing() {
+    let upstream = FakeRegistry::start().await;
+    let tool = upstream.push_image("someuser/tool", "1", Format::Oci);
+    let (seeded, work, site) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    assert_all_ok(&prefetch(&upstream, seeded.path(), &["someuser/tool:1"], Platforms::All).await);
+    let bundle = work.path().join("bundle.tar");
+    export(seeded.path(), Selection::All, &[], &bundle);
+    import::import(site.path(), &bundle).await.expect("import");
+    let mut config = config(&upstream, site.path());
+    config.offline = true;
+    config.credentials = Some(regmirror::config::Credentials {
+        username: "user".into(),
+        password: "secret".into(),
+    });
+    let offline = Served::with(config).await;
+    let before = upstream.total();
+    offline
+        .assert_image("someuser/tool", &tool.manifest.digest, &tool)
+        .await;
+    offline.assert_image("someuser/tool", "1", &tool).await;
+    assert_eq!(upstream.total(), before);
 }
