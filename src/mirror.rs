@@ -201,8 +201,9 @@ impl Mirror {
                 source: Source::Cache,
             },
             Reference::Tag(tag) => {
+                let resolved = self.resolve(repo, tag).await?;
                 self.metrics.count_pull(&format!("{}/{repo}:{tag}", self.registry));
-                self.resolve(repo, tag).await?
+                resolved
             }
         };
         if let Some(cached) = self.cache.manifest(&resolved.digest).await? {

@@ -76,10 +76,13 @@ pub async fn run_with_reload(
     let loading = Instant::now();
     let registries = Registries::new(&config)?;
     let index_ms = loading.elapsed().as_millis() as u64;
+    let host = certs::machine_hostname().unwrap_or_else(|| "localhost".into());
+    let address = format!("{host}:{}", listener.local_addr()?.port());
     let app = Arc::new(App {
         registries,
         access,
         ca: setup.ca,
+        address,
     });
     let admin = match config.admin_listen {
         Some(addr) => Some(

@@ -72,11 +72,16 @@ async fn respond<B>(app: &App, route: Route, request: &Request<B>) -> Result<Res
     match route {
         Route::Metrics => Ok(text(
             head,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
             registries.encode_metrics(),
         )),
         Route::Status => {
-            let host = request.headers().get(HOST).and_then(|h| h.to_str().ok());
+            // HTTP/2 carries the address the client used in the URI, HTTP/1.1 in `Host`.
+            let host = request
+                .uri()
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| request.headers().get(HOST)?.to_str().ok());
             Ok(text(head, "text/html; charset=utf-8", status_page::render(app, host)))
         }
         Route::CaCert => {

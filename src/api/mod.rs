@@ -22,6 +22,9 @@ pub struct App {
     pub registries: Registries,
     /// Who may pull what; `None`: everyone, everything.
     pub access: Option<Access>,
+    /// `HOST:PORT` of the mirror as this machine would name it, for pages that must say it
+    /// when the request did not.
+    pub address: String,
     /// The mirror's own CA, served at `/ca.crt` and shown on the status page, when the mirror
     /// issued its certificate itself.
     pub ca: Option<CaCert>,

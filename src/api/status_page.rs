@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use super::App;
-use crate::certs;
 use crate::cli::ClientKind;
 use crate::client_config;
 use crate::mirror::Overview;
@@ -31,9 +30,7 @@ details{margin-top:8px}summary{cursor:pointer;font-weight:600}
 
 pub fn render(app: &App, host: Option<&str>) -> String {
     let o = app.registries.overview();
-    let mirror = host
-        .map(str::to_owned)
-        .unwrap_or_else(|| certs::machine_hostname().unwrap_or_else(|| "localhost".into()));
+    let mirror = host.map(str::to_owned).unwrap_or_else(|| app.address.clone());
     let mut page = String::with_capacity(16 * 1024);
     let _ = write!(
         page,
@@ -76,18 +73,16 @@ fn cards(page: &mut String, o: &Overview) {
         &bytes(o.bytes_from_upstream),
         "bytes sent while filling the cache",
     );
-    let (use_text, bar) = match o.cache_cap {
-        Some(cap) if cap > 0 => (
-            format!("{} of {}", bytes(o.cache_bytes), bytes(cap)),
-            Some(o.cache_bytes.min(cap) * 100 / cap),
-        ),
-        _ => (bytes(o.cache_bytes), None),
-    };
     let mut detail = format!("{} cached items", o.cache_entries);
-    if let Some(percent) = bar {
-        let _ = write!(detail, "<div class=bar><i style=\"width:{percent}%\"></i></div>");
+    if let Some(cap) = o.cache_cap.filter(|&cap| cap > 0) {
+        let percent = o.cache_bytes.min(cap) * 100 / cap;
+        let _ = write!(
+            detail,
+            " of at most {}<div class=bar><i style=\"width:{percent}%\"></i></div>",
+            bytes(cap)
+        );
     }
-    card(page, "Cache use", &use_text, &detail);
+    card(page, "Cache use", &bytes(o.cache_bytes), &detail);
     let hub = o.upstreams.iter().find(|u| u.registry.is_docker_hub());
     let headroom = hub
         .and_then(|u| u.rate_limit_remaining)

@@ -164,7 +164,12 @@ impl Store {
 
     /// Whether fills can create files here (the data directory may be read-only or gone).
     pub fn writable(&self) -> bool {
-        rustix::fs::access(self.root.join("tmp"), rustix::fs::Access::WRITE_OK).is_ok()
+        // access(2) says yes to root for anything on a writable file system, even a `tmp`
+        // that is not a directory: only creating a file there proves a fill could.
+        let probe = self.root.join("tmp").join(format!("ready-{}", std::process::id()));
+        let created = std::fs::File::create(&probe).is_ok();
+        let _ = std::fs::remove_file(&probe);
+        created
     }
 
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {

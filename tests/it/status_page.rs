@@ -122,7 +122,7 @@ async fn status_page_renders_in_chromium() {
     ));
     // Cached: two manifests, two configs, four layers, each weighed in whole KiB.
     expect("<h2>Cache use</h2><div class=\"v\">");
-    expect(" of 1.0 MiB</div><div class=\"s\">8 cached items<div class=\"bar\">");
+    expect("<div class=\"s\">8 cached items of at most 1.0 MiB<div class=\"bar\">");
     expect("<span class=\"ok\">healthy</span>");
     // Names may carry their registry (`docker.io/…`).
     expect("library/alpine:3.20</code></td><td class=\"n\">2</td>");

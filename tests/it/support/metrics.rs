@@ -22,11 +22,11 @@ impl Scrape {
         Scrape::from_reply(&mirror.get("/metrics").await)
     }
 
-    /// Checks the reply is a Prometheus text page and parses it.
+    /// Checks the reply is an OpenMetrics text page (what prometheus-client writes) and parses it.
     pub fn from_reply(reply: &Reply) -> Scrape {
         assert_eq!(reply.status.as_u16(), 200, "{reply:?}");
         let content_type = reply.header("content-type").unwrap_or_default();
-        assert!(content_type.starts_with("text/plain"), "{reply:?}");
+        assert!(content_type.starts_with("application/openmetrics-text; version=1.0.0"), "{reply:?}");
         Scrape::parse(&String::from_utf8_lossy(reply.bytes()))
     }
 
