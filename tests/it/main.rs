@@ -10,6 +10,7 @@
 mod support;
 
 mod accept;
+mod access;
 mod airgap;
 mod auth;
 mod blobs;
@@ -24,6 +25,8 @@ mod logs;
 mod manifests;
 mod metrics;
 mod ping;
+mod private_content;
+mod registries;
 mod restart;
 mod resume;
 mod revalidation;

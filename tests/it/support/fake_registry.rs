@@ -2,7 +2,8 @@
 //!
 //! Two listeners on 127.0.0.1:0: the registry (pings, manifests, blobs, tags/list and a
 //! bearer token endpoint) and a separate "CDN" that blob GETs are redirected to and that
-//! refuses any request carrying `Authorization`, like an S3 presigned URL. Every request
+//! refuses any request carrying `Authorization`, like an S3 presigned URL. Auth is off, Hub-style
+//! bearer tokens, or Basic with fixed credentials (a private registry's htpasswd). Every request
 //! is recorded so tests can assert what did, and did not, reach the upstream, and faults
 //! can be scripted per repository, reference or endpoint.
 
@@ -34,6 +35,7 @@ pub struct FakeRegistry {
 #[derive(Default)]
 pub struct Builder {
     auth: Option<Option<Credentials>>,
+    basic: Option<Credentials>,
     cdn_redirects: bool,
     ranges_ignored: bool,
     token_ttl: Option<Duration>,
@@ -44,6 +46,17 @@ impl Builder {
     /// them as `Basic`; without, it hands out anonymous tokens.
     pub fn bearer_auth(mut self, credentials: Option<Credentials>) -> Builder {
         self.auth = Some(credentials);
+        self
+    }
+
+    /// Turns on Basic auth, as the reference registry does with an htpasswd file: every
+    /// registry endpoint wants exactly these credentials and challenges with
+    /// `WWW-Authenticate: Basic realm=…` otherwise. Not combined with `bearer_auth`.
+    pub fn basic_auth(mut self, username: &str, password: &str) -> Builder {
+        self.basic = Some(Credentials {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        });
         self
     }
 
@@ -76,6 +89,7 @@ impl Builder {
                 credentials,
                 token_ttl: self.token_ttl.unwrap_or(Duration::from_secs(60)),
             }),
+            basic: self.basic,
             cdn_redirects: self.cdn_redirects,
             ranges_ignored: self.ranges_ignored,
             registry_url: format!("http://{registry_addr}"),
@@ -410,6 +424,7 @@ struct Auth {
 
 struct Shared {
     auth: Option<Auth>,
+    basic: Option<Credentials>,
     cdn_redirects: bool,
     ranges_ignored: bool,
     registry_url: String,

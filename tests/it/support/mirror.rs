@@ -1,4 +1,5 @@
-//! Runs the real regmirror server in-process on 127.0.0.1:0 and talks to it over HTTP.
+//! Runs the real regmirror server in-process on 127.0.0.1:0 and talks to it over HTTP (a
+//! mirror with `own_ca` speaks TLS; `support::mtls` talks to that one).
 //!
 //! `Mirror` owns the data directory and the shutdown sender, so dropping it stops the
 //! server, and `restart` brings up a new server on the same directory. The client side
@@ -16,8 +17,9 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use regmirror::config::Credentials;
-use regmirror::Config;
+use regmirror::certs::{self, CertDir, NamePolicy, Names};
+use regmirror::config::{Credentials, RegistryConfig};
+use regmirror::{Config, Tls};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -89,6 +91,40 @@ impl Builder {
         self
     }
 
+    /// Mirrors one more registry: clients name it `name` (path prefix or `ns=`), the mirror
+    /// fetches it from `upstream`, with these credentials if given (which make its content
+    /// private: served through a repository only once that repository is known to hold it).
+    pub fn registry(mut self, name: &str, upstream: &FakeRegistry, credentials: Option<(&str, &str)>) -> Builder {
+        self.config.registries.push(RegistryConfig {
+            registry: name.parse().expect("a valid registry name"),
+            url: upstream.uri(),
+            credentials: credentials.map(|(username, password)| Credentials {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            }),
+            ca: None,
+            tag_ttl: None,
+        });
+        self
+    }
+
+    /// Client access control, written as the config file's `[access]` table.
+    pub fn access(mut self, table: &str) -> Builder {
+        self.config.access = toml::from_str(table).unwrap_or_else(|e| panic!("invalid [access] table: {e}"));
+        self
+    }
+
+    /// TLS with the mirror's own CA and server certificate (localhost, 127.0.0.1, …), made
+    /// now under `<data dir>/certs` as `cert init` would, so that a test can issue client
+    /// certificates from the CA before the server starts.
+    pub fn own_ca(mut self) -> Builder {
+        let dir = self.data_dir.path().join("certs");
+        certs::ensure(&CertDir::new(&dir), &Names::local(&[], &[]), NamePolicy::KeepExisting)
+            .expect("create the mirror's CA");
+        self.config.tls = Tls::SelfIssued { dir };
+        self
+    }
+
     pub async fn start(self) -> Mirror {
         Mirror::spawn(self.config, Arc::new(self.data_dir)).await
     }
@@ -104,6 +140,17 @@ impl Mirror {
     /// Default settings (60 s tag TTL, anonymous upstream access).
     pub async fn start(upstream: &FakeRegistry) -> Mirror {
         Mirror::builder(upstream).start().await
+    }
+
+    /// A mirror with `config` as it stands (the listen address is replaced), over
+    /// `data_dir`, which must be `config.data_dir`: for a config read from a TOML file.
+    pub fn from_config(config: Config, data_dir: TempDir) -> Builder {
+        assert_eq!(
+            config.data_dir,
+            data_dir.path(),
+            "the config names the data dir it is given"
+        );
+        Builder { config, data_dir }
     }
 
     async fn spawn(mut config: Config, data_dir: Arc<TempDir>) -> Mirror {
@@ -143,6 +190,15 @@ impl Mirror {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The mirror's own CA and certificates (see `Builder::own_ca`).
+    pub fn certs(&self) -> CertDir {
+        CertDir::new(self.data_dir.path().join("certs"))
     }
 
     pub fn data_dir(&self) -> DataDir {

@@ -2,14 +2,17 @@
 //! it (in-process, or as the real binary in a child process), the content (digests,
 //! images, indexes) the tests push upstream, and views of what the mirror has on disk;
 //! for the service side, parsed `/metrics` scrapes, TLS certificates and a TLS client, and
-//! headless Chromium.
+//! headless Chromium; for access control, client credentials and a client presenting a
+//! client certificate (mutual TLS).
 
 pub mod chromium;
 pub mod content;
+pub mod credentials;
 pub mod data_dir;
 pub mod fake_registry;
 pub mod metrics;
 pub mod mirror;
+pub mod mtls;
 pub mod process;
 pub mod streaming;
 pub mod tls;

@@ -1,5 +1,6 @@
 //! The fake's HTTP side: classify a request, record it, apply a scripted fault and check
-//! the bearer token the way Docker Hub does; `answer` then replies from stored content.
+//! the bearer token the way Docker Hub does (or Basic credentials, as an htpasswd registry
+//! does); `answer` then replies from stored content.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use regmirror::config::Credentials;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -245,6 +247,9 @@ fn status_fault(shared: &Shared, request: &Request, status: u16, retry_after: Op
 /// token, an expired one, or one for another scope gets a challenge; so does a repository
 /// that does not exist, even with a good token.
 fn refusal(shared: &Shared, inner: &Inner, request: &Request) -> Option<Response<Body>> {
+    if let Some(credentials) = &shared.basic {
+        return basic_refusal(credentials, request);
+    }
     shared.auth.as_ref()?;
     let name = request.name.as_deref();
     let bearer = request.authorization.as_deref().and_then(|a| a.strip_prefix("Bearer "));
@@ -264,6 +269,25 @@ fn refusal(shared: &Shared, inner: &Inner, request: &Request) -> Option<Response
         .headers_mut()
         .insert(WWW_AUTHENTICATE, value.parse().expect("valid header"));
     Some(response)
+}
+
+/// The reference registry's htpasswd check: the right `Basic` credentials, or a challenge.
+/// Unknown repositories are then a plain 404, as there.
+fn basic_refusal(credentials: &Credentials, request: &Request) -> Option<Response<Body>> {
+    if request.authorization.as_deref() == Some(basic_value(credentials).as_str()) {
+        return None;
+    }
+    let mut response = error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required");
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        "Basic realm=\"fake registry\"".parse().expect("valid header"),
+    );
+    Some(response)
+}
+
+fn basic_value(credentials: &Credentials) -> String {
+    let user_pass = format!("{}:{}", credentials.username, credentials.password);
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_pass))
 }
 
 fn grants(token: &Token, name: &str) -> bool {
@@ -300,9 +324,7 @@ fn token(shared: &Shared, inner: &mut Inner, request: &Request) -> Response<Body
         );
     }
     if let Some(credentials) = &auth.credentials {
-        let user_pass = format!("{}:{}", credentials.username, credentials.password);
-        let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_pass));
-        if request.authorization.as_deref() != Some(expected.as_str()) {
+        if request.authorization.as_deref() != Some(basic_value(credentials).as_str()) {
             return json_response(
                 StatusCode::UNAUTHORIZED,
                 &json!({ "details": "incorrect username or password" }),
