@@ -7,8 +7,31 @@ use std::sync::Arc;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::metrics::{Metrics, Origin, Snapshot};
-use crate::mirror::{self, Mirror, Overview, UpstreamOverview};
+use crate::mirror::{self, Mirror};
 use crate::reference::Registry;
+use crate::upstream::Health;
+
+/// One upstream on the status page.
+pub struct UpstreamOverview {
+    pub registry: Registry,
+    pub url: String,
+    pub health: Health,
+    pub rate_limit_remaining: Option<u64>,
+}
+
+/// The mirrors at a glance.
+pub struct Overview {
+    pub upstreams: Vec<UpstreamOverview>,
+    pub hits: u64,
+    pub misses: u64,
+    pub stale: u64,
+    pub bytes_from_cache: u64,
+    pub bytes_from_upstream: u64,
+    pub cache_bytes: u64,
+    pub cache_entries: u64,
+    pub cache_cap: Option<u64>,
+    pub top_images: Vec<(String, u64)>,
+}
 
 pub struct Registries {
     mirrors: Vec<Mirror>,

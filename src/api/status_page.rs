@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use super::App;
 use crate::cli::ClientKind;
 use crate::client_config;
-use crate::mirror::Overview;
+use crate::registries::Overview;
 use crate::upstream::Health;
 
 const STYLE: &str = "

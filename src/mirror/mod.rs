@@ -3,19 +3,26 @@
 //!
 //! Digests are immutable and served from the cache forever. Tags are mutable: a tag's digest
 //! is trusted for `tag_ttl`, then revalidated with an upstream HEAD (free on Docker Hub), and
-//! when the upstream is down a known tag is served stale rather than not at all.
+//! when the upstream is down a known tag is served stale rather than not at all. Tag lists live
+//! in `tags`; what keeps a private registry's content to its own repositories in `private`.
+
+mod private;
+mod tags;
+
+use private::{Kind, MAX_LINKS};
+pub use tags::TagList;
+use tags::MAX_TAG_LISTS;
 
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LINK};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Method};
 use http_body_util::{BodyExt, Limited};
 use tokio::fs::File;
 
-use crate::airgap::image::Node;
 use crate::api::Error;
 use crate::body::Body;
 use crate::cache::store::TagRecord;
@@ -25,14 +32,9 @@ use crate::digest::{Digest, Hasher};
 use crate::manifest;
 use crate::metrics::Metrics;
 use crate::reference::{Reference, Registry, RepoName, Tag};
-use crate::tag_page;
-use crate::upstream::{self, Health, Upstream};
+use crate::upstream::{self, Upstream};
 
 const DIGEST_HEADER: &str = "docker-content-digest";
-const MAX_TAG_LIST: usize = 16 * 1024 * 1024;
-/// Pages of tag lists kept to stand in for an unreachable upstream.
-const MAX_TAG_LISTS: u64 = 1024;
-
 /// The pull-through mirror of one registry. Several share one cache (see `registries`).
 pub struct Mirror {
     registry: Registry,
@@ -48,15 +50,6 @@ pub struct Mirror {
     /// credentials; see `confirm`.
     links: Option<moka::sync::Cache<(RepoName, Digest), ()>>,
 }
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Manifest,
-    Blob,
-}
-
-/// Repository–content pairs remembered per private registry.
-const MAX_LINKS: u64 = 1_000_000;
 
 /// Where an answer came from, for the request log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,36 +98,6 @@ pub enum BlobAnswer {
         body: Body,
         size: Option<u64>,
     },
-}
-
-/// One upstream on the status page.
-pub struct UpstreamOverview {
-    pub registry: Registry,
-    pub url: String,
-    pub health: Health,
-    pub rate_limit_remaining: Option<u64>,
-}
-
-/// The mirrors at a glance.
-pub struct Overview {
-    pub upstreams: Vec<UpstreamOverview>,
-    pub hits: u64,
-    pub misses: u64,
-    pub stale: u64,
-    pub bytes_from_cache: u64,
-    pub bytes_from_upstream: u64,
-    pub cache_bytes: u64,
-    pub cache_entries: u64,
-    pub cache_cap: Option<u64>,
-    pub top_images: Vec<(String, u64)>,
-}
-
-#[derive(Clone)]
-pub struct TagList {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    pub source: Source,
 }
 
 /// What a tag resolved to, and what the upstream's HEAD said of it if one was made.
@@ -231,54 +194,6 @@ impl Mirror {
         let (digest, fetched) = self.fetch_manifest(repo, &Reference::Digest(resolved.digest)).await?;
         self.link_manifest(repo, &digest, &fetched);
         Ok(answer(digest, fetched, Source::Upstream))
-    }
-
-    /// For a registry the mirror reaches with credentials (private content), makes sure
-    /// `digest` belongs to `repo` before serving it from the cache: it was seen in one of the
-    /// repository's manifests, or the upstream confirms it now. Public registries need no
-    /// check: anyone may fetch their content anyway.
-    async fn confirm(&self, repo: &RepoName, digest: &Digest, kind: Kind) -> Result<(), Error> {
-        let Some(links) = &self.links else { return Ok(()) };
-        if links.contains_key(&(repo.clone(), digest.clone())) {
-            return Ok(());
-        }
-        let confirmed = match kind {
-            Kind::Manifest => {
-                self.upstream
-                    .manifest(Method::HEAD, repo, &Reference::Digest(digest.clone()))
-                    .await
-            }
-            Kind::Blob => self.upstream.blob(Method::HEAD, repo, digest).await,
-        };
-        let unknown = match kind {
-            Kind::Manifest => Error::ManifestUnknown,
-            Kind::Blob => Error::BlobUnknown,
-        };
-        confirmed.map_err(|e| Error::from_upstream(e, unknown))?;
-        self.link(repo, digest);
-        Ok(())
-    }
-
-    fn link(&self, repo: &RepoName, digest: &Digest) {
-        if let Some(links) = &self.links {
-            links.insert((repo.clone(), digest.clone()), ());
-        }
-    }
-
-    /// Records a manifest and everything it refers to as belonging to `repo`.
-    fn link_manifest(&self, repo: &RepoName, digest: &Digest, manifest: &Manifest) {
-        if self.links.is_none() {
-            return;
-        }
-        self.link(repo, digest);
-        let children = match Node::parse(&manifest.media_type, &manifest.bytes) {
-            Ok(Node::Index(children)) => children,
-            Ok(Node::Image { config, layers }) => std::iter::once(config).chain(layers).collect(),
-            Err(_) => Vec::new(),
-        };
-        for child in children {
-            self.link(repo, &child.digest);
-        }
     }
 
     /// A tag's digest: from the cache while fresh, else from an upstream HEAD, else (upstream
@@ -457,77 +372,6 @@ impl Mirror {
             Box::pin(async move { upstream.blob_from(&repo, &digest, offset).await })
         })
     }
-
-    /// Tag lists are passed through, with the client's pagination.
-    /// Tag lists are passed through with the client's pagination; the last good copy of each
-    /// page stands in while the upstream is down.
-    pub async fn tags(&self, repo: &RepoName, query: Option<&str>) -> Result<TagList, Error> {
-        if self.offline {
-            return self.cached_tags(repo, query).await;
-        }
-        let key = (repo.clone(), query.map(str::to_owned));
-        let fetched = match self.upstream.tags(repo, query).await {
-            Ok(response) => read_tag_list(response).await,
-            Err(e) => Err(e),
-        };
-        match fetched {
-            Ok(list) => {
-                self.tag_lists.insert(key, list.clone());
-                Ok(list)
-            }
-            Err(e) if e.is_outage() => match self.tag_lists.get(&key) {
-                Some(list) => {
-                    self.metrics.stale_serves.inc();
-                    Ok(TagList {
-                        source: Source::Stale,
-                        ..list
-                    })
-                }
-                None => Err(Error::Upstream(e)),
-            },
-            Err(e) => Err(Error::from_upstream(e, Error::NameUnknown)),
-        }
-    }
-
-    /// Offline, a tag list is what the cache has of the repository's tags.
-    async fn cached_tags(&self, repo: &RepoName, query: Option<&str>) -> Result<TagList, Error> {
-        let tags = self.cache.repo_tags(&self.registry, repo).await?;
-        if tags.is_empty() {
-            return Err(Error::OfflineTags);
-        }
-        let (body, link) = tag_page::page(repo, &tags, query);
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
-            headers.insert(LINK, link);
-        }
-        Ok(TagList {
-            status: StatusCode::OK,
-            headers,
-            body: Bytes::from(body),
-            source: Source::Cache,
-        })
-    }
-}
-
-async fn read_tag_list(response: upstream::Response) -> Result<TagList, upstream::Error> {
-    let status = response.status();
-    let mut headers = HeaderMap::new();
-    for name in [CONTENT_TYPE, LINK] {
-        if let Some(value) = response.headers().get(&name) {
-            headers.insert(name, value.clone());
-        }
-    }
-    let body = Limited::new(response.into_body(), MAX_TAG_LIST).collect().await;
-    let body = body
-        .map_err(|e| upstream::Error::Protocol(format!("reading the tag list: {e}")))?
-        .to_bytes();
-    Ok(TagList {
-        status,
-        headers,
-        body,
-        source: Source::Upstream,
-    })
 }
 
 fn answer(digest: Digest, manifest: Manifest, source: Source) -> ManifestAnswer {

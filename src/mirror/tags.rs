@@ -1,0 +1,97 @@
+//! Tag lists: passed through with the client's pagination, the last good copy of each page
+//! standing in while the upstream is down, and made from the cached tags when offline.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, LINK};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Limited};
+
+use super::{Mirror, Source};
+use crate::api::Error;
+use crate::reference::RepoName;
+use crate::tag_page;
+use crate::upstream;
+
+const MAX_TAG_LIST: usize = 16 * 1024 * 1024;
+/// Pages of tag lists kept to stand in for an unreachable upstream.
+pub(super) const MAX_TAG_LISTS: u64 = 1024;
+
+#[derive(Clone)]
+pub struct TagList {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub source: Source,
+}
+
+impl Mirror {
+    /// Tag lists are passed through with the client's pagination; the last good copy of each
+    /// page stands in while the upstream is down.
+    pub async fn tags(&self, repo: &RepoName, query: Option<&str>) -> Result<TagList, Error> {
+        if self.offline {
+            return self.cached_tags(repo, query).await;
+        }
+        let key = (repo.clone(), query.map(str::to_owned));
+        let fetched = match self.upstream.tags(repo, query).await {
+            Ok(response) => read_tag_list(response).await,
+            Err(e) => Err(e),
+        };
+        match fetched {
+            Ok(list) => {
+                self.tag_lists.insert(key, list.clone());
+                Ok(list)
+            }
+            Err(e) if e.is_outage() => match self.tag_lists.get(&key) {
+                Some(list) => {
+                    self.metrics.stale_serves.inc();
+                    Ok(TagList {
+                        source: Source::Stale,
+                        ..list
+                    })
+                }
+                None => Err(Error::Upstream(e)),
+            },
+            Err(e) => Err(Error::from_upstream(e, Error::NameUnknown)),
+        }
+    }
+
+    /// Offline, a tag list is what the cache has of the repository's tags.
+    async fn cached_tags(&self, repo: &RepoName, query: Option<&str>) -> Result<TagList, Error> {
+        let tags = self.cache.repo_tags(&self.registry, repo).await?;
+        if tags.is_empty() {
+            return Err(Error::OfflineTags);
+        }
+        let (body, link) = tag_page::page(repo, &tags, query);
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            headers.insert(LINK, link);
+        }
+        Ok(TagList {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::from(body),
+            source: Source::Cache,
+        })
+    }
+}
+
+async fn read_tag_list(response: upstream::Response) -> Result<TagList, upstream::Error> {
+    let status = response.status();
+    let mut headers = HeaderMap::new();
+    for name in [CONTENT_TYPE, LINK] {
+        if let Some(value) = response.headers().get(&name) {
+            headers.insert(name, value.clone());
+        }
+    }
+    let body = Limited::new(response.into_body(), MAX_TAG_LIST).collect().await;
+    let body = body
+        .map_err(|e| upstream::Error::Protocol(format!("reading the tag list: {e}")))?
+        .to_bytes();
+    Ok(TagList {
+        status,
+        headers,
+        body,
+        source: Source::Upstream,
+    })
+}
