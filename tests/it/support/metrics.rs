@@ -26,7 +26,10 @@ impl Scrape {
     pub fn from_reply(reply: &Reply) -> Scrape {
         assert_eq!(reply.status.as_u16(), 200, "{reply:?}");
         let content_type = reply.header("content-type").unwrap_or_default();
-        assert!(content_type.starts_with("application/openmetrics-text; version=1.0.0"), "{reply:?}");
+        assert!(
+            content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+            "{reply:?}"
+        );
         Scrape::parse(&String::from_utf8_lossy(reply.bytes()))
     }
 
