@@ -15,6 +15,10 @@
 # Air gap (stages/offline.sh): prefetch + export while the upstream is up; with it stopped,
 # import into an empty data dir, serve --offline, docker pull through it, and a docker save
 # tarball imported beside it and pulled back.
+# Private upstream (stages/private.sh): a second docker-registry with htpasswd auth, mirrored
+# by a second regmirror from a config file ([[registries]] with credentials, [access] with its
+# own htpasswd users, optional client certificates and rules); podman login + pull by path
+# prefix (and 401 without login), dockerd pull with a `regmirror cert client` certificate.
 #
 # It runs in its own network and mount namespace (unshare --net --mount): only `lo`, and
 # private bind mounts over /etc/hosts (regmirror.test -> ::1 only; Docker Hub's names ->
@@ -25,7 +29,7 @@
 #
 # Needs root. Installs with apt-get when missing (`apt-get update` runs once, only if
 # something is missing): docker.io, containerd, podman, skopeo, docker-registry, openssl,
-# curl, iproute2, util-linux, mount, python3, coreutils.
+# curl, iproute2, util-linux, mount, python3, coreutils, apache2-utils (htpasswd).
 #
 # Usage: tests/e2e/run.sh            (after `cargo build`)
 # Env:   REGMIRROR_BIN  mirror binary (default: <repo>/target/debug/regmirror)
@@ -56,6 +60,7 @@ if [[ -z "${REGMIRROR_E2E_INNER:-}" ]]; then
         [podman]=podman [skopeo]=skopeo [docker-registry]=docker-registry [openssl]=openssl
         [python3]=python3 [curl]=curl [ip]=iproute2 [unshare]=util-linux [findmnt]=util-linux
         [mount]=mount [getent]=libc-bin [timeout]=coreutils [sha256sum]=coreutils
+        [htpasswd]=apache2-utils
     )
     missing=()
     for cmd in "${!PKG_OF[@]}"; do
@@ -103,7 +108,7 @@ private_file /etc/hosts "127.0.0.1 localhost $(hostname)
 info "private /etc/hosts:"
 sed 's/^/     | /' /etc/hosts
 
-for stage in upstream mirror skopeo podman containerd docker offline; do
+for stage in upstream mirror skopeo podman containerd docker offline private; do
     # shellcheck source=/dev/null
     source "$HERE/stages/$stage.sh"
 done
@@ -139,6 +144,10 @@ for client in "${READY[@]}"; do
 done
 mirror_facts_upstream_down
 offline_serve
+private_start
+private_mirror_start
+private_podman
+private_docker
 
 # ---------------------------------------------------------------------- result
 step "result"
