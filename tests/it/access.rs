@@ -145,8 +145,9 @@ async fn rules_and_anonymous_globs_decide_who_pulls_what_even_when_cached() {
     assert_challenged(&mirror.get(&tool_blob).await);
     let denied = get_as(&mirror, &tool_blob, &bob).await;
     assert_denied(&denied, &["access.rules", "bob", "docker.io/someuser/tool"]);
-    let denied = get_as(&mirror, "/v2/someuser/tool/manifests/latest", &bob).await;
-    assert_denied(&denied, &["access.rules", "bob"]);
+    for path in ["/v2/someuser/tool/manifests/latest", "/v2/someuser/tool/tags/list"] {
+        assert_denied(&get_as(&mirror, path, &bob).await, &["access.rules", "bob"]);
+    }
     assert_eq!(hub.total(), upstream_before, "a refusal asks nothing upstream");
     // bob is known, so /v2/ lets him in; what he may pull is the rules' business.
     assert_eq!(get_as(&mirror, "/v2/", &bob).await.status, 200);

@@ -3,13 +3,15 @@
 //! is keyed by digest alone, so without this a client who knows a digest could read a private
 //! repository's layers through any repository it may pull.
 
+use std::time::Duration;
+
 use http::Method;
 
 use crate::support::content::Image;
 use crate::support::credentials::{basic, htpasswd};
 use crate::support::fake_registry::Kind;
 use crate::support::mirror::CONTAINERD_ACCEPT;
-use crate::support::{FakeRegistry, Format, Mirror, Reply};
+use crate::support::{FakeRegistry, Fault, Format, Mirror, Reply, Target};
 
 const LAN: &str = "registry.lan:5000";
 const CREDENTIALS: (&str, &str) = ("mirror", "s3cret");
@@ -153,6 +155,35 @@ async fn cached_private_content_is_served_only_through_its_own_repository() {
         "at most a HEAD (and its challenge)"
     );
     assert_eq!(hub.total(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_in_flight_for_one_repository_is_not_joined_through_another() {
+    let hub = FakeRegistry::start().await;
+    let (lan, secret, _) = private_registry().await;
+    let mirror = Mirror::builder(&hub)
+        .registry(LAN, &lan, Some(CREDENTIALS))
+        .start()
+        .await;
+    let layer = &secret.layers[0];
+    lan.fail_next(
+        Target::reference(&layer.digest),
+        1,
+        Fault::Throttle(Duration::from_millis(300)),
+    );
+    let own = format!("/v2/{LAN}/org/secret/blobs/{}", layer.digest);
+    let mut filling = mirror.open(&own, &[]).await;
+    assert_eq!(filling.status, 200);
+    filling.read_at_least(1).await;
+
+    let through_public = format!("/v2/{LAN}/org/public-app/blobs/{}", layer.digest);
+    let reply = mirror.get(&through_public).await;
+    assert_not_served(&reply, &Method::GET, "BLOB_UNKNOWN", &layer.bytes);
+    assert_eq!(
+        filling.finish_within(Duration::from_secs(5)).await.as_deref(),
+        Ok(&layer.bytes[..])
+    );
+    assert_eq!(lan.blob_gets(&layer.digest), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
