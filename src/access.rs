@@ -15,7 +15,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::reference::{Registry, RepoName};
 
-/// A bcrypt check costs tens of milliseconds; clients send their password with every request.
+/// A bcrypt check costs tens of milliseconds and clients send their password with every
+/// request, so outcomes (right or wrong) are remembered for a while.
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +84,7 @@ pub struct Access {
     cidrs: Vec<IpNet>,
     anonymous: Vec<String>,
     rules: Vec<RuleConfig>,
-    verified: moka::sync::Cache<[u8; 32], ()>,
+    checked: moka::sync::Cache<[u8; 32], bool>,
 }
 
 impl Access {
@@ -110,7 +111,7 @@ impl Access {
             cidrs,
             anonymous: config.anonymous.clone().unwrap_or(default_anonymous),
             rules: config.rules.clone(),
-            verified: moka::sync::Cache::builder()
+            checked: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(VERIFIED_FOR)
                 .build(),
@@ -154,15 +155,18 @@ impl Access {
             .chain_update(password)
             .finalize()
             .into();
-        if self.verified.contains_key(&key) {
-            return Ok(Identity::User(user.to_owned()));
-        }
-        match bcrypt::verify(password, hash) {
-            Ok(true) => {
-                self.verified.insert(key, ());
-                Ok(Identity::User(user.to_owned()))
+        let right = match self.checked.get(&key) {
+            Some(right) => right,
+            None => {
+                let right = bcrypt::verify(password, hash).unwrap_or(false);
+                self.checked.insert(key, right);
+                right
             }
-            _ => Err(wrong()),
+        };
+        if right {
+            Ok(Identity::User(user.to_owned()))
+        } else {
+            Err(wrong())
         }
     }
 

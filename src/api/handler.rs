@@ -10,11 +10,12 @@ use super::error::Error;
 use super::range::ByteRange;
 use super::route::{self, Route};
 use super::{status_page, App, Peer, Role, RouteLabel};
+use crate::access::Identity;
 use crate::body::{self, Body};
 use crate::digest::Digest;
 use crate::manifest;
 use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Source};
-use crate::reference::{Reference, Registry};
+use crate::reference::{Reference, Registry, RepoName};
 use crate::registries::Registries;
 
 const DIGEST_HEADER: &str = "docker-content-digest";
@@ -31,7 +32,7 @@ pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Request<B>)
     let label = route.as_ref().map_or("invalid", Route::label);
     let response = match route {
         Ok(route) => match admit(app, &route, peer, request) {
-            Ok(()) => respond(app, route, request).await,
+            Ok(identity) => respond(app, route, identity.as_ref(), request).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -48,25 +49,46 @@ pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Request<B>)
 }
 
 /// Access control, before anything is looked up: address, identity, then the pull rules for
-/// the repository asked for. Health checks and the CA certificate stay open.
-fn admit<B>(app: &App, route: &Route, peer: &Peer, request: &Request<B>) -> Result<(), Error> {
-    let Some(access) = &app.access else { return Ok(()) };
+/// the repository asked for. Health checks and the CA certificate stay open; the status page
+/// and metrics need what `/v2/` needs. Returns who the client is when access control is on.
+fn admit<B>(app: &App, route: &Route, peer: &Peer, request: &Request<B>) -> Result<Option<Identity>, Error> {
+    let Some(access) = &app.access else { return Ok(None) };
     if matches!(route, Route::Health | Route::Ready | Route::CaCert) {
-        return Ok(());
+        return Ok(None);
     }
     let authorization = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
     let identity = access.identify(peer.ip, peer.certificate_user.as_deref(), authorization)?;
     match route {
-        Route::Base => access.check_login(&identity)?,
+        Route::Base | Route::Status | Route::Metrics => access.check_login(&identity)?,
         Route::Manifest { registry, repo, .. }
         | Route::Blob { registry, repo, .. }
         | Route::Tags { registry, repo } => access.authorize(&identity, registry, repo)?,
-        _ => {}
+        Route::Health | Route::Ready | Route::CaCert => {}
     }
-    Ok(())
+    Ok(Some(identity))
 }
 
-async fn respond<B>(app: &App, route: Route, request: &Request<B>) -> Result<Response<Body>, Error> {
+/// Whether the status page may name `image` (`registry/repo:tag`) to this client: only what it
+/// may pull, so private repository names do not leak.
+fn visible(app: &App, identity: Option<&Identity>, image: &str) -> bool {
+    let (Some(access), Some(identity)) = (&app.access, identity) else {
+        return true;
+    };
+    let parsed = image.rsplit_once(':').and_then(|(name, _)| {
+        let (registry, repo) = name.split_once('/')?;
+        let registry: Registry = registry.parse().ok()?;
+        let repo = RepoName::on(&registry, repo).ok()?;
+        Some((registry, repo))
+    });
+    parsed.is_some_and(|(registry, repo)| access.authorize(identity, &registry, &repo).is_ok())
+}
+
+async fn respond<B>(
+    app: &App,
+    route: Route,
+    identity: Option<&Identity>,
+    request: &Request<B>,
+) -> Result<Response<Body>, Error> {
     let (registries, method) = (&app.registries, request.method());
     let head = method == Method::HEAD;
     match route {
@@ -82,7 +104,11 @@ async fn respond<B>(app: &App, route: Route, request: &Request<B>) -> Result<Res
                 .authority()
                 .map(|a| a.as_str())
                 .or_else(|| request.headers().get(HOST)?.to_str().ok());
-            Ok(text(head, "text/html; charset=utf-8", status_page::render(app, host)))
+            Ok(text(
+                head,
+                "text/html; charset=utf-8",
+                status_page::render(app, host, &|image| visible(app, identity, image)),
+            ))
         }
         Route::CaCert => {
             let pem = app.ca.as_ref().map(|ca| ca.pem.clone()).ok_or(Error::NoRoute)?;

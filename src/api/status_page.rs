@@ -28,8 +28,10 @@ code,pre{font:13px/1.4 ui-monospace,monospace}pre{background:#f4f5f7;padding:10p
 details{margin-top:8px}summary{cursor:pointer;font-weight:600}
 ";
 
-pub fn render(app: &App, host: Option<&str>) -> String {
-    let o = app.registries.overview();
+/// `visible` says which images the viewer may see named in the top list.
+pub fn render(app: &App, host: Option<&str>, visible: &dyn Fn(&str) -> bool) -> String {
+    let mut o = app.registries.overview();
+    o.top_images.retain(|(image, _)| visible(image));
     let mirror = host.map(str::to_owned).unwrap_or_else(|| app.address.clone());
     let mut page = String::with_capacity(16 * 1024);
     let _ = write!(

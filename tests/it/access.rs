@@ -367,3 +367,66 @@ async fn registries_and_access_from_a_config_file() {
         .iter()
         .any(|r| r.authorization.as_deref() == Some(&basic("mirror", "s3cret"))));
 }
+
+/// The status page and metrics need what `/v2/` needs, and the top list names only what the
+/// viewer may pull: private repository names do not leak to other clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_names_only_what_the_viewer_may_pull() {
+    let (hub, alpine, tool) = hub().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = htpasswd(dir.path(), &[("alice", "wonderland")]);
+    let mirror = Mirror::builder(&hub)
+        .access(&format!(
+            r#"
+            htpasswd = {file:?}
+            anonymous = ["docker.io/library/*"]
+            [[rules]]
+            users = ["alice"]
+            repos = ["docker.io/someuser/*"]
+            "#
+        ))
+        .start()
+        .await;
+    let alice = basic("alice", "wonderland");
+    get_as(&mirror, "/v2/library/alpine/manifests/latest", &alice)
+        .await
+        .assert_manifest(&alpine.manifest);
+    get_as(&mirror, "/v2/someuser/tool/manifests/latest", &alice)
+        .await
+        .assert_manifest(&tool.manifest);
+
+    let page = |reply: &Reply| String::from_utf8_lossy(reply.bytes()).into_owned();
+    let anonymous = mirror.get("/").await;
+    assert_eq!(anonymous.status, 200, "{anonymous:?}");
+    assert!(page(&anonymous).contains("docker.io/library/alpine:latest"));
+    assert!(
+        !page(&anonymous).contains("someuser/tool"),
+        "a repository anonymous clients may not pull is not named"
+    );
+    let as_alice = mirror.send(http::Method::GET, "/", &[("authorization", &alice)]).await;
+    assert!(
+        page(&as_alice).contains("docker.io/someuser/tool:latest"),
+        "alice sees what she may pull"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_anonymous_access_the_status_page_and_metrics_need_credentials() {
+    let (hub, _, _) = hub().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = htpasswd(dir.path(), &[("alice", "wonderland")]);
+    let mirror = Mirror::builder(&hub)
+        .access(&format!("htpasswd = {file:?}"))
+        .start()
+        .await;
+    assert_challenged(&mirror.get("/").await);
+    assert_challenged(&mirror.get("/metrics").await);
+    let alice = basic("alice", "wonderland");
+    assert_eq!(
+        mirror
+            .send(http::Method::GET, "/metrics", &[("authorization", &alice)])
+            .await
+            .status,
+        200
+    );
+}
