@@ -221,8 +221,10 @@ impl Task {
                 Progress::Failed(failure)
             }
         };
-        self.fill.progress.send_replace(progress);
+        // Out of the map first: a request that sees this fill's end (a client retrying after
+        // an abort, say) must start a new fill, not join the finished one.
         self.cache.fills.remove(&self.digest);
+        self.fill.progress.send_replace(progress);
     }
 
     async fn transfer(&self, open: &Opener, temp: TempFile) -> Result<Transfer, Failure> {
