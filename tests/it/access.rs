@@ -101,12 +101,11 @@ async fn htpasswd_users_get_in_and_wrong_passwords_are_challenged() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rules_and_anonymous_globs_decide_who_pulls_what_even_when_cached() {
-    let (hub, alpine, tool) = hub().await;
+/// Anyone may pull official images; alice (of alice and bob) may also pull `someuser/*`.
+async fn alice_may_pull_someuser(hub: &FakeRegistry) -> (Mirror, TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = htpasswd(dir.path(), &[("alice", "wonderland"), ("bob", "builder")]);
-    let mirror = Mirror::builder(&hub)
+    let mirror = Mirror::builder(hub)
         .access(&format!(
             r#"
             htpasswd = {file:?}
@@ -118,6 +117,13 @@ async fn rules_and_anonymous_globs_decide_who_pulls_what_even_when_cached() {
         ))
         .start()
         .await;
+    (mirror, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_and_anonymous_globs_decide_who_pulls_what_even_when_cached() {
+    let (hub, alpine, tool) = hub().await;
+    let (mirror, _dir) = alice_may_pull_someuser(&hub).await;
     let (alice, bob) = (basic("alice", "wonderland"), basic("bob", "builder"));
 
     assert_eq!(
@@ -373,20 +379,7 @@ async fn registries_and_access_from_a_config_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_names_only_what_the_viewer_may_pull() {
     let (hub, alpine, tool) = hub().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = htpasswd(dir.path(), &[("alice", "wonderland")]);
-    let mirror = Mirror::builder(&hub)
-        .access(&format!(
-            r#"
-            htpasswd = {file:?}
-            anonymous = ["docker.io/library/*"]
-            [[rules]]
-            users = ["alice"]
-            repos = ["docker.io/someuser/*"]
-            "#
-        ))
-        .start()
-        .await;
+    let (mirror, _dir) = alice_may_pull_someuser(&hub).await;
     let alice = basic("alice", "wonderland");
     get_as(&mirror, "/v2/library/alpine/manifests/latest", &alice)
         .await
