@@ -1,20 +1,21 @@
 //! The one response body type the server sends, and the ways to make one: whole bytes,
 //! a slice of a file read in chunks, or a channel fed by a cache fill.
 
-use std::io::{self, SeekFrom};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
-use tokio::fs::File;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
-/// Large enough to keep per-chunk overhead low, small enough to keep memory flat per reader.
-const FILE_CHUNK: usize = 256 * 1024;
+/// Large enough that the blocking-pool hand-off per chunk stays cheap, small enough to keep
+/// memory flat per reader.
+const FILE_CHUNK: usize = 512 * 1024;
 
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
@@ -25,28 +26,33 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 /// Streams `len` bytes of `file` from byte `start`.
-pub fn file(file: File, start: u64, len: u64) -> Body {
-    let chunks = stream::try_unfold((file, start, len), |(mut file, seek, remaining)| async move {
-        if remaining == 0 {
-            return Ok(None);
-        }
-        if seek > 0 {
-            file.seek(SeekFrom::Start(seek)).await?;
-        }
-        let want = remaining.min(FILE_CHUNK as u64) as usize;
-        let mut buf = BytesMut::with_capacity(want);
-        while buf.len() < want {
-            if file.read_buf(&mut buf).await? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "cached file shorter than its index entry",
-                ));
+pub fn file(file: std::fs::File, start: u64, len: u64) -> Body {
+    let file = Arc::new(file);
+    let end = start + len;
+    let chunks = stream::try_unfold(start, move |pos| {
+        let file = file.clone();
+        async move {
+            if pos >= end {
+                return Ok(None);
             }
+            let chunk = read_at(file, pos, (end - pos).min(FILE_CHUNK as u64) as usize).await?;
+            let next = pos + chunk.len() as u64;
+            Ok(Some((Frame::data(chunk), next)))
         }
-        let got = buf.len() as u64;
-        Ok(Some((Frame::data(buf.freeze()), (file, 0, remaining - got))))
     });
     BodyExt::boxed_unsync(StreamBody::new(chunks))
+}
+
+/// Reads exactly `len` bytes at `pos` with one positioned read on the blocking pool: no seek,
+/// so any number of readers share one open file, and no second buffer in between.
+pub async fn read_at(file: Arc<std::fs::File>, pos: u64, len: usize) -> io::Result<Bytes> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = BytesMut::zeroed(len);
+        file.read_exact_at(&mut buf, pos)?;
+        Ok(buf.freeze())
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 /// A body fed chunk by chunk. It ends cleanly only after `BodySender::finish`; an abort, or a

@@ -10,11 +10,10 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE};
@@ -26,7 +25,7 @@ use tokio::sync::watch;
 
 use super::store::TempFile;
 use super::{Cache, Entry};
-use crate::body::Body;
+use crate::body::{self, Body};
 use crate::digest::{Digest, Hasher};
 use crate::upstream;
 
@@ -181,14 +180,7 @@ impl Reader {
 
     async fn read(&self, limit: u64) -> io::Result<Bytes> {
         let len = (limit - self.pos).min(READ_CHUNK as u64) as usize;
-        let (spool, pos) = (self.fill.spool.clone(), self.pos);
-        tokio::task::spawn_blocking(move || {
-            let mut buf = BytesMut::zeroed(len);
-            spool.read_exact_at(&mut buf, pos)?;
-            Ok(buf.freeze())
-        })
-        .await
-        .map_err(io::Error::other)?
+        body::read_at(self.fill.spool.clone(), self.pos, len).await
     }
 }
 

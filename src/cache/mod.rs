@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::fs::File;
 
 use crate::digest::Digest;
 use crate::metrics::Metrics;
@@ -95,13 +94,13 @@ impl Cache {
     /// Opens cached content for reading. A file that vanished behind the index's back (deleted
     /// by hand, say) drops out of the index and reads as a miss; one that appeared behind it
     /// (from `prefetch` or `import` beside the server) joins it.
-    pub async fn open(&self, digest: &Digest) -> io::Result<Option<(File, Entry)>> {
+    pub async fn open(&self, digest: &Digest) -> io::Result<Option<(std::fs::File, Entry)>> {
         let indexed = self.index.get(digest);
         match (self.store.open(digest).await?, indexed) {
             (Some(file), Some(entry)) => Ok(Some((file, entry))),
             (Some(file), None) => {
                 let entry = Entry {
-                    size: file.metadata().await?.len(),
+                    size: file.metadata()?.len(),
                     media_type: self.store.media_type(digest).await?.map(Arc::from),
                 };
                 self.index.insert(digest.clone(), entry.clone());

@@ -196,8 +196,12 @@ impl Store {
     }
 
     /// Opens cached content; `None` when it is not on disk.
-    pub async fn open(&self, digest: &Digest) -> io::Result<Option<File>> {
-        match File::open(self.blob_path(digest)).await {
+    pub async fn open(&self, digest: &Digest) -> io::Result<Option<std::fs::File>> {
+        let path = self.blob_path(digest);
+        let opened = tokio::task::spawn_blocking(move || std::fs::File::open(path))
+            .await
+            .map_err(io::Error::other)?;
+        match opened {
             Ok(file) => Ok(Some(file)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),

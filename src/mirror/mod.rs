@@ -21,7 +21,6 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method};
 use http_body_util::{BodyExt, Limited};
-use tokio::fs::File;
 
 use crate::api::Error;
 use crate::body::Body;
@@ -81,7 +80,7 @@ pub struct ManifestAnswer {
 
 pub enum BlobAnswer {
     Cached {
-        file: File,
+        file: std::fs::File,
         size: u64,
     },
     /// HEAD of a blob the cache lacks, answered from the upstream's headers.
