@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use regmirror::airgap::export::{self, Selection};
-use regmirror::airgap::image::{Platform, Platforms};
 use regmirror::airgap::{import, prefetch};
 use regmirror::cache::maintenance::{self, Prune};
 use regmirror::certs::{self, CertDir, NamePolicy, Names};
@@ -18,6 +17,7 @@ use regmirror::cli::{
 };
 use regmirror::client_config;
 use regmirror::config::{self, Config, Tls};
+use regmirror::image::{Platform, Platforms};
 use regmirror::mirror::Mirror;
 use regmirror::reference::ImageRef;
 use regmirror::server;

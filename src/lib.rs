@@ -2,13 +2,17 @@
 //!
 //! Reading order:
 //! - `cli` and `config`: flags, environment and config file, validated once into `Config`;
-//! - `server`: the accept loop (TLS via `tls`, or plain HTTP) and the request log;
+//! - `server`: the accept loop (TLS via `tls` and `certs`, or plain HTTP), the request log,
+//!   `metrics`, systemd `notify`;
+//! - `access`: who may pull what;
 //! - `api`: the registry pull API — `Route` parsing, one handler, the error mapping;
-//! - `mirror`: the pull-through logic between the cache and the upstream;
+//! - `registries` and `mirror`: one pull-through mirror per upstream registry over one cache;
 //! - `cache`: verified content on disk with a moka index, and the streaming fill;
 //! - `upstream`: the HTTP client towards the upstream registry, with token auth;
 //! - `airgap`: prefetch, export and import of bundles for sites without internet;
-//! - `reference`, `digest`, `manifest`: the protocol's vocabulary as validated types;
+//! - `reference`, `digest`, `manifest`, `image`: the protocol's vocabulary as validated types,
+//!   and what manifests say about other content;
+//! - `client_config`, `tag_page`: client setup text; offline tag-list pages;
 //! - `body`: the response body type.
 
 pub mod access;
@@ -21,6 +25,7 @@ pub mod cli;
 pub mod client_config;
 pub mod config;
 pub mod digest;
+pub mod image;
 pub mod manifest;
 pub mod metrics;
 pub mod mirror;

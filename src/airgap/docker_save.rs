@@ -9,8 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::image::Descriptor;
 use crate::digest::Digest;
+use crate::image::Descriptor;
 use crate::manifest;
 
 pub const MANIFEST: &str = "manifest.json";
@@ -131,7 +131,7 @@ fn render(config: &Hashed, layers: &[Hashed]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::airgap::image::Node;
+    use crate::image::Node;
 
     fn hashed(bytes: &[u8]) -> Hashed {
         Hashed {

@@ -12,11 +12,11 @@ use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 
-use super::image::{self, Descriptor, Node};
 use super::layout::{self, Index};
 use super::progress;
 use crate::cache::store::{Scanned, Store, StoredTag};
 use crate::digest::Digest;
+use crate::image::{self, Descriptor, Node};
 use crate::reference::{ImageRef, Reference};
 
 #[derive(Debug, thiserror::Error)]

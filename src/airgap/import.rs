@@ -13,11 +13,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::docker_save::{self, Hashed};
-use super::image::{self, Descriptor, Node};
 use super::layout;
 use super::staging::{self, Staging};
 use crate::cache::store::{Store, TagRecord};
 use crate::digest::Digest;
+use crate::image::{self, Descriptor, Node};
 use crate::manifest;
 use crate::reference::{ImageRef, Reference, Registry};
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::image::Descriptor;
 use crate::digest::Digest;
+use crate::image::Descriptor;
 use crate::manifest;
 use crate::reference::ImageRef;
 

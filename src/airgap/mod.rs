@@ -2,7 +2,6 @@
 //! standard OCI image layout in one tar file (`export`), and take such a bundle, or a `docker
 //! save` tarball, into another mirror's cache (`import`), which then serves it `--offline`.
 //!
-//! - `image`: what manifests and indexes say about other content (descriptors, platforms);
 //! - `prefetch`: references → manifests, configs and layers through `Mirror`, in parallel;
 //! - `layout`: the OCI image layout's names (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`);
 //! - `export`: cached images → an OCI layout tar, streamed from the cache's files;
@@ -13,7 +12,6 @@
 
 pub mod docker_save;
 pub mod export;
-pub mod image;
 pub mod import;
 pub mod layout;
 pub mod prefetch;

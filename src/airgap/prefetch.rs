@@ -15,10 +15,10 @@ use indicatif::ProgressBar;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::image::{self, Descriptor, Node, Platforms};
 use super::progress::Bars;
 use crate::api;
 use crate::digest::Digest;
+use crate::image::{self, Descriptor, Node, Platforms};
 use crate::mirror::{BlobAnswer, Mirror};
 use crate::reference::{self, ImageRef, Reference, RepoName};
 

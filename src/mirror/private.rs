@@ -5,10 +5,10 @@
 use http::Method;
 
 use super::Mirror;
-use crate::airgap::image::Node;
 use crate::api::Error;
 use crate::cache::Manifest;
 use crate::digest::Digest;
+use crate::image::Node;
 use crate::reference::{Reference, RepoName};
 
 #[derive(Debug, Clone, Copy)]

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use http::Method;
 use regmirror::airgap::export::{self, Selection};
-use regmirror::airgap::image::{Platform, Platforms};
 use regmirror::airgap::{import, prefetch};
+use regmirror::image::{Platform, Platforms};
 use regmirror::Config;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
