@@ -49,15 +49,21 @@ fn assert_denied(reply: &Reply, words: &[&str]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn htpasswd_users_get_in_and_wrong_passwords_are_challenged() {
-    let (hub, alpine, _) = hub().await;
+/// htpasswd with one user, alice, and nothing for anonymous clients.
+async fn only_alice(hub: &FakeRegistry) -> (Mirror, TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = htpasswd(dir.path(), &[("alice", "wonderland")]);
-    let mirror = Mirror::builder(&hub)
+    let mirror = Mirror::builder(hub)
         .access(&format!("htpasswd = {file:?}"))
         .start()
         .await;
+    (mirror, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn htpasswd_users_get_in_and_wrong_passwords_are_challenged() {
+    let (hub, alpine, _) = hub().await;
+    let (mirror, _dir) = only_alice(&hub).await;
     let manifest = "/v2/library/alpine/manifests/latest";
     let alice = basic("alice", "wonderland");
 
@@ -406,12 +412,7 @@ async fn the_status_page_names_only_what_the_viewer_may_pull() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_anonymous_access_the_status_page_and_metrics_need_credentials() {
     let (hub, _, _) = hub().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = htpasswd(dir.path(), &[("alice", "wonderland")]);
-    let mirror = Mirror::builder(&hub)
-        .access(&format!("htpasswd = {file:?}"))
-        .start()
-        .await;
+    let (mirror, _dir) = only_alice(&hub).await;
     assert_challenged(&mirror.get("/").await);
     assert_challenged(&mirror.get("/metrics").await);
     let alice = basic("alice", "wonderland");
