@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,8 +21,8 @@ use http::header::{CONTENT_LENGTH, CONTENT_RANGE};
 use http::StatusCode;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use super::store::TempFile;
 use super::{Cache, Entry};
@@ -33,6 +34,9 @@ use crate::upstream;
 const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 const MAX_RESUMES: u32 = 3;
 const READ_CHUNK: usize = 256 * 1024;
+/// Upstream frames waiting for the spool writer; with hyper's frames of up to ~400 KiB this
+/// bounds a fill's memory to a few MiB.
+const QUEUED_FRAMES: usize = 8;
 
 /// Opens the upstream body from a byte offset (0: the whole blob).
 pub type Opener = Box<dyn Fn(u64) -> BoxFuture<'static, Result<upstream::Response, upstream::Error>> + Send + Sync>;
@@ -194,9 +198,9 @@ struct Task {
 /// The transfer's running state, kept across resumes.
 struct Transfer {
     size: Option<u64>,
+    /// Bytes taken from the upstream and queued for the spool writer.
     received: u64,
-    hasher: Hasher,
-    temp: TempFile,
+    writer: SpoolWriter,
 }
 
 impl Task {
@@ -205,7 +209,7 @@ impl Task {
         let outcome = self.transfer(&open, temp).await;
         self.cache.metrics.fills_in_flight.dec();
         let progress = match outcome {
-            Ok(transfer) => self.commit(transfer).await,
+            Ok((temp, size)) => self.commit(temp, size).await,
             Err(failure) => {
                 if let Failure::Aborted(reason) = &failure {
                     tracing::warn!(digest = %self.digest, reason, "blob fill failed; nothing cached");
@@ -219,35 +223,39 @@ impl Task {
         self.fill.progress.send_replace(progress);
     }
 
-    async fn transfer(&self, open: &Opener, temp: TempFile) -> Result<Transfer, Failure> {
+    /// Fetches the blob into the spool: the verified spool and its size, ready to commit.
+    async fn transfer(&self, open: &Opener, temp: TempFile) -> Result<(TempFile, u64), Failure> {
         let response = open(0).await.map_err(Failure::Upstream)?;
         if response.status() != StatusCode::OK {
             return Err(Failure::Upstream(upstream::Error::Status(response.status())));
         }
         let size = content_length(&response);
         let temp = self.reserve(temp, size)?;
-        let hasher = Hasher::new(self.digest.algorithm());
-        let mut transfer = Transfer {
-            size,
-            received: 0,
-            hasher,
-            temp,
-        };
+        let file = temp.writer().map_err(|e| spool_error(&e))?;
         self.fill
             .progress
             .send_replace(Progress::Streaming { size, releasable: 0 });
+        let mut transfer = Transfer {
+            size,
+            received: 0,
+            writer: SpoolWriter::start(file, Hasher::new(self.digest.algorithm()), self.fill.clone(), size),
+        };
         let limit = self.time_limit(size);
         let receive = self.receive(open, &mut transfer, response.into_body());
-        match tokio::time::timeout(limit, receive).await {
-            Ok(result) => result?,
-            Err(_) => return Err(Failure::Aborted(format!("not done within {limit:?}"))),
-        }
-        let actual = std::mem::replace(&mut transfer.hasher, Hasher::new(self.digest.algorithm())).finish();
+        let received = match tokio::time::timeout(limit, receive).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::Aborted(format!("not done within {limit:?}"))),
+        };
+        // The writer is stopped before anything is published, whatever happened, so it cannot
+        // report progress over a failure; its own error explains a stop better than ours.
+        let (hasher, written) = transfer.writer.finish().await.map_err(|e| spool_error(&e))?;
+        received?;
+        let actual = hasher.finish();
         if actual != self.digest {
             self.cache.metrics.digest_mismatches.inc();
             return Err(Failure::Aborted(format!("upstream bytes hash to {actual}")));
         }
-        Ok(transfer)
+        Ok((temp, written))
     }
 
     /// Streams the body into the spool, resuming a bounded number of times when the upstream
@@ -309,21 +317,10 @@ impl Task {
             if t.size.is_some_and(|size| t.received + data.len() as u64 > size) {
                 return Err(Failure::Aborted("upstream sent more bytes than announced".into()));
             }
-            t.hasher.update(&data);
-            let write = async {
-                t.temp.write_all(&data).await?;
-                t.temp.flush().await
-            };
-            write
-                .await
-                .map_err(|e| Failure::Aborted(format!("cannot write the spool file: {e}")))?;
-            // The chunk just written is held back; everything before it may go out.
-            let releasable = t.received;
             t.received += data.len() as u64;
-            self.fill.progress.send_replace(Progress::Streaming {
-                size: t.size,
-                releasable,
-            });
+            if !t.writer.write(data).await {
+                return Err(Failure::Aborted("the spool writer stopped".into()));
+            }
         }
     }
 
@@ -342,9 +339,8 @@ impl Task {
 
     /// Renames the verified spool into the store. Readers hold their own handle, so they
     /// finish even when the commit itself fails (the blob is then just not cached).
-    async fn commit(&self, transfer: Transfer) -> Progress {
-        let size = transfer.received;
-        match self.cache.store.commit(transfer.temp, &self.digest).await {
+    async fn commit(&self, temp: TempFile, size: u64) -> Progress {
+        match self.cache.store.commit(temp, &self.digest).await {
             Ok(()) => self
                 .cache
                 .index
@@ -355,6 +351,62 @@ impl Task {
         }
         Progress::Done { size }
     }
+}
+
+/// Hashes the upstream body and writes it into the spool on a blocking-pool thread of its own,
+/// so neither holds up the runtime, and a writer that falls behind takes everything queued in
+/// one go. It releases what it has written as it goes, all but the last byte: that one waits
+/// for the digest check, so no reader sees a clean end of bytes not yet verified.
+struct SpoolWriter {
+    queue: mpsc::Sender<Bytes>,
+    thread: JoinHandle<io::Result<(Hasher, u64)>>,
+}
+
+impl SpoolWriter {
+    fn start(file: std::fs::File, hasher: Hasher, fill: Arc<Fill>, size: Option<u64>) -> Self {
+        let (queue, frames) = mpsc::channel(QUEUED_FRAMES);
+        let thread = tokio::task::spawn_blocking(move || write_spool(&file, hasher, frames, &fill, size));
+        SpoolWriter { queue, thread }
+    }
+
+    /// False once the writer has stopped on an error, which `finish` returns.
+    async fn write(&self, data: Bytes) -> bool {
+        self.queue.send(data).await.is_ok()
+    }
+
+    /// Waits until everything queued is written: the hash and the length of it all.
+    async fn finish(self) -> io::Result<(Hasher, u64)> {
+        drop(self.queue);
+        self.thread.await.map_err(io::Error::other)?
+    }
+}
+
+fn write_spool(
+    file: &std::fs::File,
+    mut hasher: Hasher,
+    mut frames: mpsc::Receiver<Bytes>,
+    fill: &Fill,
+    size: Option<u64>,
+) -> io::Result<(Hasher, u64)> {
+    let mut written = 0;
+    while let Some(mut data) = frames.blocking_recv() {
+        loop {
+            hasher.update(&data);
+            file.write_all_at(&data, written)?;
+            written += data.len() as u64;
+            match frames.try_recv() {
+                Ok(next) => data = next,
+                Err(_) => break,
+            }
+        }
+        let releasable = written.saturating_sub(1);
+        fill.progress.send_replace(Progress::Streaming { size, releasable });
+    }
+    Ok((hasher, written))
+}
+
+fn spool_error(e: &io::Error) -> Failure {
+    Failure::Aborted(format!("cannot write the spool file: {e}"))
 }
 
 enum Pumped {

@@ -91,6 +91,11 @@ impl TempFile {
     pub fn reader(&self) -> io::Result<std::fs::File> {
         std::fs::File::open(&self.path)
     }
+
+    /// A handle for positioned writes from a blocking thread: a fill's spool writer.
+    pub fn writer(&self) -> io::Result<std::fs::File> {
+        std::fs::OpenOptions::new().write(true).open(&self.path)
+    }
 }
 
 /// Writes go straight to the file; the wrapper exists only to clean up after a failed fill.
