@@ -389,18 +389,22 @@ fn write_spool(
     size: Option<u64>,
 ) -> io::Result<(Hasher, u64)> {
     let mut written = 0;
-    while let Some(mut data) = frames.blocking_recv() {
-        loop {
-            hasher.update(&data);
-            file.write_all_at(&data, written)?;
-            written += data.len() as u64;
-            match frames.try_recv() {
-                Ok(next) => data = next,
-                Err(_) => break,
-            }
+    let mut batch = Vec::with_capacity(QUEUED_FRAMES);
+    while let Some(data) = frames.blocking_recv() {
+        batch.push(data);
+        while let Ok(data) = frames.try_recv() {
+            batch.push(data);
         }
+        for data in &batch {
+            file.write_all_at(data, written)?;
+            written += data.len() as u64;
+        }
+        // Released before it is hashed: readers send while this thread hashes.
         let releasable = written.saturating_sub(1);
         fill.progress.send_replace(Progress::Streaming { size, releasable });
+        for data in batch.drain(..) {
+            hasher.update(&data);
+        }
     }
     Ok((hasher, written))
 }
