@@ -120,7 +120,7 @@ impl Access {
 
     /// Checks the address and establishes who the client is: its certificate's name when it
     /// presented one, else Basic credentials, else anonymous.
-    pub fn identify(
+    pub async fn identify(
         &self,
         peer: IpAddr,
         certificate_user: Option<&str>,
@@ -136,12 +136,12 @@ impl Access {
             return Ok(Identity::User(user.to_owned()));
         }
         match authorization.and_then(|value| value.strip_prefix("Basic ")) {
-            Some(encoded) => self.check_basic(encoded.trim()),
+            Some(encoded) => self.check_basic(encoded.trim()).await,
             None => Ok(Identity::Anonymous),
         }
     }
 
-    fn check_basic(&self, encoded: &str) -> Result<Identity, Refusal> {
+    async fn check_basic(&self, encoded: &str) -> Result<Identity, Refusal> {
         let wrong = || Refusal::Unauthenticated("wrong user name or password".into());
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded)
@@ -158,7 +158,12 @@ impl Access {
         let right = match self.checked.get(&key) {
             Some(right) => right,
             None => {
-                let right = bcrypt::verify(password, hash).unwrap_or(false);
+                // Tens of milliseconds of CPU: on the blocking pool, so a stream of new or
+                // wrong passwords cannot stall the runtime's workers.
+                let (password, hash) = (password.to_owned(), hash.clone());
+                let right = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+                    .await
+                    .unwrap_or(false);
                 self.checked.insert(key, right);
                 right
             }

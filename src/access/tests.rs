@@ -45,8 +45,8 @@ fn nothing_configured_is_off() {
     assert!(Access::new(&AccessConfig::default()).expect("valid").is_none());
 }
 
-#[test]
-fn basic_auth_and_rules() {
+#[tokio::test]
+async fn basic_auth_and_rules() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = htpasswd(dir.path());
     let access = policy(
@@ -64,18 +64,20 @@ fn basic_auth_and_rules() {
     let local: IpAddr = "127.0.0.1".parse().expect("ip");
     let alice = access
         .identify(local, None, Some(&basic("alice", "wonderland")))
+        .await
         .expect("alice");
     assert_eq!(alice, Identity::User("alice".into()));
     assert!(matches!(
-        access.identify(local, None, Some(&basic("alice", "nope"))),
+        access.identify(local, None, Some(&basic("alice", "nope"))).await,
         Err(Refusal::Unauthenticated(_))
     ));
     assert!(matches!(
-        access.identify(local, None, Some(&basic("eve", "x"))),
+        access.identify(local, None, Some(&basic("eve", "x"))).await,
         Err(Refusal::Unauthenticated(_))
     ));
     let bob = access
         .identify(local, None, Some(&basic("bob", "builder")))
+        .await
         .expect("bob");
 
     let (ghcr, private) = repo("ghcr.io", "myorg/app");
@@ -94,14 +96,15 @@ fn basic_auth_and_rules() {
     assert_eq!(access.check_login(&Identity::Anonymous), Ok(()));
 }
 
-#[test]
-fn certificate_names_are_identities() {
+#[tokio::test]
+async fn certificate_names_are_identities() {
     let access = policy(
         "client_certificates = \"required\"\n[[rules]]\nusers = [\"ci\"]\nrepos = [\"*\"]",
         None,
     );
     let ci = access
         .identify("::1".parse().expect("ip"), Some("ci"), None)
+        .await
         .expect("ci");
     let (hub, name) = repo("docker.io", "alpine");
     assert_eq!(access.authorize(&ci, &hub, &name), Ok(()));
@@ -111,15 +114,19 @@ fn certificate_names_are_identities() {
     );
 }
 
-#[test]
-fn address_allow_list() {
+#[tokio::test]
+async fn address_allow_list() {
     let access = policy("allow_cidrs = [\"10.0.0.0/8\", \"::1\"]", None);
-    assert!(access.identify("10.1.2.3".parse().expect("ip"), None, None).is_ok());
+    assert!(access
+        .identify("10.1.2.3".parse().expect("ip"), None, None)
+        .await
+        .is_ok());
     assert!(access
         .identify("::ffff:10.1.2.3".parse().expect("ip"), None, None)
+        .await
         .is_ok());
-    assert!(access.identify("::1".parse().expect("ip"), None, None).is_ok());
-    let refused = access.identify("192.0.2.1".parse().expect("ip"), None, None);
+    assert!(access.identify("::1".parse().expect("ip"), None, None).await.is_ok());
+    let refused = access.identify("192.0.2.1".parse().expect("ip"), None, None).await;
     assert!(matches!(refused, Err(Refusal::Denied(m)) if m.contains("allow_cidrs")));
     let (hub, name) = repo("docker.io", "alpine");
     assert_eq!(

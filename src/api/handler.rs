@@ -31,7 +31,7 @@ pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Request<B>)
     });
     let label = route.as_ref().map_or("invalid", Route::label);
     let response = match route {
-        Ok(route) => match admit(app, &route, peer, request) {
+        Ok(route) => match admit(app, &route, peer, request).await {
             Ok(identity) => respond(app, route, identity.as_ref(), request).await,
             Err(e) => Err(e),
         },
@@ -51,13 +51,15 @@ pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Request<B>)
 /// Access control, before anything is looked up: address, identity, then the pull rules for
 /// the repository asked for. Health checks and the CA certificate stay open; the status page
 /// and metrics need what `/v2/` needs. Returns who the client is when access control is on.
-fn admit<B>(app: &App, route: &Route, peer: &Peer, request: &Request<B>) -> Result<Option<Identity>, Error> {
+async fn admit<B>(app: &App, route: &Route, peer: &Peer, request: &Request<B>) -> Result<Option<Identity>, Error> {
     let Some(access) = &app.access else { return Ok(None) };
     if matches!(route, Route::Health | Route::Ready | Route::CaCert) {
         return Ok(None);
     }
     let authorization = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let identity = access.identify(peer.ip, peer.certificate_user.as_deref(), authorization)?;
+    let identity = access
+        .identify(peer.ip, peer.certificate_user.as_deref(), authorization)
+        .await?;
     match route {
         Route::Base | Route::Status | Route::Metrics => access.check_login(&identity)?,
         Route::Manifest { registry, repo, .. }

@@ -92,11 +92,26 @@ impl Fills {
     }
 }
 
+/// What a request for an uncached blob finds.
+pub enum Joined {
+    Filling(Arc<Fill>),
+    /// A fill committed the blob while the request was on its way to join it.
+    Cached,
+}
+
 /// Joins the fill of `digest`, or starts one with `open`. Fails only when no spool file can be
 /// made (a full or read-only disk): the caller then passes the blob through uncached.
-pub(super) async fn join_or_start(cache: &Arc<Cache>, digest: &Digest, open: Opener) -> io::Result<Arc<Fill>> {
-    if let Some(fill) = join(cache, digest, &cache.fills.lock()) {
-        return Ok(fill);
+pub(super) async fn join_or_start(cache: &Arc<Cache>, digest: &Digest, open: Opener) -> io::Result<Joined> {
+    {
+        let fills = cache.fills.lock();
+        if let Some(fill) = join(cache, digest, &fills) {
+            return Ok(Joined::Filling(fill));
+        }
+        // A fill enters the index before it leaves the map, so this cannot miss one that just
+        // finished: no second upstream fetch for a blob committed a moment ago.
+        if cache.index.get(digest).is_some() {
+            return Ok(Joined::Cached);
+        }
     }
     let temp = cache.store.temp().await?;
     let fill = Arc::new(Fill {
@@ -107,7 +122,7 @@ pub(super) async fn join_or_start(cache: &Arc<Cache>, digest: &Digest, open: Ope
         let mut fills = cache.fills.lock();
         // Another request may have started the same fill while the spool was being created.
         if let Some(existing) = join(cache, digest, &fills) {
-            return Ok(existing);
+            return Ok(Joined::Filling(existing));
         }
         fills.insert(digest.clone(), fill.clone());
     }
@@ -117,7 +132,7 @@ pub(super) async fn join_or_start(cache: &Arc<Cache>, digest: &Digest, open: Ope
         fill: fill.clone(),
     };
     tokio::spawn(task.run(open, temp));
-    Ok(fill)
+    Ok(Joined::Filling(fill))
 }
 
 fn join(cache: &Cache, digest: &Digest, fills: &HashMap<Digest, Arc<Fill>>) -> Option<Arc<Fill>> {
@@ -426,4 +441,30 @@ fn content_length(response: &upstream::Response) -> Option<u64> {
 fn range_start(response: &upstream::Response) -> Option<u64> {
     let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
     value.strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    /// A request that missed the index just before a fill committed must not fetch again.
+    #[tokio::test]
+    async fn a_blob_committed_meanwhile_is_found_not_fetched_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limits = super::super::Limits {
+            max_bytes: None,
+            min_free_disk: 0,
+            fill_timeout: Duration::from_secs(5),
+        };
+        let bytes = b"layer".to_vec();
+        let digest = Digest::sha256_of(&bytes);
+        std::fs::create_dir_all(dir.path().join("blobs/sha256")).expect("mkdir");
+        let hex = digest.to_string().trim_start_matches("sha256:").to_owned();
+        std::fs::write(dir.path().join("blobs/sha256").join(hex), &bytes).expect("write");
+        let cache = Arc::new(Cache::load(dir.path(), limits, Arc::new(Metrics::default())).expect("load"));
+        let never: Opener = Box::new(|_| panic!("the upstream was asked for a cached blob"));
+        let joined = join_or_start(&cache, &digest, never).await.expect("join");
+        assert!(matches!(joined, Joined::Cached));
+    }
 }

@@ -19,7 +19,7 @@ use crate::digest::Digest;
 use crate::metrics::Metrics;
 use crate::reference::{Registry, RepoName, Tag};
 use fill::Fills;
-pub use fill::{Failure, Fill, Opener};
+pub use fill::{Failure, Fill, Joined, Opener};
 pub use index::Entry;
 use index::Index;
 use store::{Store, TagRecord};
@@ -183,7 +183,7 @@ impl Cache {
 
     /// Joins the fill of an uncached blob, or starts one with `open`; see `fill`. An error
     /// means the cache cannot take the blob now and the caller should pass it through.
-    pub async fn fill(self: &Arc<Self>, digest: &Digest, open: Opener) -> io::Result<Arc<Fill>> {
+    pub async fn fill(self: &Arc<Self>, digest: &Digest, open: Opener) -> io::Result<Joined> {
         fill::join_or_start(self, digest, open).await
     }
 }

@@ -25,7 +25,7 @@ use http_body_util::{BodyExt, Limited};
 use crate::api::Error;
 use crate::body::Body;
 use crate::cache::store::TagRecord;
-use crate::cache::{passthrough, Cache, Failure, Fill, Limits, Manifest, Opener};
+use crate::cache::{passthrough, Cache, Failure, Fill, Joined, Limits, Manifest, Opener};
 use crate::config::{Config, RegistryConfig};
 use crate::digest::{Digest, Hasher};
 use crate::manifest;
@@ -337,7 +337,11 @@ impl Mirror {
         // this repository before it joins.
         self.confirm(repo, digest, Kind::Blob).await?;
         let fill = match self.cache.fill(digest, self.blob_opener(repo, digest)).await {
-            Ok(fill) => fill,
+            Ok(Joined::Filling(fill)) => fill,
+            Ok(Joined::Cached) => match self.cache.open(digest).await? {
+                Some((file, entry)) => return Ok(BlobAnswer::Cached { file, size: entry.size }),
+                None => return self.pass_through(repo, digest).await,
+            },
             Err(e) => {
                 tracing::warn!(%digest, error = %e, "cannot spool the blob; passing it through uncached");
                 return self.pass_through(repo, digest).await;
