@@ -104,6 +104,12 @@ impl Registries {
         }
     }
 
+    /// Waits for blob commits under way: their clients already have the bytes, so an exit
+    /// now would silently drop blobs from the cache.
+    pub async fn settle(&self) {
+        self.cache.settle_all().await;
+    }
+
     pub fn cache_writable(&self) -> bool {
         self.cache.writable()
     }

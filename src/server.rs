@@ -135,6 +135,12 @@ pub async fn run_with_reload(
     {
         tracing::warn!(grace = ?config.shutdown_grace, "grace period over; closing the remaining connections");
     }
+    if tokio::time::timeout(config.shutdown_grace, app.registries.settle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("blob commits still under way at exit; those blobs are not cached");
+    }
     Ok(())
 }
 

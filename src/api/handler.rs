@@ -94,11 +94,16 @@ async fn respond<B>(
     let (registries, method) = (&app.registries, request.method());
     let head = method == Method::HEAD;
     match route {
-        Route::Metrics => Ok(text(
-            head,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            registries.encode_metrics(),
-        )),
+        Route::Metrics => {
+            // A blob whose transfer has ended is counted as cached, as a scraper would expect,
+            // though its commit trails the body's end by a few milliseconds.
+            registries.settle().await;
+            Ok(text(
+                head,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                registries.encode_metrics(),
+            ))
+        }
         Route::Status => {
             // HTTP/2 carries the address the client used in the URI, HTTP/1.1 in `Host`.
             let host = request

@@ -3,9 +3,10 @@
 //! The first request for a digest starts a fill: a task that streams the upstream body into a
 //! spool file while hashing it. Every client, the first included, reads from that spool as it
 //! grows, so late joiners and range requests never cause another upstream fetch, and a client
-//! that goes away does not stop the fill. The last chunk stays unreleased until digest and size
-//! check out and the file is renamed into the store; a bad transfer fails every reader, so no
-//! client sees a clean end of wrong bytes. A transfer that breaks off is resumed with a range
+//! that goes away does not stop the fill. The last byte stays unreleased until digest and size
+//! check out; a bad transfer fails every reader, so no client sees a clean end of wrong bytes.
+//! Readers then finish while the blob is synced and committed into the store, and requests
+//! that arrive meanwhile wait those few milliseconds for the commit and find the blob cached. A transfer that breaks off is resumed with a range
 //! request, or restarted, a bounded number of times.
 
 use std::collections::HashMap;
@@ -36,7 +37,7 @@ const MAX_RESUMES: u32 = 3;
 const READ_CHUNK: usize = 256 * 1024;
 /// Upstream frames waiting for the spool writer; with hyper's frames of up to ~400 KiB this
 /// bounds a fill's memory to a few MiB.
-const QUEUED_FRAMES: usize = 8;
+const QUEUED_FRAMES: usize = 2;
 
 /// Opens the upstream body from a byte offset (0: the whole blob).
 pub type Opener = Box<dyn Fn(u64) -> BoxFuture<'static, Result<upstream::Response, upstream::Error>> + Send + Sync>;
@@ -51,6 +52,11 @@ pub enum Progress {
         size: Option<u64>,
         releasable: u64,
     },
+    /// Every byte is spooled and checked: readers may finish. The commit is under way.
+    Verified {
+        size: u64,
+    },
+    /// Committed into the store (or, if that failed, served but not cached).
     Done {
         size: u64,
     },
@@ -135,6 +141,23 @@ pub(super) async fn join_or_start(cache: &Arc<Cache>, digest: &Digest, open: Ope
     Ok(Joined::Filling(fill))
 }
 
+/// Waits while the fill of `digest`, if any, is committing bytes it already verified: the blob
+/// is moments from the index, where a request should find it rather than in the spool.
+pub(super) async fn settle(cache: &Cache, digest: &Digest) {
+    let fill = cache.fills.lock().get(digest).cloned();
+    if let Some(fill) = fill {
+        fill.settled().await;
+    }
+}
+
+/// Waits for every commit under way; at shutdown, so no verified blob is lost to the exit.
+pub(super) async fn settle_all(cache: &Cache) {
+    let fills: Vec<_> = cache.fills.lock().values().cloned().collect();
+    for fill in fills {
+        fill.settled().await;
+    }
+}
+
 fn join(cache: &Cache, digest: &Digest, fills: &HashMap<Digest, Arc<Fill>>) -> Option<Arc<Fill>> {
     let fill = fills.get(digest)?.clone();
     cache.metrics.coalesced_waiters.inc();
@@ -148,10 +171,15 @@ impl Fill {
         let progress = rx.wait_for(|p| !matches!(p, Progress::Connecting)).await;
         match progress.as_deref() {
             Ok(Progress::Streaming { size, .. }) => Ok(*size),
-            Ok(Progress::Done { size }) => Ok(Some(*size)),
+            Ok(Progress::Verified { size } | Progress::Done { size }) => Ok(Some(*size)),
             Ok(Progress::Failed(failure)) => Err(failure.clone()),
             Ok(Progress::Connecting) | Err(_) => Err(Failure::Aborted("the fill ended unexpectedly".into())),
         }
+    }
+
+    async fn settled(&self) {
+        let mut rx = self.progress.subscribe();
+        let _ = rx.wait_for(|p| !matches!(p, Progress::Verified { .. })).await;
     }
 
     /// Bytes `start..end` (`end` exclusive; `None`: to the end) as they become releasable.
@@ -179,7 +207,7 @@ impl Reader {
             let (available, complete) = match &*self.rx.borrow_and_update() {
                 Progress::Connecting => (0, false),
                 Progress::Streaming { releasable, .. } => (*releasable, false),
-                Progress::Done { size } => (*size, true),
+                Progress::Verified { size } | Progress::Done { size } => (*size, true),
                 Progress::Failed(failure) => return Err(io::Error::other(failure.to_string())),
             };
             let limit = self.end.map_or(available, |end| end.min(available));
@@ -224,7 +252,12 @@ impl Task {
         let outcome = self.transfer(&open, temp).await;
         self.cache.metrics.fills_in_flight.dec();
         let progress = match outcome {
-            Ok((temp, size)) => self.commit(temp, size).await,
+            Ok((temp, size)) => {
+                // Clients need not wait for the disk to sync: the bytes they got are checked.
+                self.fill.progress.send_replace(Progress::Verified { size });
+                self.commit(temp, size).await;
+                Progress::Done { size }
+            }
             Err(failure) => {
                 if let Failure::Aborted(reason) = &failure {
                     tracing::warn!(digest = %self.digest, reason, "blob fill failed; nothing cached");
@@ -354,7 +387,7 @@ impl Task {
 
     /// Renames the verified spool into the store. Readers hold their own handle, so they
     /// finish even when the commit itself fails (the blob is then just not cached).
-    async fn commit(&self, temp: TempFile, size: u64) -> Progress {
+    async fn commit(&self, temp: TempFile, size: u64) {
         match self.cache.store.commit(temp, &self.digest).await {
             Ok(()) => self
                 .cache
@@ -364,7 +397,6 @@ impl Task {
                 tracing::error!(digest = %self.digest, error = %e, "cannot commit the blob; served but not cached")
             }
         }
-        Progress::Done { size }
     }
 }
 
@@ -404,22 +436,18 @@ fn write_spool(
     size: Option<u64>,
 ) -> io::Result<(Hasher, u64)> {
     let mut written = 0;
-    let mut batch = Vec::with_capacity(QUEUED_FRAMES);
-    while let Some(data) = frames.blocking_recv() {
-        batch.push(data);
-        while let Ok(data) = frames.try_recv() {
-            batch.push(data);
-        }
-        for data in &batch {
-            file.write_all_at(data, written)?;
+    while let Some(mut data) = frames.blocking_recv() {
+        loop {
+            hasher.update(&data);
+            file.write_all_at(&data, written)?;
             written += data.len() as u64;
+            match frames.try_recv() {
+                Ok(next) => data = next,
+                Err(_) => break,
+            }
         }
-        // Released before it is hashed: readers send while this thread hashes.
         let releasable = written.saturating_sub(1);
         fill.progress.send_replace(Progress::Streaming { size, releasable });
-        for data in batch.drain(..) {
-            hasher.update(&data);
-        }
     }
     Ok((hasher, written))
 }

@@ -181,6 +181,17 @@ impl Cache {
         self.store.put_tag(registry, repo, tag, &record).await
     }
 
+    /// Waits for a commit of `digest` under way, if any, so that a blob a client has just
+    /// finished fetching is found cached.
+    pub async fn settle(&self, digest: &Digest) {
+        fill::settle(self, digest).await;
+    }
+
+    /// Waits for every commit under way (at shutdown).
+    pub async fn settle_all(&self) {
+        fill::settle_all(self).await;
+    }
+
     /// Joins the fill of an uncached blob, or starts one with `open`; see `fill`. An error
     /// means the cache cannot take the blob now and the caller should pass it through.
     pub async fn fill(self: &Arc<Self>, digest: &Digest, open: Opener) -> io::Result<Joined> {

@@ -321,6 +321,7 @@ impl Mirror {
     }
 
     pub async fn blob(&self, repo: &RepoName, digest: &Digest, method: &Method) -> Result<BlobAnswer, Error> {
+        self.cache.settle(digest).await;
         if let Some((file, entry)) = self.cache.open(digest).await? {
             self.confirm(repo, digest, Kind::Blob).await?;
             return Ok(BlobAnswer::Cached { file, size: entry.size });
