@@ -1,17 +1,20 @@
 //! A blob miss, fetched once however many clients want it.
 //!
 //! The first request for a digest starts a fill: a task that streams the upstream body into a
-//! spool file while hashing it. Every client, the first included, reads from that spool as it
-//! grows, so late joiners and range requests never cause another upstream fetch, and a client
+//! spool file while hashing it. Every client, the first included, follows the fill: it is
+//! sent the received frames themselves until they are written, and reads the spool behind
+//! them, so late joiners and range requests never cause another upstream fetch, and a client
 //! that goes away does not stop the fill. The last byte stays unreleased until digest and size
 //! check out; a bad transfer fails every reader, so no client sees a clean end of wrong bytes.
 //! Readers then finish while the blob is synced and committed into the store, and requests
-//! that arrive meanwhile wait those few milliseconds for the commit and find the blob cached. A transfer that breaks off is resumed with a range
-//! request, or restarted, a bounded number of times.
+//! that arrive meanwhile wait those few milliseconds for the commit and find the blob cached.
+//! A transfer that breaks off is resumed with a range request, or restarted, a bounded number
+//! of times.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -79,6 +82,11 @@ pub enum Failure {
 pub struct Fill {
     spool: Arc<std::fs::File>,
     progress: watch::Sender<Progress>,
+    /// Bytes of the spool written so far; reads of the spool never go past them.
+    written: AtomicU64,
+    /// Frames received but not yet written, by offset: readers that keep up are sent these
+    /// very bytes, without waiting for the writer or copying them back out of the spool.
+    unwritten: Mutex<VecDeque<(u64, Bytes)>>,
 }
 
 /// Fills in progress by digest.
@@ -123,6 +131,8 @@ pub(super) async fn join_or_start(cache: &Arc<Cache>, digest: &Digest, open: Ope
     let fill = Arc::new(Fill {
         spool: Arc::new(temp.reader()?),
         progress: watch::Sender::new(Progress::Connecting),
+        written: AtomicU64::new(0),
+        unwritten: Mutex::default(),
     });
     {
         let mut fills = cache.fills.lock();
@@ -177,6 +187,34 @@ impl Fill {
         }
     }
 
+    /// The bytes from `pos` (up to `limit`) of the unwritten frame holding them, if any.
+    fn unwritten_at(&self, pos: u64, limit: u64) -> Option<Bytes> {
+        let frames = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, data) = frames
+            .iter()
+            .find(|(start, data)| *start <= pos && pos < start + data.len() as u64)?;
+        let end = (start + data.len() as u64).min(limit);
+        Some(data.slice((pos - start) as usize..(end - start) as usize))
+    }
+
+    fn received(&self, start: u64, data: Bytes) {
+        self.unwritten
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back((start, data));
+    }
+
+    fn wrote(&self, written: u64) {
+        self.written.store(written, Ordering::Release);
+        let mut frames = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        while frames
+            .front()
+            .is_some_and(|(start, data)| start + data.len() as u64 <= written)
+        {
+            frames.pop_front();
+        }
+    }
+
     async fn settled(&self) {
         let mut rx = self.progress.subscribe();
         let _ = rx.wait_for(|p| !matches!(p, Progress::Verified { .. })).await;
@@ -226,7 +264,16 @@ impl Reader {
     }
 
     async fn read(&self, limit: u64) -> io::Result<Bytes> {
-        let len = (limit - self.pos).min(READ_CHUNK as u64) as usize;
+        if let Some(chunk) = self.fill.unwritten_at(self.pos, limit) {
+            return Ok(chunk);
+        }
+        // Not among the unwritten frames, so written: the writer records its progress before
+        // it lets go of a frame.
+        let written = self.fill.written.load(Ordering::Acquire).min(limit);
+        let len = written.saturating_sub(self.pos).min(READ_CHUNK as u64) as usize;
+        if len == 0 {
+            return Err(io::Error::other("the fill lost track of its unwritten bytes"));
+        }
         body::read_at(self.fill.spool.clone(), self.pos, len).await
     }
 }
@@ -286,7 +333,7 @@ impl Task {
         let mut transfer = Transfer {
             size,
             received: 0,
-            writer: SpoolWriter::start(file, Hasher::new(self.digest.algorithm()), self.fill.clone(), size),
+            writer: SpoolWriter::start(file, Hasher::new(self.digest.algorithm()), self.fill.clone()),
         };
         let limit = self.time_limit(size);
         let receive = self.receive(open, &mut transfer, response.into_body());
@@ -365,7 +412,13 @@ impl Task {
             if t.size.is_some_and(|size| t.received + data.len() as u64 > size) {
                 return Err(Failure::Aborted("upstream sent more bytes than announced".into()));
             }
+            self.fill.received(t.received, data.clone());
             t.received += data.len() as u64;
+            // All but the last byte may go out; that one waits for the digest check.
+            self.fill.progress.send_replace(Progress::Streaming {
+                size: t.size,
+                releasable: t.received - 1,
+            });
             if !t.writer.write(data).await {
                 return Err(Failure::Aborted("the spool writer stopped".into()));
             }
@@ -401,18 +454,17 @@ impl Task {
 }
 
 /// Hashes the upstream body and writes it into the spool on a blocking-pool thread of its own,
-/// so neither holds up the runtime, and a writer that falls behind takes everything queued in
-/// one go. It releases what it has written as it goes, all but the last byte: that one waits
-/// for the digest check, so no reader sees a clean end of bytes not yet verified.
+/// so neither holds up the runtime nor the readers, which are sent the frames themselves until
+/// they are written.
 struct SpoolWriter {
     queue: mpsc::Sender<Bytes>,
     thread: JoinHandle<io::Result<(Hasher, u64)>>,
 }
 
 impl SpoolWriter {
-    fn start(file: std::fs::File, hasher: Hasher, fill: Arc<Fill>, size: Option<u64>) -> Self {
+    fn start(file: std::fs::File, hasher: Hasher, fill: Arc<Fill>) -> Self {
         let (queue, frames) = mpsc::channel(QUEUED_FRAMES);
-        let thread = tokio::task::spawn_blocking(move || write_spool(&file, hasher, frames, &fill, size));
+        let thread = tokio::task::spawn_blocking(move || write_spool(&file, hasher, frames, &fill));
         SpoolWriter { queue, thread }
     }
 
@@ -433,21 +485,13 @@ fn write_spool(
     mut hasher: Hasher,
     mut frames: mpsc::Receiver<Bytes>,
     fill: &Fill,
-    size: Option<u64>,
 ) -> io::Result<(Hasher, u64)> {
     let mut written = 0;
-    while let Some(mut data) = frames.blocking_recv() {
-        loop {
-            hasher.update(&data);
-            file.write_all_at(&data, written)?;
-            written += data.len() as u64;
-            match frames.try_recv() {
-                Ok(next) => data = next,
-                Err(_) => break,
-            }
-        }
-        let releasable = written.saturating_sub(1);
-        fill.progress.send_replace(Progress::Streaming { size, releasable });
+    while let Some(data) = frames.blocking_recv() {
+        hasher.update(&data);
+        file.write_all_at(&data, written)?;
+        written += data.len() as u64;
+        fill.wrote(written);
     }
     Ok((hasher, written))
 }

@@ -10,7 +10,7 @@ use http::StatusCode;
 
 use crate::support::content::{random_bytes, Blob, MIB};
 use crate::support::process::MirrorProcess;
-use crate::support::{poll_until, DataDir, FakeRegistry, Fault, Target};
+use crate::support::{DataDir, FakeRegistry, Fault, Target};
 
 const REPO: &str = "library/redis";
 
@@ -36,9 +36,7 @@ async fn kill_mid_fill_leaves_nothing_unverified_behind() {
 
     let mirror = MirrorProcess::spawn(&fake, dir.path()).await;
     mirror.get(&blob_path(&committed)).await.assert_blob(&committed);
-    // The commit trails the body's end by the time a sync takes.
-    let committed_soon = poll_until(Duration::from_secs(5), || data_dir.has_blob(&committed.digest)).await;
-    assert!(committed_soon, "{}", mirror.log());
+    assert!(data_dir.committed(&committed.digest).await, "{}", mirror.log());
     let mut client = mirror.open(&blob_path(&interrupted)).await;
     assert_eq!(client.status, StatusCode::OK);
     client.read_at_least(256 * 1024).await;
@@ -77,7 +75,7 @@ async fn kill_mid_fill_leaves_nothing_unverified_behind() {
         "fetched afresh: {:#?}",
         fake.requests()
     );
-    assert!(data_dir.has_blob(&interrupted.digest));
+    assert!(data_dir.committed(&interrupted.digest).await);
 
     fake.stop().await;
     mirror.get(&blob_path(&committed)).await.assert_blob(&committed);

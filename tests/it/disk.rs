@@ -42,8 +42,8 @@ async fn settle(mirror: &Mirror, any_blob: &Blob) {
     mirror.head(&blob_path(any_blob)).await;
 }
 
-/// A client's body ends only after its blob was committed (the last chunk is held back
-/// until then), so from that moment the store must be within its cap.
+/// A request for a blob whose commit is under way waits for it (and the eviction it causes),
+/// so from the answer to a HEAD after its GET the store must be within its cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cap_holds_once_a_fill_has_committed() {
     let fake = FakeRegistry::builder().cdn_redirects(true).build().await;
@@ -52,6 +52,7 @@ async fn cap_holds_once_a_fill_has_committed() {
 
     for (n, blob) in blobs.iter().enumerate() {
         mirror.get(&blob_path(blob)).await.assert_blob(blob);
+        mirror.head(&blob_path(blob)).await;
         assert!(
             bytes_on_disk(&mirror) <= CAP,
             "after blob {}: {} bytes in blobs/ with a cap of {CAP}: {:?}",

@@ -121,7 +121,7 @@ async fn cached_private_content_is_served_only_through_its_own_repository() {
         .await;
 
     pull(&mirror, "org/secret", &secret, &[]).await;
-    assert!(mirror.data_dir().has_blob(&secret.layers[0].digest), "cached");
+    assert!(mirror.data_dir().committed(&secret.layers[0].digest).await, "cached");
     assert_sealed_off(&mirror, &lan, &secret).await;
 
     // Through its own repository it comes from the cache: the manifest listed it.

@@ -122,7 +122,7 @@ async fn misaligned_resume_is_not_spliced_on() {
     } else {
         assert!(fake.cdn_gets(&blob.digest) > fetches, "nothing was cached");
     }
-    assert!(data_dir.has_blob(&blob.digest));
+    assert!(data_dir.committed(&blob.digest).await);
 }
 
 /// A body that keeps breaking off is resumed three times, each from where the last one

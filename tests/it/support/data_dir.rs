@@ -26,6 +26,12 @@ impl DataDir {
         self.blob_path(digest).exists()
     }
 
+    /// Whether the blob is committed within a few seconds: a fill's commit trails the end of
+    /// the body its clients got by the time a sync takes.
+    pub async fn committed(&self, digest: &str) -> bool {
+        super::poll_until(std::time::Duration::from_secs(5), || self.has_blob(digest)).await
+    }
+
     /// Every verified sha256 file, as (digest, size).
     pub fn blobs(&self) -> Vec<(String, u64)> {
         files(&self.root.join("blobs").join("sha256"))
