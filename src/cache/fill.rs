@@ -153,10 +153,12 @@ pub(super) async fn join_or_start(cache: &Arc<Cache>, digest: &Digest, open: Ope
 
 /// Waits while the fill of `digest`, if any, is committing bytes it already verified: the blob
 /// is moments from the index, where a request should find it rather than in the spool.
-pub(super) async fn settle(cache: &Cache, digest: &Digest) {
+/// Whether there was such a commit.
+pub(super) async fn settle(cache: &Cache, digest: &Digest) -> bool {
     let fill = cache.fills.lock().get(digest).cloned();
-    if let Some(fill) = fill {
-        fill.settled().await;
+    match fill {
+        Some(fill) => fill.settled().await,
+        None => false,
     }
 }
 
@@ -215,9 +217,14 @@ impl Fill {
         }
     }
 
-    async fn settled(&self) {
+    /// Waits out a commit under way; whether there was one.
+    async fn settled(&self) -> bool {
         let mut rx = self.progress.subscribe();
-        let _ = rx.wait_for(|p| !matches!(p, Progress::Verified { .. })).await;
+        let committing = matches!(*rx.borrow_and_update(), Progress::Verified { .. });
+        if committing {
+            let _ = rx.wait_for(|p| !matches!(p, Progress::Verified { .. })).await;
+        }
+        committing
     }
 
     /// Bytes `start..end` (`end` exclusive; `None`: to the end) as they become releasable.

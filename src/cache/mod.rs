@@ -182,9 +182,9 @@ impl Cache {
     }
 
     /// Waits for a commit of `digest` under way, if any, so that a blob a client has just
-    /// finished fetching is found cached.
-    pub async fn settle(&self, digest: &Digest) {
-        fill::settle(self, digest).await;
+    /// finished fetching is found cached; whether there was one.
+    pub async fn settle(&self, digest: &Digest) -> bool {
+        fill::settle(self, digest).await
     }
 
     /// Waits for every commit under way (at shutdown).

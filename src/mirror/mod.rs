@@ -321,10 +321,14 @@ impl Mirror {
     }
 
     pub async fn blob(&self, repo: &RepoName, digest: &Digest, method: &Method) -> Result<BlobAnswer, Error> {
-        self.cache.settle(digest).await;
-        if let Some((file, entry)) = self.cache.open(digest).await? {
-            self.confirm(repo, digest, Kind::Blob).await?;
-            return Ok(BlobAnswer::Cached { file, size: entry.size });
+        if let Some(cached) = self.cached_blob(repo, digest).await? {
+            return Ok(cached);
+        }
+        // A fill may be committing this very blob; once it has, the blob is cached.
+        if self.cache.settle(digest).await {
+            if let Some(cached) = self.cached_blob(repo, digest).await? {
+                return Ok(cached);
+            }
         }
         self.online(Error::OfflineBlob)?;
         if *method == Method::HEAD {
@@ -357,6 +361,14 @@ impl Mirror {
             Err(Failure::Upstream(e)) => Err(Error::from_upstream(e, Error::BlobUnknown)),
             Err(Failure::Aborted(reason)) => Err(protocol(&reason)),
         }
+    }
+
+    async fn cached_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<BlobAnswer>, Error> {
+        let Some((file, entry)) = self.cache.open(digest).await? else {
+            return Ok(None);
+        };
+        self.confirm(repo, digest, Kind::Blob).await?;
+        Ok(Some(BlobAnswer::Cached { file, size: entry.size }))
     }
 
     async fn pass_through(&self, repo: &RepoName, digest: &Digest) -> Result<BlobAnswer, Error> {
