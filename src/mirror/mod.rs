@@ -343,8 +343,8 @@ impl Mirror {
         self.confirm(repo, digest, Kind::Blob).await?;
         let fill = match self.cache.fill(digest, self.blob_opener(repo, digest)).await {
             Ok(Joined::Filling(fill)) => fill,
-            Ok(Joined::Cached) => match self.cache.open(digest).await? {
-                Some((file, entry)) => return Ok(BlobAnswer::Cached { file, size: entry.size }),
+            Ok(Joined::Cached) => match self.cached_blob(repo, digest).await? {
+                Some(cached) => return Ok(cached),
                 None => return self.pass_through(repo, digest).await,
             },
             Err(e) => {
