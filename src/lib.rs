@@ -7,13 +7,14 @@
 //! - `access`: who may pull what;
 //! - `api`: the registry pull API — `Route` parsing, one handler, the error mapping;
 //! - `registries` and `mirror`: one pull-through mirror per upstream registry over one cache;
-//! - `cache`: verified content on disk with a moka index, and the streaming fill;
-//! - `upstream`: the HTTP client towards the upstream registry, with token auth;
+//! - `cache`: verified content on disk with a moka index, and the single-flight fills;
+//! - `upstream`: the HTTP client towards the upstream registry: token auth, manifests, and
+//!   blob bytes (opened, resumed, or passed through);
 //! - `airgap`: prefetch, export and import of bundles for sites without internet;
 //! - `reference`, `digest`, `manifest`, `image`: the protocol's vocabulary as validated types,
 //!   and what manifests say about other content;
 //! - `client_config`, `tag_page`: client setup text; offline tag-list pages;
-//! - `body`: the response body type.
+//! - `body`: the response body type; `sync`: locking that outlives a panic.
 
 pub mod access;
 pub mod airgap;
@@ -33,6 +34,7 @@ pub mod notify;
 pub mod reference;
 pub mod registries;
 pub mod server;
+pub mod sync;
 pub mod tag_page;
 pub mod tls;
 pub mod upstream;

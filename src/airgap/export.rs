@@ -105,8 +105,8 @@ fn select(store: &Store, selection: &Selection) -> Result<Vec<(ImageRef, Digest)
             continue;
         }
         let image = format!("{repo}:{tag}").parse::<ImageRef>();
-        if let (Ok(image), Ok(digest)) = (image, record.digest.parse::<Digest>()) {
-            tagged.insert(image, digest);
+        if let Ok(image) = image {
+            tagged.insert(image, record.digest);
         }
     }
     match selection {

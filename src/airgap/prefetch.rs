@@ -9,23 +9,21 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use http::Method;
 use http_body_util::BodyExt as _;
 use indicatif::ProgressBar;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::progress::Bars;
-use crate::api;
 use crate::digest::Digest;
 use crate::image::{self, Descriptor, Node, Platforms};
-use crate::mirror::{BlobAnswer, Mirror};
+use crate::mirror::{self, BlobAnswer, Mirror, Want};
 use crate::reference::{self, ImageRef, Reference, RepoName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Mirror(#[from] api::Error),
+    Mirror(#[from] mirror::Error),
     #[error("{digest}: {source}")]
     Manifest { digest: Digest, source: image::Error },
     #[error("no wanted platform in the index (it has {available})")]
@@ -204,7 +202,7 @@ impl Job {
 
     async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<(Digest, Node), Error> {
         let _permit = self.permits.acquire().await;
-        let answer = self.mirror.manifest(repo, reference, &Method::GET).await?;
+        let answer = self.mirror.manifest(repo, reference, Want::Body).await?;
         let bytes = answer.bytes.unwrap_or_default();
         let node = Node::parse(&answer.media_type, &bytes).map_err(|source| Error::Manifest {
             digest: answer.digest.clone(),
@@ -216,13 +214,13 @@ impl Job {
     /// Fetches one blob unless it is cached; whether it was fetched now.
     async fn blob(&self, repo: &RepoName, blob: &Descriptor, bar: &ProgressBar) -> Result<bool, Error> {
         let _permit = self.permits.acquire().await;
-        let fill = match self.mirror.blob(repo, &blob.digest, &Method::GET).await? {
+        let fill = match self.mirror.blob(repo, &blob.digest, Want::Body).await? {
             BlobAnswer::Cached { .. } => {
                 self.advance(bar, blob.size);
                 return Ok(false);
             }
             BlobAnswer::Filling { fill, .. } => fill,
-            BlobAnswer::Streaming { .. } | BlobAnswer::Head { .. } => {
+            BlobAnswer::Streaming { .. } | BlobAnswer::Size { .. } => {
                 return Err(Error::NotCached(blob.digest.clone()))
             }
         };
@@ -238,9 +236,9 @@ impl Job {
                 self.advance(bar, data.len() as u64);
             }
         }
-        match self.mirror.blob(repo, &blob.digest, &Method::HEAD).await? {
-            BlobAnswer::Cached { .. } => Ok(true),
-            _ => Err(Error::NotCached(blob.digest.clone())),
+        match fill.cached().await {
+            true => Ok(true),
+            false => Err(Error::NotCached(blob.digest.clone())),
         }
     }
 

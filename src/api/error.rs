@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::access::Refusal;
 use crate::body::{self, Body};
 use crate::digest;
+use crate::mirror;
 use crate::upstream;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,28 +30,16 @@ pub enum Error {
     Unauthorized(String),
     #[error("denied: {0}")]
     Denied(String),
-    #[error("repository unknown to the upstream")]
-    NameUnknown,
-    #[error("manifest unknown to the upstream")]
-    ManifestUnknown,
+    #[error("this gateway does not mirror that registry")]
+    RegistryUnknown,
     #[error("manifest unknown: its media type is not in the request's Accept header")]
     NotAcceptable,
-    #[error("blob unknown to the upstream")]
-    BlobUnknown,
-    #[error("manifest not in the cache, and the mirror is offline: it never asks the upstream")]
-    OfflineManifest,
-    #[error("blob not in the cache, and the mirror is offline: it never asks the upstream")]
-    OfflineBlob,
-    #[error("no tags of this repository are cached, and the mirror is offline")]
-    OfflineTags,
     #[error("requested range not satisfiable")]
     RangeNotSatisfiable { size: u64 },
-    #[error("the upstream sent a manifest the mirror will not serve: {0}")]
-    BadManifest(String),
     #[error(transparent)]
-    Upstream(upstream::Error),
-    #[error("cache i/o failed: {0}")]
-    Cache(#[from] std::io::Error),
+    Mirror(#[from] mirror::Error),
+    #[error("cannot build the response: {0}")]
+    Internal(String),
 }
 
 impl From<Refusal> for Error {
@@ -63,15 +52,6 @@ impl From<Refusal> for Error {
 }
 
 impl Error {
-    /// Upstream "not found" (or Docker Hub's 401 for a repository that does not exist) means
-    /// the content is unknown: `unknown` says which kind of unknown the request was after.
-    pub fn from_upstream(error: upstream::Error, unknown: Error) -> Error {
-        match error {
-            upstream::Error::NotFound | upstream::Error::Denied => unknown,
-            other => Error::Upstream(other),
-        }
-    }
-
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Error::NameInvalid => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
@@ -81,15 +61,11 @@ impl Error {
             Error::NoRoute => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
             Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
             Error::Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
-            Error::NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
-            Error::ManifestUnknown | Error::NotAcceptable => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
-            Error::BlobUnknown | Error::OfflineBlob => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
-            Error::OfflineManifest => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
-            Error::OfflineTags => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+            Error::RegistryUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+            Error::NotAcceptable => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
             Error::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
-            Error::BadManifest(_) => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
-            Error::Upstream(e) => upstream_status(e),
-            Error::Cache(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+            Error::Mirror(e) => mirror_status(e),
+            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         }
     }
 
@@ -104,9 +80,9 @@ impl Error {
             .header(CONTENT_TYPE, "application/json")
             .header(http::header::CONTENT_LENGTH, body.len());
         match &self {
-            Error::Upstream(upstream::Error::RateLimited {
+            Error::Mirror(mirror::Error::Upstream(upstream::Error::RateLimited {
                 retry_after: Some(value),
-            }) => {
+            })) => {
                 response = response.header(RETRY_AFTER, value.clone());
             }
             Error::Unauthorized(_) => {
@@ -118,6 +94,17 @@ impl Error {
             _ => {}
         }
         response.body(body::full(body)).unwrap_or_else(|_| fallback())
+    }
+}
+
+fn mirror_status(error: &mirror::Error) -> (StatusCode, &'static str) {
+    match error {
+        mirror::Error::NameUnknown | mirror::Error::OfflineTags => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+        mirror::Error::ManifestUnknown | mirror::Error::OfflineManifest => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+        mirror::Error::BlobUnknown | mirror::Error::OfflineBlob => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+        mirror::Error::BadManifest(_) => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
+        mirror::Error::Upstream(e) => upstream_status(e),
+        mirror::Error::Cache(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }
 }
 
@@ -148,6 +135,10 @@ fn fallback() -> Response<Body> {
 mod tests {
     use super::*;
 
+    fn upstream_error(e: upstream::Error) -> Error {
+        Error::Mirror(mirror::Error::Upstream(e))
+    }
+
     #[test]
     fn codes_and_statuses() {
         let check = |e: Error, status: u16, code: &str| {
@@ -158,30 +149,32 @@ mod tests {
         };
         check(Error::NameInvalid, 400, "NAME_INVALID");
         check(Error::Unsupported, 405, "UNSUPPORTED");
-        check(Error::OfflineManifest, 404, "MANIFEST_UNKNOWN");
-        check(Error::OfflineBlob, 404, "BLOB_UNKNOWN");
+        check(mirror::Error::OfflineManifest.into(), 404, "MANIFEST_UNKNOWN");
+        check(mirror::Error::OfflineBlob.into(), 404, "BLOB_UNKNOWN");
+        check(Error::RegistryUnknown, 404, "NAME_UNKNOWN");
+        let from_upstream = |e, unknown| Error::from(mirror::Error::from_upstream(e, unknown));
         check(
-            Error::from_upstream(upstream::Error::Denied, Error::ManifestUnknown),
+            from_upstream(upstream::Error::Denied, mirror::Error::ManifestUnknown),
             404,
             "MANIFEST_UNKNOWN",
         );
         check(
-            Error::from_upstream(upstream::Error::NotFound, Error::BlobUnknown),
+            from_upstream(upstream::Error::NotFound, mirror::Error::BlobUnknown),
             404,
             "BLOB_UNKNOWN",
         );
         check(
-            Error::Upstream(upstream::Error::Unreachable("refused".into())),
+            upstream_error(upstream::Error::Unreachable("refused".into())),
             503,
             "UNAVAILABLE",
         );
         check(
-            Error::Upstream(upstream::Error::RateLimited { retry_after: None }),
+            upstream_error(upstream::Error::RateLimited { retry_after: None }),
             429,
             "TOOMANYREQUESTS",
         );
         check(
-            Error::Upstream(upstream::Error::Status(StatusCode::INTERNAL_SERVER_ERROR)),
+            upstream_error(upstream::Error::Status(StatusCode::INTERNAL_SERVER_ERROR)),
             502,
             "UNAVAILABLE",
         );
@@ -189,7 +182,7 @@ mod tests {
 
     #[test]
     fn rate_limits_carry_retry_after() {
-        let e = Error::Upstream(upstream::Error::RateLimited {
+        let e = upstream_error(upstream::Error::RateLimited {
             retry_after: Some(HeaderValue::from_static("30")),
         });
         let response = e.into_response();

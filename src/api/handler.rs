@@ -14,7 +14,7 @@ use crate::access::Identity;
 use crate::body::{self, Body};
 use crate::digest::Digest;
 use crate::manifest;
-use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Source};
+use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Source, Want};
 use crate::reference::{Reference, Registry, RepoName};
 use crate::registries::Registries;
 
@@ -91,8 +91,9 @@ async fn respond<B>(
     identity: Option<&Identity>,
     request: &Request<B>,
 ) -> Result<Response<Body>, Error> {
-    let (registries, method) = (&app.registries, request.method());
-    let head = method == Method::HEAD;
+    let registries = &app.registries;
+    let head = request.method() == Method::HEAD;
+    let want = if head { Want::Size } else { Want::Body };
     match route {
         Route::Metrics => {
             // A blob whose transfer has ended is counted as cached, as a scraper would expect,
@@ -133,9 +134,7 @@ async fn respond<B>(
             repo,
             reference,
         } => {
-            let answer = mirror(registries, &registry)?
-                .manifest(&repo, &reference, method)
-                .await?;
+            let answer = mirror(registries, &registry)?.manifest(&repo, &reference, want).await?;
             let by_tag = matches!(reference, Reference::Tag(_));
             if by_tag && !manifest::accepts(request.headers(), &answer.media_type) {
                 return Err(Error::NotAcceptable);
@@ -143,7 +142,7 @@ async fn respond<B>(
             manifest_response(answer, head)
         }
         Route::Blob { registry, repo, digest } => {
-            let answer = mirror(registries, &registry)?.blob(&repo, &digest, method).await?;
+            let answer = mirror(registries, &registry)?.blob(&repo, &digest, want).await?;
             blob_response(answer, &digest, request.headers(), head)
         }
         Route::Tags { registry, repo } => {
@@ -168,7 +167,7 @@ async fn respond<B>(
 
 /// A registry the gateway does not mirror is unknown here; it never falls back to Docker Hub.
 fn mirror<'a>(registries: &'a Registries, registry: &Registry) -> Result<&'a Mirror, Error> {
-    registries.get(registry).ok_or(Error::NameUnknown)
+    registries.get(registry).ok_or(Error::RegistryUnknown)
 }
 
 /// The client's query without `ns`, which is for this mirror, not the upstream.
@@ -208,7 +207,7 @@ fn blob_response(
         .header(ETAG, format!("\"{digest}\""));
     let range = headers.get(RANGE);
     match answer {
-        BlobAnswer::Head { size } => finish(response.header(CONTENT_LENGTH, size), body::empty(), Source::Upstream),
+        BlobAnswer::Size { size } => finish(response.header(CONTENT_LENGTH, size), body::empty(), Source::Upstream),
         BlobAnswer::Cached { file, size } => ranged(response, size, range, head, Source::Cache, |start, len| {
             body::file(file, start, len)
         }),
@@ -278,9 +277,7 @@ fn json(status: StatusCode, text: &'static str) -> Response<Body> {
 
 /// Attaches the body and records where the answer came from, for the request log.
 fn finish(response: http::response::Builder, body: Body, source: Source) -> Result<Response<Body>, Error> {
-    let mut response = response
-        .body(body)
-        .map_err(|e| Error::Cache(std::io::Error::other(e)))?;
+    let mut response = response.body(body).map_err(|e| Error::Internal(e.to_string()))?;
     response.extensions_mut().insert(source);
     Ok(response)
 }

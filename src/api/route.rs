@@ -135,7 +135,7 @@ pub fn namespace(query: Option<&str>) -> Result<Option<Registry>, Error> {
         return Ok(None);
     };
     let value = value.replace("%3A", ":").replace("%3a", ":");
-    value.parse().map(Some).map_err(|_| Error::NameUnknown)
+    value.parse().map(Some).map_err(|_| Error::RegistryUnknown)
 }
 
 fn reference(target: &str) -> Result<Reference, Error> {
@@ -252,7 +252,7 @@ mod tests {
             "/v2/localhost/app/manifests/1",
             Ok("manifest localhost/app 1"),
         );
-        check(Method::GET, "/v2/a/manifests/1?ns=bad_host", Err("NameUnknown"));
+        check(Method::GET, "/v2/a/manifests/1?ns=bad_host", Err("RegistryUnknown"));
         check(Method::GET, "/v2/bad_host.io/a/manifests/1", Err("NameInvalid"));
     }
 

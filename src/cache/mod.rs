@@ -1,11 +1,12 @@
-//! The cache: verified content on disk (`store`), an in-memory index of it (`index`), the
-//! single-flight streaming fill that turns one upstream transfer into bodies for every waiting
-//! client and a cache entry (`fill`), and the uncached fallback (`passthrough`).
+//! The cache: verified content on disk (`store`), an in-memory index of it (`index`), and the
+//! single-flight fills that turn one transfer from a `Source` into bodies for every waiting
+//! client and a cache entry (`fill`, registered in `fills`). It knows nothing of where the
+//! bytes come from: the mirror hands a claimed fill its source.
 
 mod fill;
+mod fills;
 mod index;
 pub mod maintenance;
-pub mod passthrough;
 pub mod store;
 
 use std::io;
@@ -18,8 +19,8 @@ use bytes::Bytes;
 use crate::digest::Digest;
 use crate::metrics::Metrics;
 use crate::reference::{Registry, RepoName, Tag};
-use fill::Fills;
-pub use fill::{Failure, Fill, Joined, Opener};
+pub use fill::{Claim, Failure, Fill, Opened, Source, SourceError};
+use fills::{Fills, OnAbsent, State};
 pub use index::Entry;
 use index::Index;
 use store::{Store, TagRecord};
@@ -42,6 +43,23 @@ pub struct Limits {
     /// A fill's time limit is this plus one second per MiB of blob.
     pub fill_timeout: Duration,
 }
+
+/// Where a blob stands.
+pub enum Lookup {
+    Cached {
+        file: std::fs::File,
+        size: u64,
+    },
+    Filling(Arc<Fill>),
+    /// Neither cached nor being filled (from `find`).
+    Absent,
+    /// Neither, and now claimed by the caller, who starts the fill (from `find_or_claim`).
+    Claimed(Claim),
+}
+
+/// How often a lookup goes round again: after waiting out a commit, or after finding that an
+/// indexed file vanished.
+const LOOKUP_ROUNDS: usize = 3;
 
 /// A manifest as served: exact bytes and the media type the upstream gave it.
 pub struct Manifest {
@@ -87,32 +105,55 @@ impl Cache {
         self.index.entry_count()
     }
 
-    pub fn lookup(&self, digest: &Digest) -> Option<Entry> {
-        self.index.get(digest)
+    /// Where a blob stands, without claiming it (a HEAD, or an offline mirror).
+    pub async fn find(self: &Arc<Self>, digest: &Digest) -> io::Result<Lookup> {
+        self.locate(digest, OnAbsent::Report).await
     }
 
-    /// Opens cached content for reading. A file that vanished behind the index's back (deleted
-    /// by hand, say) drops out of the index and reads as a miss; one that appeared behind it
-    /// (from `prefetch` or `import` beside the server) joins it.
-    pub async fn open(&self, digest: &Digest) -> io::Result<Option<(std::fs::File, Entry)>> {
-        let indexed = self.index.get(digest);
-        match (self.store.open(digest).await?, indexed) {
-            (Some(file), Some(entry)) => Ok(Some((file, entry))),
-            (Some(file), None) => {
-                let entry = Entry {
-                    size: file.metadata()?.len(),
-                    media_type: self.store.media_type(digest).await?.map(Arc::from),
-                };
-                self.index.insert(digest.clone(), entry.clone());
-                Ok(Some((file, entry)))
-            }
-            (None, indexed) => {
-                if indexed.is_some() {
-                    self.index.forget(digest);
+    /// Where a blob stands; when absent, the caller is given the claim to fill it, so any
+    /// request after this one joins that fill.
+    pub async fn find_or_claim(self: &Arc<Self>, digest: &Digest) -> io::Result<Lookup> {
+        self.locate(digest, OnAbsent::Claim).await
+    }
+
+    async fn locate(self: &Arc<Self>, digest: &Digest, absent: OnAbsent) -> io::Result<Lookup> {
+        self.adopt(digest).await?;
+        for _ in 0..LOOKUP_ROUNDS {
+            match self.fills.lookup(digest, &self.index, absent) {
+                // Moments from the index: a request should find the blob there, not in a spool.
+                State::Filling(fill) if fill.committing() => fill.settled().await,
+                State::Filling(fill) => {
+                    self.metrics.coalesced_waiters.inc();
+                    return Ok(Lookup::Filling(fill));
                 }
-                Ok(None)
+                State::Indexed(entry) => match self.store.open(digest).await? {
+                    Some(file) => return Ok(Lookup::Cached { file, size: entry.size }),
+                    // Deleted behind the index's back (by hand, say): a miss.
+                    None => self.index.forget(digest),
+                },
+                State::Absent(None) => return Ok(Lookup::Absent),
+                State::Absent(Some(fill)) => {
+                    return Ok(Lookup::Claimed(Claim::new(self.clone(), digest.clone(), fill)))
+                }
             }
         }
+        Err(io::Error::other("the cache entry kept changing under the lookup"))
+    }
+
+    /// Indexes content that another process (`prefetch`, `import`) stored since the index was
+    /// built, so a running server serves it.
+    async fn adopt(&self, digest: &Digest) -> io::Result<()> {
+        if self.index.get(digest).is_some() {
+            return Ok(());
+        }
+        if let Some(file) = self.store.open(digest).await? {
+            let entry = Entry {
+                size: file.metadata()?.len(),
+                media_type: self.store.media_type(digest).await?.map(Arc::from),
+            };
+            self.index.insert(digest.clone(), entry);
+        }
+        Ok(())
     }
 
     pub async fn manifest(&self, digest: &Digest) -> io::Result<Option<Manifest>> {
@@ -181,20 +222,53 @@ impl Cache {
         self.store.put_tag(registry, repo, tag, &record).await
     }
 
-    /// Waits for a commit of `digest` under way, if any, so that a blob a client has just
-    /// finished fetching is found cached; whether there was one.
-    pub async fn settle(&self, digest: &Digest) -> bool {
-        fill::settle(self, digest).await
-    }
-
     /// Waits for every commit under way (at shutdown).
     pub async fn settle_all(&self) {
-        fill::settle_all(self).await;
+        for fill in self.fills.all() {
+            fill.settled().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(dir: &Path) -> Arc<Cache> {
+        let limits = Limits {
+            max_bytes: None,
+            min_free_disk: 0,
+            fill_timeout: Duration::from_secs(5),
+        };
+        Arc::new(Cache::load(dir, limits, Arc::new(Metrics::default())).expect("load"))
     }
 
-    /// Joins the fill of an uncached blob, or starts one with `open`; see `fill`. An error
-    /// means the cache cannot take the blob now and the caller should pass it through.
-    pub async fn fill(self: &Arc<Self>, digest: &Digest, open: Opener) -> io::Result<Joined> {
-        fill::join_or_start(self, digest, open).await
+    /// A blob another process stored after the index was built is served, never fetched again.
+    #[tokio::test]
+    async fn a_blob_stored_behind_the_index_is_found_not_claimed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = cache(dir.path());
+        let bytes = b"layer".to_vec();
+        let digest = Digest::sha256_of(&bytes);
+        std::fs::create_dir_all(dir.path().join("blobs/sha256")).expect("mkdir");
+        std::fs::write(dir.path().join("blobs/sha256").join(digest.hex()), &bytes).expect("write");
+        let found = cache.find_or_claim(&digest).await.expect("lookup");
+        assert!(matches!(found, Lookup::Cached { size: 5, .. }));
+    }
+
+    /// Once a request has claimed a blob, the next one joins that fill; a claim given up
+    /// leaves the blob absent again.
+    #[tokio::test]
+    async fn the_first_miss_claims_and_the_next_joins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = cache(dir.path());
+        let digest = Digest::sha256_of(b"never fetched");
+        let claim = match cache.find_or_claim(&digest).await.expect("lookup") {
+            Lookup::Claimed(claim) => claim,
+            _ => panic!("an empty cache claims"),
+        };
+        assert!(matches!(cache.find(&digest).await.expect("lookup"), Lookup::Filling(_)));
+        drop(claim);
+        assert!(matches!(cache.find(&digest).await.expect("lookup"), Lookup::Absent));
     }
 }

@@ -52,7 +52,7 @@ pub struct StoredTag {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TagRecord {
-    pub digest: String,
+    pub digest: Digest,
     /// Seconds since the epoch when the upstream last confirmed the tag.
     pub checked_at: u64,
 }
@@ -60,7 +60,7 @@ pub struct TagRecord {
 impl TagRecord {
     pub fn new(digest: &Digest) -> Self {
         TagRecord {
-            digest: digest.to_string(),
+            digest: digest.clone(),
             checked_at: unix_now(),
         }
     }
@@ -500,7 +500,7 @@ mod tests {
             .await
             .expect("nested repo beside a tag");
         let record = store.tag(&hub, &repo, &tag).await.expect("read").expect("present");
-        assert_eq!(record.digest, digest.to_string());
+        assert_eq!(record.digest, digest);
         assert!(store
             .tag(&hub, &repo, &"other".parse().expect("tag"))
             .await

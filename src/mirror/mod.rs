@@ -6,9 +6,13 @@
 //! when the upstream is down a known tag is served stale rather than not at all. Tag lists live
 //! in `tags`; what keeps a private registry's content to its own repositories in `private`.
 
+mod blob;
+mod error;
 mod private;
 mod tags;
 
+pub use blob::BlobAnswer;
+pub use error::Error;
 use private::{Kind, MAX_LINKS};
 pub use tags::TagList;
 use tags::MAX_TAG_LISTS;
@@ -18,22 +22,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderMap, Method};
-use http_body_util::{BodyExt, Limited};
 
-use crate::api::Error;
-use crate::body::Body;
 use crate::cache::store::TagRecord;
-use crate::cache::{passthrough, Cache, Failure, Fill, Joined, Limits, Manifest, Opener};
+use crate::cache::{Cache, Limits, Manifest};
 use crate::config::{Config, RegistryConfig};
 use crate::digest::{Digest, Hasher};
 use crate::manifest;
 use crate::metrics::Metrics;
 use crate::reference::{Reference, Registry, RepoName, Tag};
-use crate::upstream::{self, Upstream};
+use crate::upstream::Upstream;
 
-const DIGEST_HEADER: &str = "docker-content-digest";
 /// The pull-through mirror of one registry. Several share one cache (see `registries`).
 pub struct Mirror {
     registry: Registry,
@@ -78,25 +76,11 @@ pub struct ManifestAnswer {
     pub source: Source,
 }
 
-pub enum BlobAnswer {
-    Cached {
-        file: std::fs::File,
-        size: u64,
-    },
-    /// HEAD of a blob the cache lacks, answered from the upstream's headers.
-    Head {
-        size: u64,
-    },
-    /// Being fetched into the cache; readers follow the fill.
-    Filling {
-        fill: Arc<Fill>,
-        size: Option<u64>,
-    },
-    /// Passed through uncached, because the cache could not take it.
-    Streaming {
-        body: Body,
-        size: Option<u64>,
-    },
+/// What a request wants of the content: its bytes, or only what a HEAD answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    Body,
+    Size,
 }
 
 /// What a tag resolved to, and what the upstream's HEAD said of it if one was made.
@@ -150,12 +134,7 @@ impl Mirror {
         &self.upstream
     }
 
-    pub async fn manifest(
-        &self,
-        repo: &RepoName,
-        reference: &Reference,
-        method: &Method,
-    ) -> Result<ManifestAnswer, Error> {
+    pub async fn manifest(&self, repo: &RepoName, reference: &Reference, want: Want) -> Result<ManifestAnswer, Error> {
         let resolved = match reference {
             Reference::Digest(digest) => Resolved {
                 digest: digest.clone(),
@@ -180,7 +159,7 @@ impl Mirror {
             };
             return Ok(answer(resolved.digest, cached, source));
         }
-        if let (true, Some((media_type, size))) = (method == Method::HEAD, resolved.head) {
+        if let (Want::Size, Some((media_type, size))) = (want, resolved.head) {
             self.link(repo, &resolved.digest);
             return Ok(ManifestAnswer {
                 digest: resolved.digest,
@@ -202,7 +181,7 @@ impl Mirror {
             return self.resolve_offline(repo, tag).await;
         }
         let known = self.cache.tag(&self.registry, repo, tag).await;
-        let known_digest = known.as_ref().and_then(|r| r.digest.parse::<Digest>().ok());
+        let known_digest = known.as_ref().map(|r| r.digest.clone());
         if let (Some(record), Some(digest)) = (&known, &known_digest) {
             if record.age() < self.tag_ttl {
                 return Ok(Resolved {
@@ -213,7 +192,7 @@ impl Mirror {
             }
         }
         let reference = Reference::Tag(tag.clone());
-        let head = match self.upstream.manifest(Method::HEAD, repo, &reference).await {
+        let head = match self.upstream.head_manifest(repo, &reference).await {
             Ok(head) => head,
             Err(e) => match known_digest {
                 Some(digest) if e.is_outage() && self.may_serve_stale(known.as_ref()) => {
@@ -228,9 +207,9 @@ impl Mirror {
                 _ => return Err(Error::from_upstream(e, Error::ManifestUnknown)),
             },
         };
-        let resolved = match header_digest(head.headers()) {
+        let resolved = match head.digest {
             Some(digest) => Resolved {
-                head: head_info(head.headers()),
+                head: head.media_type.zip(head.size),
                 digest,
                 source: Source::Upstream,
             },
@@ -249,9 +228,8 @@ impl Mirror {
     /// because an `import` beside the server may just have set it.
     async fn resolve_offline(&self, repo: &RepoName, tag: &Tag) -> Result<Resolved, Error> {
         let record = self.cache.reread_tag(&self.registry, repo, tag).await;
-        let digest = record.and_then(|r| r.digest.parse().ok());
         Ok(Resolved {
-            digest: digest.ok_or(Error::OfflineManifest)?,
+            digest: record.ok_or(Error::OfflineManifest)?.digest,
             head: None,
             source: Source::Cache,
         })
@@ -279,35 +257,21 @@ impl Mirror {
     /// upstream states) and stores it.
     async fn fetch_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<(Digest, Manifest), Error> {
         self.online(Error::OfflineManifest)?;
-        let response = self.upstream.manifest(Method::GET, repo, reference).await;
-        let response = response.map_err(|e| Error::from_upstream(e, Error::ManifestUnknown))?;
-        let media_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let media_type: Arc<str> = media_type
-            .map(|t| t.trim())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| bad("no Content-Type"))?
-            .into();
+        let fetched = self.upstream.get_manifest(repo, reference).await;
+        let fetched = fetched.map_err(|e| Error::from_upstream(e, Error::ManifestUnknown))?;
+        let media_type = fetched.head.media_type.ok_or_else(|| bad("no Content-Type"))?;
         if manifest::is_schema1(&media_type) {
             return Err(bad("schema1 manifests cannot be verified and are not served"));
         }
         let expected = match reference {
             Reference::Digest(digest) => Some(digest.clone()),
-            Reference::Tag(_) => header_digest(response.headers()),
+            Reference::Tag(_) => fetched.head.digest,
         };
-        let bytes = Limited::new(response.into_body(), manifest::MAX_SIZE).collect().await;
-        let bytes = bytes
-            .map_err(|e| {
-                bad(&format!(
-                    "reading the manifest (at most {} bytes): {e}",
-                    manifest::MAX_SIZE
-                ))
-            })?
-            .to_bytes();
         let algorithm = expected
             .as_ref()
             .map_or(crate::digest::Algorithm::Sha256, |d| d.algorithm());
         let mut hasher = Hasher::new(algorithm);
-        hasher.update(&bytes);
+        hasher.update(&fetched.bytes);
         let actual = hasher.finish();
         if expected.as_ref().is_some_and(|e| *e != actual) {
             self.metrics.digest_mismatches.inc();
@@ -315,81 +279,14 @@ impl Mirror {
                 "manifest bytes hash to {actual}, not the expected digest"
             )));
         }
-        let manifest = Manifest { bytes, media_type };
+        let manifest = Manifest {
+            bytes: fetched.bytes,
+            media_type,
+        };
         self.cache.put_manifest(&actual, &manifest).await?;
         Ok((actual, manifest))
     }
-
-    pub async fn blob(&self, repo: &RepoName, digest: &Digest, method: &Method) -> Result<BlobAnswer, Error> {
-        if let Some(cached) = self.cached_blob(repo, digest).await? {
-            return Ok(cached);
-        }
-        // A fill may be committing this very blob; once it has, the blob is cached.
-        if self.cache.settle(digest).await {
-            if let Some(cached) = self.cached_blob(repo, digest).await? {
-                return Ok(cached);
-            }
-        }
-        self.online(Error::OfflineBlob)?;
-        if *method == Method::HEAD {
-            let response = self.upstream.blob(Method::HEAD, repo, digest).await;
-            let response = response.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
-            let size =
-                content_length(response.headers()).ok_or_else(|| protocol("blob HEAD without Content-Length"))?;
-            return Ok(BlobAnswer::Head { size });
-        }
-        // The fill may be one another repository started: private content is confirmed for
-        // this repository before it joins.
-        self.confirm(repo, digest, Kind::Blob).await?;
-        let fill = match self.cache.fill(digest, self.blob_opener(repo, digest)).await {
-            Ok(Joined::Filling(fill)) => fill,
-            Ok(Joined::Cached) => match self.cached_blob(repo, digest).await? {
-                Some(cached) => return Ok(cached),
-                None => return self.pass_through(repo, digest).await,
-            },
-            Err(e) => {
-                tracing::warn!(%digest, error = %e, "cannot spool the blob; passing it through uncached");
-                return self.pass_through(repo, digest).await;
-            }
-        };
-        match fill.ready().await {
-            Ok(size) => Ok(BlobAnswer::Filling { fill, size }),
-            Err(Failure::NoSpace(size)) => {
-                tracing::warn!(%digest, size, "not enough free disk; passing the blob through uncached");
-                self.pass_through(repo, digest).await
-            }
-            Err(Failure::Upstream(e)) => Err(Error::from_upstream(e, Error::BlobUnknown)),
-            Err(Failure::Aborted(reason)) => Err(protocol(&reason)),
-        }
-    }
-
-    async fn cached_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<BlobAnswer>, Error> {
-        let Some((file, entry)) = self.cache.open(digest).await? else {
-            return Ok(None);
-        };
-        self.confirm(repo, digest, Kind::Blob).await?;
-        Ok(Some(BlobAnswer::Cached { file, size: entry.size }))
-    }
-
-    async fn pass_through(&self, repo: &RepoName, digest: &Digest) -> Result<BlobAnswer, Error> {
-        let response = self.upstream.blob(Method::GET, repo, digest).await;
-        let response = response.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
-        let size = content_length(response.headers());
-        let body = passthrough::stream(digest.clone(), size, response.into_body(), self.metrics.clone());
-        Ok(BlobAnswer::Streaming { body, size })
-    }
-
-    /// How a fill (re)opens the blob at the upstream: always through this repository, and
-    /// through the registry again on every resume, never a cached redirect.
-    fn blob_opener(&self, repo: &RepoName, digest: &Digest) -> Opener {
-        let (upstream, repo, digest) = (self.upstream.clone(), repo.clone(), digest.clone());
-        Box::new(move |offset| {
-            let (upstream, repo, digest) = (upstream.clone(), repo.clone(), digest.clone());
-            Box::pin(async move { upstream.blob_from(&repo, &digest, offset).await })
-        })
-    }
 }
-
 fn answer(digest: Digest, manifest: Manifest, source: Source) -> ManifestAnswer {
     ManifestAnswer {
         digest,
@@ -409,24 +306,6 @@ pub fn limits(config: &Config) -> Limits {
     }
 }
 
-fn protocol(message: &str) -> Error {
-    Error::Upstream(upstream::Error::Protocol(message.to_owned()))
-}
-
 fn bad(message: &str) -> Error {
     Error::BadManifest(message.to_owned())
-}
-
-fn header_digest(headers: &HeaderMap) -> Option<Digest> {
-    headers.get(DIGEST_HEADER)?.to_str().ok()?.parse().ok()
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// Media type and size from a manifest HEAD, when the upstream gave both.
-fn head_info(headers: &HeaderMap) -> Option<(Arc<str>, u64)> {
-    let media_type = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    Some((media_type.into(), content_length(headers).filter(|&n| n > 0)?))
 }

@@ -2,10 +2,7 @@
 //! repository, so that bytes one client pulled from a private repository are never served
 //! through another repository name without the upstream's say-so.
 
-use http::Method;
-
-use super::Mirror;
-use crate::api::Error;
+use super::{Error, Mirror};
 use crate::cache::Manifest;
 use crate::digest::Digest;
 use crate::image::Node;
@@ -31,12 +28,12 @@ impl Mirror {
             return Ok(());
         }
         let confirmed = match kind {
-            Kind::Manifest => {
-                self.upstream
-                    .manifest(Method::HEAD, repo, &Reference::Digest(digest.clone()))
-                    .await
-            }
-            Kind::Blob => self.upstream.blob(Method::HEAD, repo, digest).await,
+            Kind::Manifest => self
+                .upstream
+                .head_manifest(repo, &Reference::Digest(digest.clone()))
+                .await
+                .map(drop),
+            Kind::Blob => self.upstream.blob_size(repo, digest).await.map(drop),
         };
         let unknown = match kind {
             Kind::Manifest => Error::ManifestUnknown,

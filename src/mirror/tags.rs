@@ -6,8 +6,7 @@ use http::header::{CONTENT_TYPE, LINK};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
-use super::{Mirror, Source};
-use crate::api::Error;
+use super::{Error, Mirror, Source};
 use crate::reference::RepoName;
 use crate::tag_page;
 use crate::upstream;

@@ -6,6 +6,12 @@
 //! never follow a request to another host.
 
 pub mod auth;
+mod blob;
+mod manifest;
+mod token;
+
+pub use blob::BlobStream;
+pub use manifest::{FetchedManifest, ManifestHead};
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -13,22 +19,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, LOCATION, RANGE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde::Deserialize;
 
 use crate::config::Credentials;
-use crate::digest::Digest;
-use crate::manifest;
 use crate::metrics::Metrics;
-use crate::reference::{Reference, RepoName};
-use auth::{Challenge, Tokens};
+use crate::reference::RepoName;
+use auth::Tokens;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 pub type Response = http::Response<Incoming>;
 
@@ -39,7 +44,6 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(25);
 const MAX_REDIRECTS: usize = 5;
 /// Below this many pulls left in Docker Hub's window, every drop is logged.
 const LOW_RATE_LIMIT: i64 = 10;
-const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -117,32 +121,6 @@ impl Upstream {
             metrics,
             health: Mutex::default(),
         })
-    }
-
-    /// HEAD or GET of a manifest, always with the full Accept set.
-    pub async fn manifest(&self, method: Method, repo: &RepoName, reference: &Reference) -> Result<Response, Error> {
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static(manifest::UPSTREAM_ACCEPT));
-        self.send(method, repo, &format!("manifests/{reference}"), headers)
-            .await
-    }
-
-    /// HEAD or GET of a blob; the body is the raw bytes, never decompressed.
-    pub async fn blob(&self, method: Method, repo: &RepoName, digest: &Digest) -> Result<Response, Error> {
-        self.send(method, repo, &format!("blobs/{digest}"), HeaderMap::new())
-            .await
-    }
-
-    /// GET of a blob from byte `offset` on, to resume a transfer that broke off. The caller
-    /// checks whether the answer is the asked-for 206 or a whole 200.
-    pub async fn blob_from(&self, repo: &RepoName, digest: &Digest, offset: u64) -> Result<Response, Error> {
-        let mut headers = HeaderMap::new();
-        if offset > 0 {
-            let range =
-                HeaderValue::from_str(&format!("bytes={offset}-")).map_err(|e| Error::Protocol(e.to_string()))?;
-            headers.insert(RANGE, range);
-        }
-        self.send(Method::GET, repo, &format!("blobs/{digest}"), headers).await
     }
 
     /// `tags/list`, with the client's `n`/`last` query passed on.
@@ -271,77 +249,13 @@ impl Upstream {
     pub fn base(&self) -> &Uri {
         &self.base
     }
-
-    /// Answers a challenge: a bearer token from the realm (anonymous, or with the configured
-    /// credentials as Basic), or the credentials themselves for a Basic challenge.
-    async fn authorize(&self, challenge: Challenge, scope: &str) -> Result<(HeaderValue, Duration), Error> {
-        match challenge {
-            Challenge::Basic => match &self.credentials {
-                Some(credentials) => Ok((auth::basic(credentials), Duration::from_secs(3600))),
-                None => Err(Error::Denied),
-            },
-            Challenge::Bearer {
-                realm,
-                service,
-                scope: challenge_scope,
-            } => {
-                let scope = challenge_scope.as_deref().unwrap_or(scope);
-                self.fetch_token(&realm, service.as_deref(), scope).await
-            }
-        }
-    }
-
-    async fn fetch_token(
-        &self,
-        realm: &str,
-        service: Option<&str>,
-        scope: &str,
-    ) -> Result<(HeaderValue, Duration), Error> {
-        let mut url = format!(
-            "{realm}{}scope={}",
-            if realm.contains('?') { '&' } else { '?' },
-            query_escape(scope)
-        );
-        if let Some(service) = service {
-            url.push_str(&format!("&service={}", query_escape(service)));
-        }
-        let uri: Uri = url.parse().map_err(|_| Error::Token(format!("bad realm {realm}")))?;
-        let mut request = Request::get(uri);
-        if let Some(credentials) = &self.credentials {
-            request = request.header(AUTHORIZATION, auth::basic(credentials));
-        }
-        let request = request.body(Empty::new()).map_err(|e| Error::Token(e.to_string()))?;
-        let response = self.execute(request).await?;
-        match response.status() {
-            StatusCode::OK => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(Error::Denied),
-            StatusCode::TOO_MANY_REQUESTS => return Err(rate_limited(&response)),
-            status => return Err(Error::Token(format!("token endpoint answered {status}"))),
-        }
-        let body = Limited::new(response.into_body(), MAX_TOKEN_RESPONSE).collect().await;
-        let body = body
-            .map_err(|e| Error::Token(format!("reading the token: {e}")))?
-            .to_bytes();
-        let token: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| Error::Token(format!("bad token response: {e}")))?;
-        let value = token.token.or(token.access_token).and_then(|t| auth::bearer(&t));
-        let value = value.ok_or_else(|| Error::Token("token response carries no usable token".into()))?;
-        Ok((value, auth::token_life(token.expires_in)))
-    }
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    token: Option<String>,
-    access_token: Option<String>,
-    expires_in: Option<u64>,
 }
 
 fn private_roots(path: &Path) -> Result<rustls::ClientConfig, Error> {
     let bad = |why: String| Error::Protocol(format!("CA file {}: {why}", path.display()));
     let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for cert in CertificateDer::pem_slice_iter(&pem) {
         roots
             .add(cert.map_err(|e| bad(e.to_string()))?)
             .map_err(|e| bad(e.to_string()))?;
@@ -377,31 +291,12 @@ fn same_origin(a: &Uri, b: &Uri) -> bool {
     a.scheme() == b.scheme() && a.host() == b.host() && a.port_u16() == b.port_u16()
 }
 
-/// Resolves a `Location` header, absolute or relative to the request it answers.
+/// Resolves a `Location` header, absolute or relative to the request it answers (RFC 3986).
 fn resolve(base: &Uri, location: &str) -> Result<Uri, Error> {
     let bad = || Error::Protocol(format!("bad redirect location {location}"));
-    let target: Uri = location.parse().map_err(|_| bad())?;
-    if target.scheme().is_some() {
-        return Ok(target);
-    }
-    if !location.starts_with('/') {
-        return Err(bad());
-    }
-    let mut parts = base.clone().into_parts();
-    parts.path_and_query = target.path_and_query().cloned();
-    Uri::from_parts(parts).map_err(|_| bad())
-}
-
-fn query_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    let base = url::Url::parse(&base.to_string()).map_err(|_| bad())?;
+    let target = base.join(location).map_err(|_| bad())?;
+    target.as_str().parse().map_err(|_| bad())
 }
 
 /// hyper's client errors say "client error (Connect)"; the cause is further down the chain.
@@ -431,15 +326,8 @@ mod tests {
         let rel = resolve(&base, "/other?x=1").expect("relative");
         assert_eq!(rel.to_string(), "https://registry-1.docker.io/other?x=1");
         assert!(same_origin(&rel, &base));
-        assert!(resolve(&base, "relative/path").is_err());
-    }
-
-    #[test]
-    fn escapes_queries() {
-        assert_eq!(
-            query_escape("repository:library/a:pull,push"),
-            "repository:library/a:pull%2Cpush"
-        );
-        assert_eq!(query_escape("a b&c"), "a%20b%26c");
+        let relative = resolve(&base, "../x").expect("relative path");
+        assert_eq!(relative.to_string(), "https://registry-1.docker.io/v2/library/a/x");
+        assert!(resolve(&base, "http://[::1").is_err());
     }
 }

@@ -1,0 +1,58 @@
+//! The spool writer: hashes the source's bytes and writes them into the spool on a
+//! blocking-pool thread of its own, so neither holds up the runtime nor the readers, which are
+//! sent the frames themselves until they are written.
+
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::Fill;
+use crate::digest::Hasher;
+
+/// Frames waiting for the writer; with hyper's frames of up to ~400 KiB this bounds a fill's
+/// memory to a few MiB.
+const QUEUED_FRAMES: usize = 2;
+
+pub(super) struct SpoolWriter {
+    queue: mpsc::Sender<Bytes>,
+    thread: JoinHandle<io::Result<(Hasher, u64)>>,
+}
+
+impl SpoolWriter {
+    pub(super) fn start(file: std::fs::File, hasher: Hasher, fill: Arc<Fill>) -> Self {
+        let (queue, frames) = mpsc::channel(QUEUED_FRAMES);
+        let thread = tokio::task::spawn_blocking(move || write_spool(&file, hasher, frames, &fill));
+        SpoolWriter { queue, thread }
+    }
+
+    /// False once the writer has stopped on an error, which `finish` returns.
+    pub(super) async fn write(&self, data: Bytes) -> bool {
+        self.queue.send(data).await.is_ok()
+    }
+
+    /// Waits until everything queued is written: the hash and the length of it all.
+    pub(super) async fn finish(self) -> io::Result<(Hasher, u64)> {
+        drop(self.queue);
+        self.thread.await.map_err(io::Error::other)?
+    }
+}
+
+fn write_spool(
+    file: &std::fs::File,
+    mut hasher: Hasher,
+    mut frames: mpsc::Receiver<Bytes>,
+    fill: &Fill,
+) -> io::Result<(Hasher, u64)> {
+    let mut written = 0;
+    while let Some(data) = frames.blocking_recv() {
+        hasher.update(&data);
+        file.write_all_at(&data, written)?;
+        written += data.len() as u64;
+        fill.wrote(written);
+    }
+    Ok((hasher, written))
+}

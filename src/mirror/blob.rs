@@ -1,0 +1,144 @@
+//! Blobs: served from the cache, or from the fill already fetching them, or by claiming a
+//! fill and giving it the upstream as its source; passed through uncached when the cache
+//! cannot take them. This is the one place that decides between the cache and the upstream.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::private::Kind;
+use super::{Error, Mirror, Want};
+use crate::body::Body;
+use crate::cache::{Failure, Fill, Lookup, Opened, Source, SourceError};
+use crate::digest::Digest;
+use crate::reference::RepoName;
+use crate::upstream::{self, Upstream};
+
+pub enum BlobAnswer {
+    Cached {
+        file: std::fs::File,
+        size: u64,
+    },
+    /// What a HEAD wants of a blob the cache lacks: its size, from the upstream.
+    Size {
+        size: u64,
+    },
+    /// Being fetched into the cache; readers follow the fill.
+    Filling {
+        fill: Arc<Fill>,
+        size: Option<u64>,
+    },
+    /// Passed through uncached, because the cache could not take it.
+    Streaming {
+        body: Body,
+        size: Option<u64>,
+    },
+}
+
+impl Mirror {
+    pub async fn blob(&self, repo: &RepoName, digest: &Digest, want: Want) -> Result<BlobAnswer, Error> {
+        match want {
+            Want::Body => self.blob_body(repo, digest).await,
+            Want::Size => self.blob_size(repo, digest).await,
+        }
+    }
+
+    async fn blob_body(&self, repo: &RepoName, digest: &Digest) -> Result<BlobAnswer, Error> {
+        // Private content is confirmed for this repository before any of it is served, cached
+        // or from a fill that another repository may have started.
+        self.confirm(repo, digest, Kind::Blob).await?;
+        let lookup = match self.offline {
+            true => self.cache.find(digest).await?,
+            false => self.cache.find_or_claim(digest).await?,
+        };
+        match lookup {
+            Lookup::Cached { file, size } => Ok(BlobAnswer::Cached { file, size }),
+            Lookup::Filling(fill) => self.follow(repo, digest, fill, Want::Body).await,
+            Lookup::Claimed(claim) => {
+                let fill = claim.start(self.source(repo, digest));
+                self.follow(repo, digest, fill, Want::Body).await
+            }
+            Lookup::Absent => Err(Error::OfflineBlob),
+        }
+    }
+
+    async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<BlobAnswer, Error> {
+        match self.cache.find(digest).await? {
+            Lookup::Cached { file, size } => {
+                self.confirm(repo, digest, Kind::Blob).await?;
+                Ok(BlobAnswer::Cached { file, size })
+            }
+            Lookup::Filling(fill) => {
+                self.confirm(repo, digest, Kind::Blob).await?;
+                self.follow(repo, digest, fill, Want::Size).await
+            }
+            Lookup::Absent | Lookup::Claimed(_) => self.size_upstream(repo, digest).await,
+        }
+    }
+
+    async fn size_upstream(&self, repo: &RepoName, digest: &Digest) -> Result<BlobAnswer, Error> {
+        self.online(Error::OfflineBlob)?;
+        let size = self.upstream.blob_size(repo, digest).await;
+        let size = size.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
+        Ok(BlobAnswer::Size { size })
+    }
+
+    async fn follow(&self, repo: &RepoName, digest: &Digest, fill: Arc<Fill>, want: Want) -> Result<BlobAnswer, Error> {
+        match fill.ready().await {
+            Ok(Some(size)) if want == Want::Size => Ok(BlobAnswer::Size { size }),
+            Ok(_) if want == Want::Size => self.size_upstream(repo, digest).await,
+            Ok(size) => Ok(BlobAnswer::Filling { fill, size }),
+            Err(Failure::Uncacheable(reason)) => {
+                tracing::warn!(%digest, reason, "passing the blob through uncached");
+                self.pass_through(repo, digest).await
+            }
+            Err(Failure::Refused(e)) => Err(refusal(&e)),
+            Err(Failure::Aborted(reason)) => Err(Error::protocol(reason)),
+        }
+    }
+
+    async fn pass_through(&self, repo: &RepoName, digest: &Digest) -> Result<BlobAnswer, Error> {
+        let stream = self.upstream.open_blob(repo, digest, 0).await;
+        let stream = stream.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
+        let size = stream.size;
+        let body = stream.pass_through(digest.clone(), self.metrics.clone());
+        Ok(BlobAnswer::Streaming { body, size })
+    }
+
+    /// The fill's source: always through this repository, and through the registry again on
+    /// every resume, never a cached redirect.
+    fn source(&self, repo: &RepoName, digest: &Digest) -> UpstreamBlob {
+        UpstreamBlob {
+            upstream: self.upstream.clone(),
+            repo: repo.clone(),
+            digest: digest.clone(),
+        }
+    }
+}
+
+struct UpstreamBlob {
+    upstream: Arc<Upstream>,
+    repo: RepoName,
+    digest: Digest,
+}
+
+impl Source for UpstreamBlob {
+    fn open(&self, offset: u64) -> BoxFuture<'_, Result<Opened, SourceError>> {
+        Box::pin(async move {
+            let stream = self.upstream.open_blob(&self.repo, &self.digest, offset).await;
+            let stream = stream.map_err(|e| Arc::new(e) as SourceError)?;
+            Ok(Opened {
+                size: stream.size,
+                bytes: stream.into_stream(),
+            })
+        })
+    }
+}
+
+/// What the upstream said when it refused the fill's source.
+fn refusal(error: &SourceError) -> Error {
+    match error.downcast_ref::<upstream::Error>() {
+        Some(e) => Error::from_upstream(e.clone(), Error::BlobUnknown),
+        None => Error::protocol(error.to_string()),
+    }
+}

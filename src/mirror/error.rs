@@ -1,0 +1,44 @@
+//! Why the mirror could not answer: the content is unknown, the mirror is offline, the upstream
+//! failed or sent something unservable, or the cache's disk failed. `api::error` decides what
+//! each means over HTTP; nothing here knows.
+
+use std::io;
+
+use crate::upstream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("repository unknown to the upstream")]
+    NameUnknown,
+    #[error("manifest unknown to the upstream")]
+    ManifestUnknown,
+    #[error("blob unknown to the upstream")]
+    BlobUnknown,
+    #[error("manifest not in the cache, and the mirror is offline: it never asks the upstream")]
+    OfflineManifest,
+    #[error("blob not in the cache, and the mirror is offline: it never asks the upstream")]
+    OfflineBlob,
+    #[error("no tags of this repository are cached, and the mirror is offline")]
+    OfflineTags,
+    #[error("the upstream sent a manifest the mirror will not serve: {0}")]
+    BadManifest(String),
+    #[error(transparent)]
+    Upstream(upstream::Error),
+    #[error("cache i/o failed: {0}")]
+    Cache(#[from] io::Error),
+}
+
+impl Error {
+    /// Upstream "not found" (or Docker Hub's 401 for a repository that does not exist) means
+    /// the content is unknown: `unknown` says which kind of unknown the request was after.
+    pub fn from_upstream(error: upstream::Error, unknown: Error) -> Error {
+        match error {
+            upstream::Error::NotFound | upstream::Error::Denied => unknown,
+            other => Error::Upstream(other),
+        }
+    }
+
+    pub(super) fn protocol(message: impl Into<String>) -> Error {
+        Error::Upstream(upstream::Error::Protocol(message.into()))
+    }
+}
