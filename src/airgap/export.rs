@@ -104,10 +104,11 @@ fn select(store: &Store, selection: &Selection) -> Result<Vec<(ImageRef, Digest)
         if !registry.is_docker_hub() {
             continue;
         }
-        let image = format!("{repo}:{tag}").parse::<ImageRef>();
-        if let Ok(image) = image {
-            tagged.insert(image, record.digest);
-        }
+        let image = ImageRef {
+            repo,
+            reference: Reference::Tag(tag),
+        };
+        tagged.insert(image, record.digest);
     }
     match selection {
         Selection::All if tagged.is_empty() => Err(Error::Empty),

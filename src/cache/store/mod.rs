@@ -17,14 +17,15 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
 use tokio::fs::{self, File};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::digest::{Algorithm, Digest};
-use crate::reference::{Registry, RepoName, Tag};
+
+mod tags;
+pub use tags::{StoredTag, TagRecord};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -40,41 +41,6 @@ pub struct Scanned {
     /// The file's access time: when it was last served, as closely as the mount's atime
     /// policy (relatime, typically) records it.
     pub accessed: Option<SystemTime>,
-}
-
-/// A tag as `tags()` finds it on disk.
-pub struct StoredTag {
-    pub registry: Registry,
-    pub repo: String,
-    pub tag: String,
-    pub record: TagRecord,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TagRecord {
-    pub digest: Digest,
-    /// Seconds since the epoch when the upstream last confirmed the tag.
-    pub checked_at: u64,
-}
-
-impl TagRecord {
-    pub fn new(digest: &Digest) -> Self {
-        TagRecord {
-            digest: digest.clone(),
-            checked_at: unix_now(),
-        }
-    }
-
-    pub fn age(&self) -> Duration {
-        Duration::from_secs(unix_now().saturating_sub(self.checked_at))
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// A fill in progress. Dropping it without `Store::commit` removes the file, so an abandoned
@@ -191,15 +157,6 @@ impl Store {
             .join(digest.hex())
     }
 
-    fn tag_path(&self, registry: &Registry, repo: &RepoName, tag: &Tag) -> PathBuf {
-        self.root
-            .join("tags")
-            .join(registry.as_str())
-            .join(repo.as_str())
-            .join("_tags")
-            .join(tag.as_str())
-    }
-
     /// Opens cached content; `None` when it is not on disk.
     pub async fn open(&self, digest: &Digest) -> io::Result<Option<std::fs::File>> {
         let path = self.blob_path(digest);
@@ -284,19 +241,6 @@ impl Store {
         Ok(target)
     }
 
-    /// Every tag record of every registry.
-    pub fn tags(&self) -> io::Result<Vec<StoredTag>> {
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(self.root.join("tags"))? {
-            let root = entry?.path();
-            let Some(registry) = root.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            collect_tags(&registry, &root, &root, &mut found)?;
-        }
-        Ok(found)
-    }
-
     /// Removes content and its media type; used by eviction, so it is synchronous.
     pub fn remove(&self, digest: &Digest) -> io::Result<()> {
         let _ = std::fs::remove_file(self.media_type_path(digest));
@@ -304,41 +248,6 @@ impl Store {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
-    }
-
-    pub async fn tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag) -> io::Result<Option<TagRecord>> {
-        let Some(bytes) = optional(fs::read(self.tag_path(registry, repo, tag)).await)? else {
-            return Ok(None);
-        };
-        Ok(serde_json::from_slice(&bytes).ok())
-    }
-
-    /// The tags of one repository, sorted; none if it has no directory.
-    pub async fn repo_tags(&self, registry: &Registry, repo: &RepoName) -> io::Result<Vec<String>> {
-        let dir = self
-            .root
-            .join("tags")
-            .join(registry.as_str())
-            .join(repo.as_str())
-            .join("_tags");
-        let mut tags = Vec::new();
-        let Some(mut entries) = optional(fs::read_dir(dir).await)? else {
-            return Ok(tags);
-        };
-        while let Some(entry) = entries.next_entry().await? {
-            tags.extend(entry.file_name().into_string());
-        }
-        tags.sort();
-        Ok(tags)
-    }
-
-    pub async fn put_tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag, record: &TagRecord) -> io::Result<()> {
-        let path = self.tag_path(registry, repo, tag);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).await?;
-        }
-        let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
-        write_atomically(self, &path, &bytes).await
     }
 
     /// Lists all committed content; run once at startup to rebuild the index.
@@ -385,37 +294,6 @@ fn written_by_another_live_process(path: &Path) -> bool {
     pid.is_some_and(|pid| pid != std::process::id() && Path::new("/proc").join(pid.to_string()).exists())
 }
 
-/// Walks `tags/<upstream>/<repo…>/_tags/<tag>`.
-fn collect_tags(registry: &Registry, root: &Path, dir: &Path, found: &mut Vec<StoredTag>) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.file_name().is_some_and(|n| n == "_tags") {
-            let repo = path
-                .parent()
-                .and_then(|p| p.strip_prefix(root).ok())
-                .map(|p| p.to_string_lossy().into_owned());
-            for tag in std::fs::read_dir(&path)? {
-                let tag = tag?;
-                let record = std::fs::read(tag.path())
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok());
-                if let (Some(repo), Some(record)) = (&repo, record) {
-                    let tag = tag.file_name().to_string_lossy().into_owned();
-                    found.push(StoredTag {
-                        registry: registry.clone(),
-                        repo: repo.clone(),
-                        tag,
-                        record,
-                    });
-                }
-            }
-        } else if path.is_dir() {
-            collect_tags(registry, root, &path, found)?;
-        }
-    }
-    Ok(())
-}
-
 async fn write_atomically(store: &Store, path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut temp = store.temp().await?;
     temp.file.write_all(bytes).await?;
@@ -445,6 +323,7 @@ fn optional<T>(result: io::Result<T>) -> io::Result<Option<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference::{Registry, RepoName, Tag};
 
     #[tokio::test]
     async fn commit_then_scan() {
