@@ -18,6 +18,7 @@ fn durations() {
     assert_eq!(duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
     assert_eq!(duration("90"), Ok(Duration::from_secs(90)));
     assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(duration("1h 30m"), Ok(Duration::from_secs(5400)));
     assert!(duration("5x").is_err());
     assert!(duration("s").is_err());
     assert!(duration("-1s").is_err());
@@ -230,4 +231,68 @@ fn credentials_are_redacted() {
     let options = file::read(&path).expect("valid");
     let shown = format!("{options:?}");
     assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");
+}
+
+fn serve_command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+        .find_subcommand("serve")
+        .cloned()
+        .expect("a serve subcommand")
+}
+
+/// Each `[default: …]` the help states is what leaving the option out gives.
+#[test]
+fn stated_defaults_are_the_applied_ones() {
+    let applied = format!("{:?}", Config::from_options(serve(&["--insecure-http"]), None, None));
+    let mut checked = 0;
+    for arg in serve_command().get_arguments() {
+        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        let stated = help
+            .split_once("[default: ")
+            .and_then(|(_, rest)| rest.rsplit_once(']'));
+        let (Some(long), Some((stated, _))) = (arg.get_long(), stated) else {
+            continue;
+        };
+        // Paths: their defaults depend on the environment and on each other.
+        if ["data-dir", "tls-cert"].contains(&long) {
+            continue;
+        }
+        let flag = format!("--{long}");
+        let argv = ["regmirror", "serve", "--insecure-http", &flag, stated];
+        let Ok(Cli {
+            command: Command::Serve(given),
+            ..
+        }) = Cli::try_parse_from(argv)
+        else {
+            continue; // prose such as "no cap"
+        };
+        let config = Config::from_options(*given, None, None);
+        assert_eq!(format!("{config:?}"), applied, "{flag} {stated}");
+        checked += 1;
+    }
+    assert!(checked >= 6, "only {checked} stated defaults could be checked");
+}
+
+/// README's flag table names every flag of `serve` with its environment variable.
+#[test]
+fn the_readme_lists_every_serve_option() {
+    let readme = include_str!("../../README.md");
+    // "| `--tls-cert FILE --tls-key FILE` | `REGMIRROR_TLS_CERT`, … |": the flags, then the rest.
+    let rows: Vec<(&str, &str)> = (readme.lines())
+        .filter_map(|line| line.strip_prefix("| `--")?.split_once('|'))
+        .collect();
+    for arg in serve_command().get_arguments() {
+        let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+            continue;
+        };
+        let env = format!("`{}`", env.to_string_lossy());
+        let names = |flags: &str| {
+            flags
+                .split(['`', ' '])
+                .any(|word| word.trim_start_matches("--") == long)
+        };
+        let listed = (rows.iter()).any(|(flags, rest)| names(flags) && rest.contains(&env));
+        assert!(listed, "README's flag table has no row for --{long} with {env}");
+    }
 }
