@@ -1,11 +1,16 @@
-//! Raw command-line flags and their environment variables, exactly as the user gave them.
-//!
-//! Nothing here is validated beyond what clap does; `config` turns these into a `Config`.
+//! The command line: subcommands, their flags and environment variables, each value parsed
+//! into its type by clap (`config::parse`). `serve`'s options are `config::ServeOptions`,
+//! which a config file can also give; `config` layers and validates them into a `Config`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use http::uri::{Authority, Uri};
+
+use crate::config::{parse, ServeOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,7 +42,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the registry pull API, caching what it fetches from the upstream.
-    Serve(ServeArgs),
+    Serve(Box<ServeOptions>),
     /// Manage the mirror's own CA and server certificate.
     #[command(subcommand)]
     Cert(CertCommand),
@@ -59,8 +64,8 @@ pub struct PrefetchArgs {
     #[command(flatten)]
     pub data_dir: DataDirArg,
     /// Registry that stands for docker.io [default: https://registry-1.docker.io].
-    #[arg(long, env = "REGMIRROR_UPSTREAM")]
-    pub upstream: Option<String>,
+    #[arg(long, env = "REGMIRROR_UPSTREAM", value_parser = parse::upstream)]
+    pub upstream: Option<Uri>,
     /// Platforms to take from multi-platform images [default: linux and this machine's architecture].
     #[arg(
         long,
@@ -127,11 +132,11 @@ pub struct PruneArgs {
     #[command(flatten)]
     pub data_dir: DataDirArg,
     /// Shrink the cache to at most this size, e.g. 20GiB.
-    #[arg(long)]
-    pub max_size: Option<String>,
+    #[arg(long, value_parser = parse::size)]
+    pub max_size: Option<u64>,
     /// Delete content not used for this long, e.g. 30d.
-    #[arg(long)]
-    pub older_than: Option<String>,
+    #[arg(long, value_parser = parse::duration)]
+    pub older_than: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,74 +188,24 @@ pub struct ClientConfigArgs {
     /// Which client to configure.
     pub client: ClientKind,
     /// The mirror as clients reach it [default: this host name:5000].
-    #[arg(long, value_name = "HOST:PORT")]
-    pub mirror: Option<String>,
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse::authority)]
+    pub mirror: Option<Authority>,
     #[command(flatten)]
     pub data_dir: DataDirArg,
 }
 
-/// Every value is optional here so that a config file can fill what the flags and
-/// environment leave out; defaults are applied in `config`.
-#[derive(Debug, Default, Args)]
-pub struct ServeArgs {
-    /// TOML config file; flags and environment variables override its values.
-    #[arg(long, env = "REGMIRROR_CONFIG")]
-    pub config: Option<PathBuf>,
-
-    /// Address to listen on [default: [::]:5000].
-    #[arg(long, env = "REGMIRROR_LISTEN")]
-    pub listen: Option<String>,
-
-    /// Directory holding the cache [default: $STATE_DIRECTORY or ./regmirror-data].
-    #[arg(long, env = "REGMIRROR_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// Registry that stands for docker.io [default: https://registry-1.docker.io].
-    #[arg(long, env = "REGMIRROR_UPSTREAM")]
-    pub upstream: Option<String>,
-
-    /// PEM certificate chain to serve TLS with [default: the mirror's own, under <data-dir>/certs].
-    #[arg(long, env = "REGMIRROR_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// PEM private key for --tls-cert.
-    #[arg(long, env = "REGMIRROR_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-
-    /// Serve plain HTTP instead of TLS.
-    #[arg(long, env = "REGMIRROR_INSECURE_HTTP", conflicts_with = "tls_cert")]
-    pub insecure_http: bool,
-
-    /// How long a tag→digest answer is trusted before asking the upstream again [default: 60s].
-    #[arg(long, env = "REGMIRROR_TAG_TTL")]
-    pub tag_ttl: Option<String>,
-
-    /// Cap on the bytes the cache keeps on disk, e.g. 50GiB [default: no cap].
-    #[arg(long, env = "REGMIRROR_MAX_CACHE_SIZE")]
-    pub max_cache_size: Option<String>,
-
-    /// Free space to leave on the data directory's file system; blobs that would eat into it
-    /// pass through uncached [default: 1GiB].
-    #[arg(long, env = "REGMIRROR_MIN_FREE_DISK")]
-    pub min_free_disk: Option<String>,
-
-    /// How long a cached tag may still be served while the upstream fails [default: no limit].
-    #[arg(long, env = "REGMIRROR_MAX_STALE")]
-    pub max_stale: Option<String>,
-
-    /// A separate plain-HTTP listener for /metrics, /healthz and /readyz [default: those are on --listen].
-    #[arg(long, env = "REGMIRROR_ADMIN_LISTEN")]
-    pub admin_listen: Option<String>,
-
-    /// How long transfers in flight may finish after SIGTERM [default: 30s].
-    #[arg(long, env = "REGMIRROR_SHUTDOWN_GRACE")]
-    pub shutdown_grace: Option<String>,
-
-    /// Time a blob fill may take, plus one second per MiB, before it is given up [default: 5m].
-    #[arg(long, env = "REGMIRROR_FILL_TIMEOUT")]
-    pub fill_timeout: Option<String>,
-
-    /// Never contact the upstream: serve only what the cache holds (air-gapped sites).
-    #[arg(long, env = "REGMIRROR_OFFLINE")]
-    pub offline: bool,
+/// A value a parser refused, as one line naming the flag: `invalid --tag-ttl 'soon': why`.
+/// `None` for any other command-line mistake, which clap explains better itself.
+pub fn invalid_value(error: &clap::Error) -> Option<String> {
+    if error.kind() != ErrorKind::ValueValidation {
+        return None;
+    }
+    let context = |kind| match error.get(kind) {
+        Some(ContextValue::String(text)) => Some(text.as_str()),
+        _ => None,
+    };
+    let flag = context(ContextKind::InvalidArg)?.split(' ').next()?;
+    let value = context(ContextKind::InvalidValue)?;
+    let reason = std::error::Error::source(error)?;
+    Some(format!("invalid {flag} '{value}': {reason}"))
 }

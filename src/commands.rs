@@ -13,10 +13,9 @@ use regmirror::cache::maintenance::{self, Prune};
 use regmirror::certs::{self, CertDir, NamePolicy, Names};
 use regmirror::cli::{
     CacheCommand, CertClientArgs, CertInitArgs, ClientConfigArgs, DataDirArg, ExportArgs, ImportArgs, PrefetchArgs,
-    ServeArgs,
 };
 use regmirror::client_config;
-use regmirror::config::{self, Config, Tls};
+use regmirror::config::{self, Config, ServeOptions, Tls};
 use regmirror::image::{Platform, Platforms};
 use regmirror::mirror::Mirror;
 use regmirror::reference::ImageRef;
@@ -81,18 +80,8 @@ pub fn cache(command: CacheCommand) -> anyhow::Result<()> {
         CacheCommand::Ls(dir) => print!("{}", maintenance::list(&data_dir(dir))?),
         CacheCommand::Prune(args) => {
             let rule = Prune {
-                max_bytes: args
-                    .max_size
-                    .as_deref()
-                    .map(config::parse_size)
-                    .transpose()
-                    .map_err(|e| anyhow::anyhow!("invalid --max-size: {e}"))?,
-                older_than: args
-                    .older_than
-                    .as_deref()
-                    .map(config::parse_duration)
-                    .transpose()
-                    .map_err(|e| anyhow::anyhow!("invalid --older-than: {e}"))?,
+                max_bytes: args.max_size,
+                older_than: args.older_than,
             };
             anyhow::ensure!(
                 rule.max_bytes.is_some() || rule.older_than.is_some(),
@@ -131,8 +120,8 @@ pub fn prefetch(args: PrefetchArgs) -> anyhow::Result<()> {
     } else {
         Platforms::Only(args.platform.iter().map(|p| p.parse()).collect::<Result<_, _>>()?)
     };
-    let upstream = args.upstream.as_deref().unwrap_or(config::DEFAULT_UPSTREAM);
-    let mut config = Config::new(config::parse_upstream(upstream)?, data_dir(args.data_dir));
+    let upstream = args.upstream.unwrap_or_else(config::default_upstream);
+    let mut config = Config::new(upstream, data_dir(args.data_dir));
     config.credentials =
         config::env_credentials(env("REGMIRROR_UPSTREAM_USERNAME"), env("REGMIRROR_UPSTREAM_PASSWORD"))?;
     // A prefetch asks the upstream what each tag points at now, however recently it was cached.
@@ -223,7 +212,7 @@ fn parse_images(images: &[String]) -> anyhow::Result<Vec<ImageRef>> {
 
 pub fn client_config(args: ClientConfigArgs) -> anyhow::Result<()> {
     let dir = cert_dir(args.data_dir);
-    let mirror = args.mirror.unwrap_or_else(|| {
+    let mirror = args.mirror.map(|m| m.to_string()).unwrap_or_else(|| {
         format!(
             "{}:5000",
             certs::machine_hostname().unwrap_or_else(|| "localhost".into())
@@ -237,7 +226,7 @@ pub fn client_config(args: ClientConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn serve(mut args: ServeArgs) -> ExitCode {
+pub fn serve(mut args: ServeOptions) -> ExitCode {
     // Under systemd, ConfigurationDirectory= names where the config file lives.
     if args.config.is_none() {
         let default = env("CONFIGURATION_DIRECTORY").map(|dir| PathBuf::from(dir).join("config.toml"));
@@ -245,7 +234,7 @@ pub fn serve(mut args: ServeArgs) -> ExitCode {
     }
     let credentials = config::env_credentials(env("REGMIRROR_UPSTREAM_USERNAME"), env("REGMIRROR_UPSTREAM_PASSWORD"));
     let config = credentials
-        .and_then(|credentials| Config::from_args(args, credentials, env("STATE_DIRECTORY").map(PathBuf::from)));
+        .and_then(|credentials| Config::from_options(args, credentials, env("STATE_DIRECTORY").map(PathBuf::from)));
     let config = match config {
         Ok(config) => config,
         Err(e) => {

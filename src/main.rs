@@ -6,11 +6,14 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser;
-use regmirror::cli::{CertCommand, Cli, Command, LogFormat};
+use regmirror::cli::{self, CertCommand, Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr);
@@ -19,7 +22,7 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
     }
     match cli.command {
-        Command::Serve(args) => commands::serve(args),
+        Command::Serve(args) => commands::serve(*args),
         Command::Cert(CertCommand::Init(args)) => report(commands::cert_init(args)),
         Command::Cert(CertCommand::Show(args)) => report(commands::cert_show(args)),
         Command::Cert(CertCommand::Client(args)) => report(commands::cert_client(args)),
@@ -28,6 +31,18 @@ fn main() -> ExitCode {
         Command::Prefetch(args) => report(commands::prefetch(args)),
         Command::Export(args) => report(commands::export(args)),
         Command::Import(args) => report(commands::import(args)),
+    }
+}
+
+/// A refused value stops startup with one line naming the flag and exit code 2, as a bad
+/// config-file value does; clap explains other mistakes (and prints help) itself.
+fn usage_error(error: clap::Error) -> ExitCode {
+    match cli::invalid_value(&error) {
+        Some(line) => {
+            eprintln!("regmirror: {line}");
+            ExitCode::from(2)
+        }
+        None => error.exit(),
     }
 }
 

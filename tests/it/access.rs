@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use regmirror::certs::{self, CertDir, NamePolicy, Names};
-use regmirror::cli::ServeArgs;
+use regmirror::config::ServeOptions;
 use regmirror::Config;
 use tempfile::TempDir;
 
@@ -346,11 +346,11 @@ async fn registries_and_access_from_a_config_file() {
     );
     let path = dir.path().join("regmirror.toml");
     std::fs::write(&path, toml).expect("write config");
-    let args = ServeArgs {
+    let args = ServeOptions {
         config: Some(path),
         ..Default::default()
     };
-    let config = Config::from_args(args, None, None).expect("the config file is valid");
+    let config = Config::from_options(args, None, None).expect("the config file is valid");
     let mirror = Mirror::from_config(config, data_dir).start().await;
     let accept = ("accept", CONTAINERD_ACCEPT);
 

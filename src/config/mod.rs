@@ -1,0 +1,215 @@
+//! The validated configuration: flags over environment over config file over defaults,
+//! checked once at startup so that nothing downstream re-parses a string.
+//!
+//! `options` defines each option once; `file` reads the config file into the same shape;
+//! `parse` holds the value parsers both use; `registries` the upstreams and their logins.
+
+mod file;
+mod options;
+pub mod parse;
+mod registries;
+#[cfg(test)]
+mod tests;
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Uri;
+
+pub use self::options::ServeOptions;
+pub use self::registries::{env_credentials, Credentials, FileRegistry, RegistryConfig};
+use crate::access::{AccessConfig, ClientCertificates};
+use crate::reference::Registry;
+use crate::tls::ClientAuth;
+
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V6(Ipv6Addr::UNSPECIFIED), 5000);
+const DEFAULT_UPSTREAM: &str = "https://registry-1.docker.io";
+const DEFAULT_TAG_TTL: Duration = Duration::from_secs(60);
+const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
+const DEFAULT_FILL_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {field} '{value}': {reason}")]
+    Value {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("--tls-cert and --tls-key go together")]
+    TlsIncomplete,
+    #[error("registry '{0}': username and password go together")]
+    RegistryCredentials(String),
+    #[error("REGMIRROR_UPSTREAM_USERNAME and REGMIRROR_UPSTREAM_PASSWORD must be set together")]
+    CredentialsIncomplete,
+    #[error("--insecure-http cannot be combined with --tls-cert/--tls-key")]
+    TlsConflict,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub upstream: Uri,
+    pub tls: Tls,
+    pub tag_ttl: Duration,
+    pub max_cache_size: Option<u64>,
+    /// Fills are not started while the data directory's file system has less free space than
+    /// this (plus the blob); such blobs pass through uncached.
+    pub min_free_disk: u64,
+    /// How long a cached tag may be served while the upstream is failing; `None`: no limit.
+    pub max_stale: Option<Duration>,
+    /// A fill may take this long plus one second per MiB before it is given up.
+    pub fill_timeout: Duration,
+    /// A second, plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` only.
+    pub admin_listen: Option<SocketAddr>,
+    /// How long transfers in flight may go on after a shutdown signal.
+    pub shutdown_grace: Duration,
+    pub credentials: Option<Credentials>,
+    /// Who may pull what; everything is open when nothing in it is set.
+    pub access: AccessConfig,
+    /// Registries mirrored besides Docker Hub (`upstream` and `credentials` are Docker Hub's).
+    pub registries: Vec<RegistryConfig>,
+    /// Never contact the upstream: tags resolve from the cache, misses are 404 (air-gapped sites).
+    pub offline: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Tls {
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// The mirror's own CA and server certificate in this directory, created when missing.
+    SelfIssued {
+        dir: PathBuf,
+    },
+    /// Plain HTTP; only sensible on a trusted link or behind another TLS terminator.
+    Off,
+}
+
+impl Config {
+    /// Defaults for everything but the upstream and the data directory; tests and embedders
+    /// start here and adjust the public fields.
+    pub fn new(upstream: Uri, data_dir: PathBuf) -> Self {
+        Config {
+            listen: DEFAULT_LISTEN,
+            data_dir,
+            upstream,
+            tls: Tls::Off,
+            tag_ttl: DEFAULT_TAG_TTL,
+            max_cache_size: None,
+            min_free_disk: DEFAULT_MIN_FREE_DISK,
+            max_stale: None,
+            fill_timeout: DEFAULT_FILL_TIMEOUT,
+            admin_listen: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            credentials: None,
+            registries: Vec::new(),
+            access: AccessConfig::default(),
+            offline: false,
+        }
+    }
+
+    /// The client certificates the listener asks for, if access control uses them.
+    pub fn client_auth(&self) -> Option<ClientAuth> {
+        let mode = self.access.client_certificates?;
+        Some(ClientAuth {
+            ca: self.access.client_ca.clone(),
+            required: mode == ClientCertificates::Required,
+        })
+    }
+
+    /// Docker Hub as `--upstream` and the Docker Hub credentials configure it.
+    pub fn docker_hub(&self) -> RegistryConfig {
+        RegistryConfig {
+            registry: Registry::docker_hub(),
+            url: self.upstream.clone(),
+            credentials: self.credentials.clone(),
+            ca: None,
+            tag_ttl: None,
+        }
+    }
+
+    /// Every registry mirrored: Docker Hub (unless a `[[registries]]` entry redefines it) and
+    /// the configured ones.
+    pub fn all_registries(&self) -> Vec<RegistryConfig> {
+        let mut all = self.registries.clone();
+        if !all.iter().any(|r| r.registry.is_docker_hub()) {
+            all.insert(0, self.docker_hub());
+        }
+        all
+    }
+
+    /// Layers the flags (already over the environment, by clap) over the config file they
+    /// name and applies the defaults. Upstream credentials come from the environment or the
+    /// file, never a flag. `state_directory` is systemd's `$STATE_DIRECTORY`, passed in so
+    /// this stays pure.
+    pub fn from_options(
+        flags: ServeOptions,
+        env_credentials: Option<Credentials>,
+        state_directory: Option<PathBuf>,
+    ) -> Result<Self, Error> {
+        let file = match &flags.config {
+            Some(path) => file::read(path)?,
+            None => ServeOptions::default(),
+        };
+        let given = ServeOptions {
+            upstream_credentials: env_credentials,
+            ..flags
+        }
+        .or(file);
+        let data_dir = data_dir(given.data_dir, state_directory);
+        let tls = pick_tls(given.tls_cert, given.tls_key, given.insecure_http)?.unwrap_or_else(|| Tls::SelfIssued {
+            dir: data_dir.join("certs"),
+        });
+        Ok(Config {
+            listen: given.listen.unwrap_or(DEFAULT_LISTEN),
+            data_dir,
+            upstream: given.upstream.unwrap_or_else(default_upstream),
+            tls,
+            tag_ttl: given.tag_ttl.unwrap_or(DEFAULT_TAG_TTL),
+            max_cache_size: given.max_cache_size,
+            min_free_disk: given.min_free_disk.unwrap_or(DEFAULT_MIN_FREE_DISK),
+            max_stale: given.max_stale,
+            fill_timeout: given.fill_timeout.unwrap_or(DEFAULT_FILL_TIMEOUT),
+            admin_listen: given.admin_listen,
+            shutdown_grace: given.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            credentials: given.upstream_credentials,
+            registries: (given.registries.into_iter().flatten())
+                .map(FileRegistry::validate)
+                .collect::<Result<_, _>>()?,
+            access: given.access.unwrap_or_default(),
+            offline: given.offline,
+        })
+    }
+}
+
+/// Docker Hub's registry, the upstream unless `--upstream` names another.
+pub fn default_upstream() -> Uri {
+    Uri::from_static(DEFAULT_UPSTREAM)
+}
+
+/// The data directory: as given, else systemd's `$STATE_DIRECTORY`, else `./regmirror-data`.
+pub fn data_dir(given: Option<PathBuf>, state_directory: Option<PathBuf>) -> PathBuf {
+    given
+        .or(state_directory)
+        .unwrap_or_else(|| PathBuf::from("./regmirror-data"))
+}
+
+/// `None` when neither files nor plain HTTP were asked for: the mirror's own certificates.
+fn pick_tls(cert: Option<PathBuf>, key: Option<PathBuf>, insecure: bool) -> Result<Option<Tls>, Error> {
+    match (cert, key, insecure) {
+        (Some(_), _, true) | (_, Some(_), true) => Err(Error::TlsConflict),
+        (Some(cert), Some(key), false) => Ok(Some(Tls::Files { cert, key })),
+        (None, None, true) => Ok(Some(Tls::Off)),
+        (None, None, false) => Ok(None),
+        _ => Err(Error::TlsIncomplete),
+    }
+}

@@ -1,0 +1,147 @@
+//! `serve`'s options, each defined once: one field carries its flag, environment variable,
+//! config-file key (the flag's name with `_` for `-`), parser and help. Flags and environment
+//! come through clap, the file through serde, into the same struct; `or` layers them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use http::Uri;
+use serde::Deserialize;
+
+use super::parse;
+use super::registries::{Credentials, FileRegistry};
+use crate::access::AccessConfig;
+
+/// One layer's value for an option.
+trait Layer {
+    /// This layer's value where it has one, else `lower`'s.
+    fn or(self, lower: Self) -> Self;
+}
+
+impl<T> Layer for Option<T> {
+    fn or(self, lower: Self) -> Self {
+        Option::or(self, lower)
+    }
+}
+
+/// A switch is on when any layer turns it on; no layer can turn it off.
+impl Layer for bool {
+    fn or(self, lower: Self) -> Self {
+        self || lower
+    }
+}
+
+/// Declares the struct as written and an `or` that layers it field by field, so an option
+/// added to the struct needs nothing more to take part in the precedence.
+macro_rules! layered {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident { $( $(#[$field_meta:meta])* pub $field:ident: $ty:ty, )* }
+    ) => {
+        $(#[$meta])*
+        pub struct $name { $( $(#[$field_meta])* pub $field: $ty, )* }
+
+        impl $name {
+            /// Each option from `self` where it is set, else from `lower`.
+            pub fn or(self, lower: Self) -> Self {
+                Self { $( $field: Layer::or(self.$field, lower.$field), )* }
+            }
+        }
+    };
+}
+
+layered! {
+    /// Everything is optional so that each layer (flags, environment, file) can leave a value
+    /// to the next; `Config::from_options` applies the defaults the help text names.
+    #[derive(Debug, Default, Args, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ServeOptions {
+        /// TOML config file; flags and environment variables override its values.
+        #[arg(long, env = "REGMIRROR_CONFIG")]
+        #[serde(skip)]
+        pub config: Option<PathBuf>,
+
+        /// Address to listen on [default: [::]:5000].
+        #[arg(long, env = "REGMIRROR_LISTEN", value_parser = parse::addr)]
+        #[serde(default, deserialize_with = "parse::de::addr")]
+        pub listen: Option<SocketAddr>,
+
+        /// Directory holding the cache [default: $STATE_DIRECTORY or ./regmirror-data].
+        #[arg(long, env = "REGMIRROR_DATA_DIR")]
+        pub data_dir: Option<PathBuf>,
+
+        /// Registry that stands for docker.io [default: https://registry-1.docker.io].
+        #[arg(long, env = "REGMIRROR_UPSTREAM", value_parser = parse::upstream)]
+        #[serde(default, deserialize_with = "parse::de::upstream")]
+        pub upstream: Option<Uri>,
+
+        /// PEM certificate chain to serve TLS with [default: the mirror's own, under <data-dir>/certs].
+        #[arg(long, env = "REGMIRROR_TLS_CERT", requires = "tls_key")]
+        pub tls_cert: Option<PathBuf>,
+
+        /// PEM private key for --tls-cert.
+        #[arg(long, env = "REGMIRROR_TLS_KEY", requires = "tls_cert")]
+        pub tls_key: Option<PathBuf>,
+
+        /// Serve plain HTTP instead of TLS.
+        #[arg(long, env = "REGMIRROR_INSECURE_HTTP", conflicts_with = "tls_cert")]
+        #[serde(default)]
+        pub insecure_http: bool,
+
+        /// How long a tag→digest answer is trusted before asking the upstream again [default: 60s].
+        #[arg(long, env = "REGMIRROR_TAG_TTL", value_parser = parse::duration)]
+        #[serde(default, deserialize_with = "parse::de::duration")]
+        pub tag_ttl: Option<Duration>,
+
+        /// Cap on the bytes the cache keeps on disk, e.g. 50GiB [default: no cap].
+        #[arg(long, env = "REGMIRROR_MAX_CACHE_SIZE", value_parser = parse::size)]
+        #[serde(default, deserialize_with = "parse::de::size")]
+        pub max_cache_size: Option<u64>,
+
+        /// Free space to leave on the data directory's file system; blobs that would eat into it
+        /// pass through uncached [default: 1GiB].
+        #[arg(long, env = "REGMIRROR_MIN_FREE_DISK", value_parser = parse::size)]
+        #[serde(default, deserialize_with = "parse::de::size")]
+        pub min_free_disk: Option<u64>,
+
+        /// How long a cached tag may still be served while the upstream fails [default: no limit].
+        #[arg(long, env = "REGMIRROR_MAX_STALE", value_parser = parse::duration)]
+        #[serde(default, deserialize_with = "parse::de::duration")]
+        pub max_stale: Option<Duration>,
+
+        /// A separate plain-HTTP listener for /metrics, /healthz and /readyz [default: those are on --listen].
+        #[arg(long, env = "REGMIRROR_ADMIN_LISTEN", value_parser = parse::addr)]
+        #[serde(default, deserialize_with = "parse::de::addr")]
+        pub admin_listen: Option<SocketAddr>,
+
+        /// How long transfers in flight may finish after SIGTERM [default: 30s].
+        #[arg(long, env = "REGMIRROR_SHUTDOWN_GRACE", value_parser = parse::duration)]
+        #[serde(default, deserialize_with = "parse::de::duration")]
+        pub shutdown_grace: Option<Duration>,
+
+        /// Time a blob fill may take, plus one second per MiB, before it is given up [default: 5m].
+        #[arg(long, env = "REGMIRROR_FILL_TIMEOUT", value_parser = parse::duration)]
+        #[serde(default, deserialize_with = "parse::de::duration")]
+        pub fill_timeout: Option<Duration>,
+
+        /// Never contact the upstream: serve only what the cache holds (air-gapped sites).
+        #[arg(long, env = "REGMIRROR_OFFLINE")]
+        #[serde(default)]
+        pub offline: bool,
+
+        /// Docker Hub's login, from the file's `[upstream_credentials]` (or the environment's
+        /// REGMIRROR_UPSTREAM_USERNAME/PASSWORD): never a flag, which any user could read.
+        #[arg(skip)]
+        pub upstream_credentials: Option<Credentials>,
+
+        /// The file's `[[registries]]`.
+        #[arg(skip)]
+        pub registries: Option<Vec<FileRegistry>>,
+
+        /// The file's `[access]`.
+        #[arg(skip)]
+        pub access: Option<AccessConfig>,
+    }
+}

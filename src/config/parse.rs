@@ -1,0 +1,97 @@
+//! Value parsers shared by the flags (clap `value_parser`), the environment and the config file
+//! (serde `deserialize_with`), so a value means the same wherever it is given.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::uri::{Authority, Uri};
+use serde::{Deserialize, Deserializer};
+
+/// `30s`, `5m`, `2h`, `30d`, `250ms`, `1h 30m` (humantime's units); a bare number is seconds,
+/// as it always was here.
+pub fn duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value.parse().map(Duration::from_secs).map_err(|e| format!("{e}"));
+    }
+    humantime::parse_duration(value).map_err(|e| e.to_string())
+}
+
+/// `1024`, `512MiB`, `50GiB`, `10GB`, `1T`. `Ki`, `Mi`, `Gi`, `Ti` are binary; an SI prefix is
+/// decimal with a `B` (`GB` = 10^9) and binary without one (`G` = `GiB`), as it always was here.
+pub fn size(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    let units = if value.ends_with(['b', 'B']) {
+        parse_size::Config::new().with_decimal()
+    } else {
+        parse_size::Config::new().with_binary()
+    };
+    units
+        .parse_size(value)
+        .map_err(|e| format!("{e} (expected a number with an optional unit: B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)"))
+}
+
+pub fn addr(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| "expected HOST:PORT, e.g. [::]:5000 or 0.0.0.0:5000".to_owned())
+}
+
+/// A registry's base URL: http or https, a host, no path prefix (a trailing `/` is dropped).
+pub fn upstream(value: &str) -> Result<Uri, String> {
+    let uri: Uri = value.trim_end_matches('/').parse().map_err(|e| format!("{e}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) if uri.path() == "/" || uri.path().is_empty() => Ok(uri),
+        (Some("http" | "https"), Some(_)) => Err("a path prefix is not supported".to_owned()),
+        _ => Err("expected an http:// or https:// URL".to_owned()),
+    }
+}
+
+/// `HOST[:PORT]` as clients reach the mirror: a name, unlike `addr`.
+pub fn authority(value: &str) -> Result<Authority, String> {
+    value
+        .parse()
+        .map_err(|e| format!("{e} (expected HOST:PORT, e.g. mirror.lan:5000)"))
+}
+
+/// The config file's side of each parser: `#[serde(deserialize_with = "parse::de::duration")]`.
+/// The error carries the value; the file reader adds the key it was found under.
+pub mod de {
+    use super::*;
+
+    pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        optional(d, super::duration)
+    }
+
+    pub fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        optional(d, super::size)
+    }
+
+    pub fn addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        optional(d, super::addr)
+    }
+
+    pub fn upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Uri>, D::Error> {
+        optional(d, super::upstream)
+    }
+
+    pub fn required_upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Uri, D::Error> {
+        let value = String::deserialize(d)?;
+        super::upstream(&value).map_err(|reason| invalid::<D>(&value, reason))
+    }
+
+    fn optional<'de, D, T>(d: D, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+    {
+        let Some(value) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        parse(&value).map(Some).map_err(|reason| invalid::<D>(&value, reason))
+    }
+
+    fn invalid<'de, D: Deserializer<'de>>(value: &str, reason: impl Display) -> D::Error {
+        serde::de::Error::custom(format!("invalid value '{value}': {reason}"))
+    }
+}

@@ -1,0 +1,103 @@
+//! The registries mirrored and the logins used towards them: the config file's
+//! `[[registries]]` and `[upstream_credentials]` tables and the environment's credentials.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+
+use super::{parse, Error};
+use crate::reference::{self, Registry};
+
+/// Upstream login. `Debug` is written by hand so the password never reaches a log.
+#[derive(Clone, Deserialize)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Credentials from `REGMIRROR_UPSTREAM_USERNAME` / `REGMIRROR_UPSTREAM_PASSWORD`; one
+/// without the other is a mistake worth stopping for.
+pub fn env_credentials(username: Option<String>, password: Option<String>) -> Result<Option<Credentials>, Error> {
+    match (username, password) {
+        (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
+        (None, None) => Ok(None),
+        _ => Err(Error::CredentialsIncomplete),
+    }
+}
+
+/// One more registry to mirror: clients name it `registry` (with containerd's `ns=` or as a
+/// path prefix), the mirror fetches from `url`.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub registry: Registry,
+    pub url: Uri,
+    pub credentials: Option<Credentials>,
+    /// PEM CA certificates to trust for this upstream instead of the public roots.
+    pub ca: Option<PathBuf>,
+    pub tag_ttl: Option<Duration>,
+}
+
+/// A `[[registries]]` table. `Debug` is written by hand so the password never reaches a log.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRegistry {
+    name: String,
+    #[serde(deserialize_with = "parse::de::required_upstream")]
+    url: Uri,
+    username: Option<String>,
+    password: Option<String>,
+    ca: Option<PathBuf>,
+    #[serde(default, deserialize_with = "parse::de::duration")]
+    tag_ttl: Option<Duration>,
+}
+
+impl fmt::Debug for FileRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileRegistry")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca", &self.ca)
+            .field("tag_ttl", &self.tag_ttl)
+            .finish()
+    }
+}
+
+impl FileRegistry {
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
+    }
+
+    pub fn validate(self) -> Result<RegistryConfig, Error> {
+        let registry = self.name.parse().map_err(|e: reference::Error| Error::Value {
+            field: "registries.name",
+            value: self.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let credentials = match (self.username, self.password) {
+            (Some(username), Some(password)) => Some(Credentials { username, password }),
+            (None, None) => None,
+            _ => return Err(Error::RegistryCredentials(self.name)),
+        };
+        Ok(RegistryConfig {
+            registry,
+            url: self.url,
+            credentials,
+            ca: self.ca,
+            tag_ttl: self.tag_ttl,
+        })
+    }
+}
