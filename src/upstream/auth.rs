@@ -11,6 +11,7 @@ use base64::Engine as _;
 use http::HeaderValue;
 
 use crate::config::Credentials;
+use crate::sync::LockExt;
 
 /// Tokens are dropped this long before the upstream says they expire, since a token is
 /// checked when a request starts and a long blob transfer must not start on a dying one.
@@ -105,7 +106,7 @@ pub struct Tokens {
 
 impl Tokens {
     pub fn get(&self, scope: &str) -> Option<HeaderValue> {
-        let mut map = self.by_scope.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = self.by_scope.locked();
         match map.get(scope) {
             Some((value, expires)) if *expires > Instant::now() => Some(value.clone()),
             Some(_) => {
@@ -117,7 +118,7 @@ impl Tokens {
     }
 
     pub fn put(&self, scope: &str, value: HeaderValue, life: Duration) {
-        let mut map = self.by_scope.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = self.by_scope.locked();
         map.insert(scope.to_owned(), (value, Instant::now() + life));
     }
 }

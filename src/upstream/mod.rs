@@ -31,6 +31,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::config::Credentials;
 use crate::metrics::Metrics;
 use crate::reference::RepoName;
+use crate::sync::LockExt;
 use auth::Tokens;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -234,7 +235,7 @@ impl Upstream {
     }
 
     fn note_health(&self, result: &Result<Response, Error>) {
-        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let mut health = self.health.locked();
         match result {
             Ok(r) if !r.status().is_server_error() => health.last_ok = Some(SystemTime::now()),
             Ok(r) => health.last_error = Some((SystemTime::now(), format!("answered {}", r.status()))),
@@ -243,7 +244,7 @@ impl Upstream {
     }
 
     pub fn health(&self) -> Health {
-        self.health.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.health.locked().clone()
     }
 
     pub fn base(&self) -> &Uri {
