@@ -12,7 +12,7 @@ use crate::body::Body;
 use crate::cache::{Failure, Fill, Lookup, Opened, Source, SourceError};
 use crate::digest::Digest;
 use crate::reference::RepoName;
-use crate::upstream::{self, Upstream};
+use crate::upstream::{self, BlobStream, Upstream};
 
 pub enum BlobAnswer {
     Cached {
@@ -90,19 +90,29 @@ impl Mirror {
             Ok(size) => Ok(BlobAnswer::Filling { fill, size }),
             Err(Failure::Uncacheable(reason)) => {
                 tracing::warn!(%digest, reason, "passing the blob through uncached");
-                self.pass_through(repo, digest).await
+                match fill.take_unused() {
+                    Some(opened) => Ok(self.relay(digest, opened)),
+                    None => self.pass_through(repo, digest).await,
+                }
             }
             Err(Failure::Refused(e)) => Err(refusal(&e)),
             Err(Failure::Aborted(reason)) => Err(Error::protocol(reason)),
         }
     }
 
+    /// Opens the blob anew for this client alone, uncached.
     async fn pass_through(&self, repo: &RepoName, digest: &Digest) -> Result<BlobAnswer, Error> {
         let stream = self.upstream.open_blob(repo, digest, 0).await;
         let stream = stream.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
-        let size = stream.size;
-        let body = stream.pass_through(digest.clone(), self.metrics.clone());
-        Ok(BlobAnswer::Streaming { body, size })
+        Ok(self.relay(digest, opened(stream)))
+    }
+
+    fn relay(&self, digest: &Digest, opened: Opened) -> BlobAnswer {
+        let body = upstream::pass_through(digest.clone(), opened.size, opened.bytes, self.metrics.clone());
+        BlobAnswer::Streaming {
+            body,
+            size: opened.size,
+        }
     }
 
     /// The fill's source: always through this repository, and through the registry again on
@@ -127,11 +137,15 @@ impl Source for UpstreamBlob {
         Box::pin(async move {
             let stream = self.upstream.open_blob(&self.repo, &self.digest, offset).await;
             let stream = stream.map_err(|e| Arc::new(e) as SourceError)?;
-            Ok(Opened {
-                size: stream.size,
-                bytes: stream.into_stream(),
-            })
+            Ok(opened(stream))
         })
+    }
+}
+
+fn opened(stream: BlobStream) -> Opened {
+    Opened {
+        size: stream.size,
+        bytes: stream.into_stream(),
     }
 }
 

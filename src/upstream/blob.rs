@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
+use futures_util::StreamExt;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -96,53 +97,63 @@ impl BlobStream {
             s.next().await.map(|item| (item, s))
         }))
     }
+}
 
-    /// Streams the blob to one client, uncached, holding back the last chunk until digest and
-    /// size check out, so a bad transfer ends in an aborted response rather than a clean one.
-    pub fn pass_through(self, digest: Digest, metrics: Arc<Metrics>) -> Body {
-        let (client, body) = body::channel(CLIENT_QUEUE);
-        tokio::spawn(async move {
-            match self.relay(&digest, &client).await {
-                Ok(()) => client.finish().await,
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::InvalidData {
-                        metrics.digest_mismatches.inc();
-                    }
-                    tracing::warn!(%digest, error = %e, "pass-through transfer failed");
-                    client.abort(e).await;
+/// Streams a blob's bytes to one client, uncached, holding back the last chunk until digest
+/// and size check out, so a bad transfer ends in an aborted response rather than a clean one.
+pub fn pass_through(
+    digest: Digest,
+    size: Option<u64>,
+    bytes: BoxStream<'static, io::Result<Bytes>>,
+    metrics: Arc<Metrics>,
+) -> Body {
+    let (client, body) = body::channel(CLIENT_QUEUE);
+    tokio::spawn(async move {
+        match relay(&digest, size, bytes, &client).await {
+            Ok(()) => client.finish().await,
+            Err(e) => {
+                if e.kind() == io::ErrorKind::InvalidData {
+                    metrics.digest_mismatches.inc();
                 }
-            }
-        });
-        body
-    }
-
-    async fn relay(mut self, digest: &Digest, client: &BodySender) -> io::Result<()> {
-        let mut hasher = Hasher::new(digest.algorithm());
-        let mut received = 0u64;
-        let mut held: Option<Bytes> = None;
-        while let Some(data) = self.next().await {
-            let data = data?;
-            received += data.len() as u64;
-            hasher.update(&data);
-            if let Some(previous) = held.replace(data) {
-                if !client.send(previous).await {
-                    return Ok(());
-                }
+                tracing::warn!(%digest, error = %e, "pass-through transfer failed");
+                client.abort(e).await;
             }
         }
-        let invalid = |message| Err(io::Error::new(io::ErrorKind::InvalidData, message));
-        if self.size.is_some_and(|size| size != received) {
-            return invalid(format!("upstream sent {received} bytes, not {:?}", self.size));
+    });
+    body
+}
+
+async fn relay(
+    digest: &Digest,
+    size: Option<u64>,
+    mut bytes: BoxStream<'static, io::Result<Bytes>>,
+    client: &BodySender,
+) -> io::Result<()> {
+    let mut hasher = Hasher::new(digest.algorithm());
+    let mut received = 0u64;
+    let mut held: Option<Bytes> = None;
+    while let Some(data) = bytes.next().await {
+        let data = data?;
+        received += data.len() as u64;
+        hasher.update(&data);
+        if let Some(previous) = held.replace(data) {
+            if !client.send(previous).await {
+                return Ok(());
+            }
         }
-        let actual = hasher.finish();
-        if actual != *digest {
-            return invalid(format!("upstream bytes hash to {actual}"));
-        }
-        if let Some(last) = held {
-            client.send(last).await;
-        }
-        Ok(())
     }
+    let invalid = |message| Err(io::Error::new(io::ErrorKind::InvalidData, message));
+    if size.is_some_and(|size| size != received) {
+        return invalid(format!("upstream sent {received} bytes, not {size:?}"));
+    }
+    let actual = hasher.finish();
+    if actual != *digest {
+        return invalid(format!("upstream bytes hash to {actual}"));
+    }
+    if let Some(last) = held {
+        client.send(last).await;
+    }
+    Ok(())
 }
 
 fn blob_path(digest: &Digest) -> String {

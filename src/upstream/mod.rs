@@ -10,7 +10,7 @@ mod blob;
 mod manifest;
 mod token;
 
-pub use blob::BlobStream;
+pub use blob::{pass_through, BlobStream};
 pub use manifest::{FetchedManifest, ManifestHead};
 
 use std::path::Path;

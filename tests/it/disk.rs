@@ -198,3 +198,17 @@ async fn corrupt_blob_passed_through_is_aborted() {
     mirror.get(&blob_path(&blob)).await.assert_blob(&blob);
     assert!(mirror.data_dir().blobs().is_empty());
 }
+
+/// When the disk cannot take a blob, the upstream answer the fill already opened is passed
+/// through to the client: the blob is not fetched a second time for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_the_disk_cannot_take_is_fetched_once_for_the_client_that_asked() {
+    let fake = FakeRegistry::builder().cdn_redirects(true).build().await;
+    let blob = Blob::new(random_bytes(MIB + 17));
+    fake.add_blob(REPO, blob.bytes.clone());
+    let mirror = Mirror::builder(&fake).min_free_disk(u64::MAX / 4).start().await;
+
+    mirror.get(&blob_path(&blob)).await.assert_blob(&blob);
+    assert_eq!(fake.cdn_gets(&blob.digest), 1);
+    assert!(mirror.data_dir().blobs().is_empty());
+}

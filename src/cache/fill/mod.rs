@@ -93,6 +93,9 @@ pub struct Fill {
     /// Frames received but not yet written, by offset: readers that keep up are sent these
     /// very bytes, without waiting for the writer or copying them back out of the spool.
     unwritten: Mutex<VecDeque<(u64, Bytes)>>,
+    /// The opened source of a fill the cache could not take, for one follower to pass through
+    /// rather than open the blob again.
+    unused: Mutex<Option<Opened>>,
 }
 
 /// The right to fill an uncached blob, taken in the same locked lookup that found it absent.
@@ -138,6 +141,7 @@ impl Fill {
             progress: watch::Sender::new(Progress::Connecting),
             written: AtomicU64::new(0),
             unwritten: Mutex::default(),
+            unused: Mutex::default(),
         }
     }
 
@@ -151,6 +155,12 @@ impl Fill {
             Ok(Progress::Failed(failure)) => Err(failure.clone()),
             Ok(Progress::Connecting) | Err(_) => Err(Failure::Aborted("the fill ended unexpectedly".into())),
         }
+    }
+
+    /// The source's opened bytes, when the fill could not take them (`Failure::Uncacheable`)
+    /// and no other follower has taken them yet.
+    pub fn take_unused(&self) -> Option<Opened> {
+        self.unused.locked().take()
     }
 
     /// Waits for the fill's end: whether the blob is now in the cache.

@@ -13,6 +13,7 @@ use super::{Failure, Fill, Opened, Progress, Source};
 use crate::cache::store::TempFile;
 use crate::cache::{Cache, Entry};
 use crate::digest::{Digest, Hasher};
+use crate::sync::LockExt;
 
 /// A silent source is given up on (and the transfer resumed) after this long.
 const SOURCE_IDLE: Duration = Duration::from_secs(60);
@@ -70,7 +71,13 @@ impl Task {
     /// Fetches the blob into the spool: the verified spool and its size, ready to commit.
     async fn transfer(&self, source: &impl Source) -> Result<(TempFile, u64), Failure> {
         let opened = source.open(0).await.map_err(Failure::Refused)?;
-        let temp = self.spool(opened.size).await?;
+        let temp = match self.spool(opened.size).await {
+            Ok(temp) => temp,
+            Err(failure) => {
+                *self.fill.unused.locked() = Some(opened);
+                return Err(failure);
+            }
+        };
         let file = temp.writer().map_err(|e| spool_error(&e))?;
         let size = opened.size;
         self.fill
