@@ -1,4 +1,4 @@
-//! Accept negotiation for manifests (protocol.md §5): a tag's stored type must be
+//! Accept negotiation for manifests (docs/protocol.md §5): a tag's stored type must be
 //! acceptable to the client, a digest is served regardless, and the upstream is always
 //! asked for every type so its tag-to-digest answer does not depend on the client.
 

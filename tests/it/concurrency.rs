@@ -1,5 +1,5 @@
 //! Cold blobs under load: parallel clients share one upstream fetch, and a client that
-//! hangs up does not cancel the fill (protocol.md §9, checklist 10).
+//! hangs up does not cancel the fill (docs/protocol.md §9.10).
 
 use std::sync::Arc;
 use std::time::Duration;

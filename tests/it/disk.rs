@@ -1,4 +1,4 @@
-//! The cache's hold on the disk (protocol.md §10 "Huge layers"): `max_cache_size` evicts
+//! The cache's hold on the disk (docs/protocol.md §10): `max_cache_size` evicts
 //! content and deletes its files, without cutting off a client still reading one, and
 //! too little free space (`min_free_disk`) makes blobs pass through uncached, still
 //! verified.

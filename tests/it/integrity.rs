@@ -34,7 +34,7 @@ async fn corrupt_blob_is_aborted_and_not_cached() {
     assert_eq!(fake.total(), before, "the good copy is cached");
 }
 
-/// A body that breaks off may be resumed upstream (protocol.md §9.9) or aborted towards
+/// A body that breaks off may be resumed upstream (docs/protocol.md §9.9) or aborted towards
 /// the client; either way the client gets the exact bytes or a failed read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_blob_is_resumed_exactly_or_aborted() {

@@ -37,7 +37,7 @@ async fn head_by_tag_has_real_length_and_costs_no_upstream_get() {
         .head_manifest("/v2/library/alpine/manifests/latest")
         .await
         .assert_manifest_head(&image.manifest);
-    // Docker Hub counts GETs against the pull rate limit, not HEADs (protocol.md §7).
+    // Docker Hub counts GETs against the pull rate limit, not HEADs (docs/protocol.md §7.4).
     assert_eq!(fake.manifest_gets("library/alpine"), 0, "{:#?}", fake.requests());
     assert!(fake.manifest_heads("library/alpine") >= 1);
 }
@@ -61,7 +61,7 @@ async fn by_digest_miss_then_hit() {
     assert_eq!(fake.manifest_gets_of(&image.manifest.digest), 1);
 }
 
-/// dockerd resolves a tag with HEAD and then GETs the digest (protocol.md §8a).
+/// dockerd resolves a tag with HEAD and then GETs the digest (docs/protocol.md §8.1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_tag_then_get_digest_costs_one_upstream_get() {
     let fake = FakeRegistry::start().await;

@@ -1,8 +1,8 @@
-//! An upstream body that breaks off or stalls (protocol.md §9 "Blob miss" 9, §10 "Huge
-//! layers"): the fill resumes with `Range: bytes=N-` from exactly what it has, accepts a
-//! 200 instead by skipping what it already spooled, gives up after a bounded number of
-//! resumes, and gives up on a stalled body after its time limit. Whatever happens, the
-//! client gets the exact bytes or an aborted body, and only verified bytes are cached.
+//! An upstream body that breaks off or stalls (docs/protocol.md §9.9, §10): the fill
+//! resumes with `Range: bytes=N-` from exactly what it has, accepts a 200 instead by
+//! skipping what it already spooled, gives up after a bounded number of resumes, and gives
+//! up on a stalled body after its time limit. Whatever happens, the client gets the exact
+//! bytes or an aborted body, and only verified bytes are cached.
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
-//! One upstream fetch per cold blob, however its clients arrive (protocol.md §9 "Blob
-//! miss", checklist 9-11): many at once, one joining halfway, ranges on bytes still
-//! arriving, the only client hanging up, and a corrupt body failing every client waiting
-//! on it. Bodies are throttled by the fake so that the clients really overlap the fill.
+//! One upstream fetch per cold blob, however its clients arrive (docs/protocol.md §9.10,
+//! §9.11): many at once, one joining halfway, ranges on bytes still arriving, the only
+//! client hanging up, and a corrupt body failing every client waiting on it. Bodies are
+//! throttled by the fake so that the clients really overlap the fill.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! `max_stale` bounds stale-if-error (protocol.md §9 "Tags are mutable", checklist 5).
+//! `max_stale` bounds stale-if-error (docs/protocol.md §9.5).
 //!
 //! `revalidation` shows a cached tag served with a `Warning` while the upstream fails and
 //! no limit is set; here the limit is 1 s, so the same failure gives the stale copy while

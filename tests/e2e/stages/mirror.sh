@@ -148,7 +148,7 @@ mirror_facts_upstream_down() {
         "$F_DIGEST" "$F_SIZE" "$F_MT"
     head_check "warm HEAD /v2/$F_NAME/blobs/<layer>" "https://$M/v2/$F_NAME/blobs/$F_LAYER" "$F_LAYER" "$F_LAYER_SIZE"
     # Not counted: by-digest pulls are what must work warm. A tag with the upstream
-    # down is served stale per protocol.md §9 (Warning header); report what happened.
+    # down is served stale per docs/protocol.md §9.5 (Warning header); report what happened.
     code=$("${CURL[@]}" -o /dev/null -D "$TMP/stale.hdr" -w '%{http_code}' \
         -H "Accept: application/vnd.docker.distribution.manifest.v2+json" \
         "https://$M/v2/$F_NAME/manifests/$F_TAG" || true)

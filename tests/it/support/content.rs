@@ -18,7 +18,7 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 pub const MIB: usize = 1024 * 1024;
 
-/// The four manifest types a mirror always asks the upstream for (protocol.md §5).
+/// The four manifest types a mirror always asks the upstream for (docs/protocol.md §5).
 pub const ALL_MANIFEST_TYPES: [&str; 4] = [DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX];
 
 pub fn sha256(bytes: &[u8]) -> String {

@@ -30,7 +30,7 @@ use super::data_dir::DataDir;
 use super::fake_registry::FakeRegistry;
 use super::streaming::Streaming;
 
-/// containerd's resolver Accept line (protocol.md §5): every manifest type, then `*/*`.
+/// containerd's resolver Accept line (docs/protocol.md §8.2): every manifest type, then `*/*`.
 pub const CONTAINERD_ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
     application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, \
     application/vnd.oci.image.index.v1+json, */*";
