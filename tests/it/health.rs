@@ -175,7 +175,8 @@ async fn readyz_as_soon_as_the_port_accepts_and_notify_after_the_bind() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    assert_eq!(first, "READY=1", "{}", mirror.log());
+    // One newline-terminated assignment per line, as sd_notify(3) allows.
+    assert_eq!(first.lines().collect::<Vec<_>>(), ["READY=1"], "{}", mirror.log());
     let ready = mirror.wait_ready().await;
     assert_eq!(ready.listen, addr);
     if !readyz_checked {
@@ -189,7 +190,10 @@ async fn readyz_as_soon_as_the_port_accepts_and_notify_after_the_bind() {
         .await
         .expect("STOPPING=1 within 5 s of SIGTERM")
         .expect("notify socket");
-    assert_eq!(String::from_utf8_lossy(&buf[..received]), "STOPPING=1");
+    assert_eq!(
+        String::from_utf8_lossy(&buf[..received]).lines().collect::<Vec<_>>(),
+        ["STOPPING=1"]
+    );
     let status = mirror.wait_exit(Duration::from_secs(10)).await;
     assert!(
         status.is_some_and(|s| s.success()),
