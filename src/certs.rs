@@ -126,10 +126,10 @@ impl Names {
     }
 }
 
-/// The first name a client would use for this machine: its host name, else localhost.
+/// The first name a client would use for this machine: its host name (`uname`'s nodename).
 pub fn machine_hostname() -> Option<String> {
-    let name = fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let name = name.trim().to_ascii_lowercase();
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_str().ok()?.trim().to_ascii_lowercase();
     (!name.is_empty()).then_some(name)
 }
 
