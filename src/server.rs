@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument as _;
 
 use crate::access::{self, Access};
-use crate::api::{self, App, Peer, Role, RouteLabel};
+use crate::api::{self, App, Peer, Role, RouteKind};
 use crate::body::Body;
 use crate::certs;
 use crate::config::Config;
@@ -286,11 +286,16 @@ async fn serve_request(app: &App, role: Role, peer: &Peer, request: Request<Inco
 
 /// Counts the request, its hit or miss, and the body bytes as they actually go out.
 fn account(metrics: &Arc<Metrics>, response: Response<Body>) -> Response<Body> {
-    let route = response.extensions().get::<RouteLabel>().map_or("invalid", |l| l.0);
+    let route = response.extensions().get::<RouteKind>().copied();
+    let route = route.unwrap_or(RouteKind::Invalid);
     let status = response.status().as_u16();
-    metrics.requests.get_or_create(&RequestLabels { route, status }).inc();
+    let labels = RequestLabels {
+        route: route.as_str(),
+        status,
+    };
+    metrics.requests.get_or_create(&labels).inc();
     let source = response.extensions().get::<Source>().copied();
-    let content = matches!(route, "manifest" | "blob");
+    let content = route.is_content();
     let origin = match source {
         Some(Source::Cache | Source::Stale) if content => Some(Origin::Cache),
         Some(Source::Upstream) if content => Some(Origin::Upstream),

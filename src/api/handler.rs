@@ -8,8 +8,8 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::error::Error;
 use super::range::ByteRange;
-use super::route::{self, Route};
-use super::{status_page, App, Peer, Role, RouteLabel};
+use super::route::{self, Route, RouteKind};
+use super::{status_page, App, Peer, Role};
 use crate::access::Identity;
 use crate::body::{self, Body};
 use crate::digest::Digest;
@@ -29,7 +29,7 @@ pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Request<B>)
         Role::Admin if route.is_admin() => Ok(route),
         _ => Err(Error::NoRoute),
     });
-    let label = route.as_ref().map_or("invalid", Route::label);
+    let kind = route.as_ref().map_or(RouteKind::Invalid, Route::kind);
     let response = match route {
         Ok(route) => match admit(app, &route, peer, request).await {
             Ok(identity) => respond(app, route, identity.as_ref(), request).await,
@@ -38,7 +38,7 @@ pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Request<B>)
         Err(e) => Err(e),
     };
     let mut response = response.unwrap_or_else(Error::into_response);
-    response.extensions_mut().insert(RouteLabel(label));
+    response.extensions_mut().insert(kind);
     // The proxying part of the distribution spec asks for `ns` to be echoed back.
     if let Ok(Some(registry)) = route::namespace(query) {
         if let Ok(value) = HeaderValue::from_str(registry.as_str()) {
@@ -146,7 +146,7 @@ async fn respond<B>(
             blob_response(answer, &digest, request.headers(), head)
         }
         Route::Tags { registry, repo } => {
-            let query = upstream_query(request.uri().query());
+            let query = route::upstream_query(request.uri().query());
             let list = mirror(registries, &registry)?.tags(&repo, query.as_deref()).await?;
             let mut response = Response::builder().status(list.status);
             for (name, value) in &list.headers {
@@ -168,15 +168,6 @@ async fn respond<B>(
 /// A registry the gateway does not mirror is unknown here; it never falls back to Docker Hub.
 fn mirror<'a>(registries: &'a Registries, registry: &Registry) -> Result<&'a Mirror, Error> {
     registries.get(registry).ok_or(Error::RegistryUnknown)
-}
-
-/// The client's query without `ns`, which is for this mirror, not the upstream.
-fn upstream_query(query: Option<&str>) -> Option<String> {
-    let kept: Vec<&str> = query?
-        .split('&')
-        .filter(|pair| !pair.starts_with("ns=") && !pair.is_empty())
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("&"))
 }
 
 fn manifest_response(answer: ManifestAnswer, head: bool) -> Result<Response<Body>, Error> {

@@ -10,6 +10,8 @@ mod status_page;
 
 pub use error::Error;
 pub use handler::handle;
+/// Set by `handle` on every response, for metrics.
+pub use route::RouteKind;
 
 use std::net::IpAddr;
 
@@ -48,7 +50,3 @@ pub enum Role {
     /// The admin listener: health and metrics only.
     Admin,
 }
-
-/// The route name of an answered request, for metrics; set by `handle` on every response.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteLabel(pub &'static str);

@@ -1,7 +1,10 @@
-//! Request routing as a pure function: method and raw path in, a typed `Route` out, with every
-//! name, tag and digest already validated.
+//! Request routing as a pure function: method, raw path and query in, a typed `Route` out,
+//! with every name, tag and digest already validated.
+
+use std::borrow::Cow;
 
 use http::Method;
+use percent_encoding::percent_decode_str;
 
 use super::error::Error;
 use crate::digest::Digest;
@@ -37,19 +40,56 @@ pub enum Route {
     },
 }
 
-impl Route {
-    /// A low-cardinality name for metrics.
-    pub fn label(&self) -> &'static str {
+/// Which kind of route answered a request, without its parameters; `Invalid` when none did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    Base,
+    CaCert,
+    Health,
+    Ready,
+    Metrics,
+    Status,
+    Manifest,
+    Blob,
+    Tags,
+    Invalid,
+}
+
+impl RouteKind {
+    /// The low-cardinality name metrics label requests with.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Route::Base => "base",
-            Route::CaCert => "ca",
-            Route::Health => "health",
-            Route::Ready => "ready",
-            Route::Metrics => "metrics",
-            Route::Status => "status",
-            Route::Manifest { .. } => "manifest",
-            Route::Blob { .. } => "blob",
-            Route::Tags { .. } => "tags",
+            RouteKind::Base => "base",
+            RouteKind::CaCert => "ca",
+            RouteKind::Health => "health",
+            RouteKind::Ready => "ready",
+            RouteKind::Metrics => "metrics",
+            RouteKind::Status => "status",
+            RouteKind::Manifest => "manifest",
+            RouteKind::Blob => "blob",
+            RouteKind::Tags => "tags",
+            RouteKind::Invalid => "invalid",
+        }
+    }
+
+    /// Routes that serve content, the only ones a cache hit or miss is counted for.
+    pub fn is_content(self) -> bool {
+        matches!(self, RouteKind::Manifest | RouteKind::Blob)
+    }
+}
+
+impl Route {
+    pub fn kind(&self) -> RouteKind {
+        match self {
+            Route::Base => RouteKind::Base,
+            Route::CaCert => RouteKind::CaCert,
+            Route::Health => RouteKind::Health,
+            Route::Ready => RouteKind::Ready,
+            Route::Metrics => RouteKind::Metrics,
+            Route::Status => RouteKind::Status,
+            Route::Manifest { .. } => RouteKind::Manifest,
+            Route::Blob { .. } => RouteKind::Blob,
+            Route::Tags { .. } => RouteKind::Tags,
         }
     }
 
@@ -58,20 +98,17 @@ impl Route {
         matches!(self, Route::Health | Route::Ready | Route::Metrics)
     }
 
-    /// Routes on the raw path. The name is everything before the last two segments, so a
-    /// repository may itself contain `manifests` or `blobs` components: tags hold no `/` and
-    /// digests hold a `:`, which keeps the split unambiguous. The registry comes from a host as
-    /// the name's first component (`/v2/ghcr.io/org/tool/...`), else from containerd's `ns`
-    /// query parameter, else it is Docker Hub.
+    /// Routes on the raw path: it is split on `/` first and each segment percent-decoded after,
+    /// so an encoded `/` (`%2F`) can never add a segment; such a segment is refused. The name is
+    /// every segment before the last two, so a repository may itself contain `manifests` or
+    /// `blobs` components: tags hold no `/` and digests hold a `:`, which keeps the split
+    /// unambiguous. The registry comes from a host as the name's first component
+    /// (`/v2/ghcr.io/org/tool/...`), else from containerd's `ns` query parameter, else it is
+    /// Docker Hub.
     pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Error> {
         let read = *method == Method::GET || *method == Method::HEAD;
-        match path {
-            "/ca.crt" if read => return Ok(Route::CaCert),
-            "/healthz" if read => return Ok(Route::Health),
-            "/readyz" if read => return Ok(Route::Ready),
-            "/metrics" if read => return Ok(Route::Metrics),
-            "/" if read => return Ok(Route::Status),
-            _ => {}
+        if let (true, Some(page)) = (read, page(path)) {
+            return Ok(page);
         }
         let Some(rest) = path.strip_prefix("/v2") else {
             return Err(Error::NoRoute);
@@ -83,59 +120,93 @@ impl Route {
             return Ok(Route::Base);
         }
         let rest = rest.strip_prefix('/').ok_or(Error::NoRoute)?;
-        if let Some(name) = rest.strip_suffix("/tags/list") {
-            let (registry, repo) = locate(name, query)?;
-            return Ok(Route::Tags { registry, repo });
-        }
-        let mut parts = rest.rsplitn(3, '/');
-        let (Some(target), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(Error::NoRoute);
-        };
-        match kind {
-            "manifests" => {
-                let (registry, repo) = locate(name, query)?;
-                Ok(Route::Manifest {
-                    registry,
-                    repo,
-                    reference: reference(target)?,
-                })
-            }
-            "blobs" => {
-                let (registry, repo) = locate(name, query)?;
-                Ok(Route::Blob {
-                    registry,
-                    repo,
-                    digest: target.parse()?,
-                })
-            }
-            _ => Err(Error::NoRoute),
-        }
+        content(&segments(rest)?, query)
     }
 }
 
-/// Which registry a name belongs to, and the name within it. Percent-encoding, `//` and dot
-/// segments all fail the name grammar, which admits none of `%`, empty components or
-/// components starting with `.`.
-fn locate(name: &str, query: Option<&str>) -> Result<(Registry, RepoName), Error> {
-    let (registry, name) = match name.split_once('/') {
-        Some((host, rest)) if Registry::looks_like_host(host) => (host.parse().map_err(|_| Error::NameInvalid)?, rest),
+/// The mirror's own pages, outside the registry API.
+fn page(path: &str) -> Option<Route> {
+    match path {
+        "/ca.crt" => Some(Route::CaCert),
+        "/healthz" => Some(Route::Health),
+        "/readyz" => Some(Route::Ready),
+        "/metrics" => Some(Route::Metrics),
+        "/" => Some(Route::Status),
+        _ => None,
+    }
+}
+
+/// The raw path's segments, each percent-decoded. One that decodes to a `/` or to bytes that
+/// are not UTF-8 is refused; empty (`//`) and dot segments are left to the name grammar, which
+/// admits neither.
+fn segments(path: &str) -> Result<Vec<Cow<'_, str>>, Error> {
+    path.split('/')
+        .map(|raw| match percent_decode_str(raw).decode_utf8() {
+            Ok(segment) if !segment.contains('/') => Ok(segment),
+            _ => Err(Error::NameInvalid),
+        })
+        .collect()
+}
+
+fn content(segments: &[Cow<'_, str>], query: Option<&str>) -> Result<Route, Error> {
+    match segments {
+        [name @ .., tags, list] if !name.is_empty() && tags == "tags" && list == "list" => {
+            let (registry, repo) = locate(name, query)?;
+            Ok(Route::Tags { registry, repo })
+        }
+        [name @ .., kind, target] if !name.is_empty() && kind == "manifests" => {
+            let (registry, repo) = locate(name, query)?;
+            Ok(Route::Manifest {
+                registry,
+                repo,
+                reference: reference(target)?,
+            })
+        }
+        [name @ .., kind, target] if !name.is_empty() && kind == "blobs" => {
+            let (registry, repo) = locate(name, query)?;
+            Ok(Route::Blob {
+                registry,
+                repo,
+                digest: target.parse()?,
+            })
+        }
+        _ => Err(Error::NoRoute),
+    }
+}
+
+/// Which registry a name belongs to, and the name within it.
+fn locate(name: &[Cow<'_, str>], query: Option<&str>) -> Result<(Registry, RepoName), Error> {
+    let (registry, name) = match name {
+        [host, rest @ ..] if !rest.is_empty() && Registry::looks_like_host(host) => {
+            (host.parse().map_err(|_| Error::NameInvalid)?, rest)
+        }
         _ => (namespace(query)?.unwrap_or_else(Registry::docker_hub), name),
     };
-    let repo = RepoName::on(&registry, name).map_err(|_| Error::NameInvalid)?;
+    let repo = RepoName::on(&registry, &name.join("/")).map_err(|_| Error::NameInvalid)?;
     Ok((registry, repo))
 }
 
 /// containerd's `ns=<registry>` (distribution-spec "Registry Proxying").
 pub fn namespace(query: Option<&str>) -> Result<Option<Registry>, Error> {
-    let Some(value) = query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .find_map(|pair| pair.strip_prefix("ns="))
-    else {
+    let Some((_, value)) = pairs(query).find(|(key, _)| key == "ns") else {
         return Ok(None);
     };
-    let value = value.replace("%3A", ":").replace("%3a", ":");
     value.parse().map(Some).map_err(|_| Error::RegistryUnknown)
+}
+
+/// The client's query without `ns`, which is for this mirror, not the upstream.
+pub fn upstream_query(query: Option<&str>) -> Option<String> {
+    let mut kept = form_urlencoded::Serializer::new(String::new());
+    let mut any = false;
+    for (key, value) in pairs(query).filter(|(key, _)| key != "ns") {
+        kept.append_pair(&key, &value);
+        any = true;
+    }
+    any.then(|| kept.finish())
+}
+
+fn pairs(query: Option<&str>) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
 }
 
 fn reference(target: &str) -> Result<Reference, Error> {
@@ -146,135 +217,4 @@ fn reference(target: &str) -> Result<Reference, Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-    fn check(method: Method, uri: &str, want: Result<&str, &str>) {
-        let (path, query) = uri.split_once('?').map_or((uri, None), |(p, q)| (p, Some(q)));
-        match (Route::parse(&method, path, query), want) {
-            (Ok(route), Ok(summary)) => assert_eq!(summarize(&route), summary, "{uri}"),
-            (Err(e), Err(variant)) => assert!(format!("{e:?}").starts_with(variant), "{uri}: {e:?}"),
-            (got, want) => panic!("{uri}: got {got:?}, want {want:?}"),
-        }
-    }
-
-    fn summarize(route: &Route) -> String {
-        match route {
-            Route::Manifest {
-                registry,
-                repo,
-                reference,
-            } => format!("manifest {registry}/{repo} {reference}"),
-            Route::Blob { registry, repo, digest } => format!("blob {registry}/{repo} {digest}"),
-            Route::Tags { registry, repo } => format!("tags {registry}/{repo}"),
-            other => other.label().into(),
-        }
-    }
-
-    #[test]
-    fn routes() {
-        check(Method::GET, "/v2/", Ok("base"));
-        check(Method::GET, "/v2", Ok("base"));
-        check(Method::GET, "/ca.crt", Ok("ca"));
-        check(Method::GET, "/healthz", Ok("health"));
-        check(Method::HEAD, "/readyz", Ok("ready"));
-        check(Method::GET, "/metrics", Ok("metrics"));
-        check(Method::GET, "/", Ok("status"));
-        check(
-            Method::HEAD,
-            "/v2/alpine/manifests/3.20",
-            Ok("manifest docker.io/library/alpine 3.20"),
-        );
-        check(
-            Method::GET,
-            "/v2/someuser/tool/manifests/latest",
-            Ok("manifest docker.io/someuser/tool latest"),
-        );
-        check(
-            Method::GET,
-            &format!("/v2/a/blobs/{DIGEST}"),
-            Ok(&format!("blob docker.io/library/a {DIGEST}")),
-        );
-        check(
-            Method::GET,
-            "/v2/foo/manifests/bar/manifests/latest",
-            Ok("manifest docker.io/foo/manifests/bar latest"),
-        );
-        check(Method::GET, "/v2/foo/blobs/tags/list", Ok("tags docker.io/foo/blobs"));
-        check(
-            Method::GET,
-            &format!("/v2/a/manifests/{DIGEST}"),
-            Ok(&format!("manifest docker.io/library/a {DIGEST}")),
-        );
-    }
-
-    #[test]
-    fn registries_by_prefix_and_namespace() {
-        check(
-            Method::GET,
-            "/v2/ghcr.io/org/tool/manifests/1",
-            Ok("manifest ghcr.io/org/tool 1"),
-        );
-        check(
-            Method::GET,
-            "/v2/tool/manifests/1?ns=ghcr.io",
-            Ok("manifest ghcr.io/tool 1"),
-        );
-        check(
-            Method::GET,
-            "/v2/library/alpine/manifests/1?ns=docker.io",
-            Ok("manifest docker.io/library/alpine 1"),
-        );
-        check(
-            Method::GET,
-            "/v2/alpine/manifests/1?ns=index.docker.io",
-            Ok("manifest docker.io/library/alpine 1"),
-        );
-        check(
-            Method::GET,
-            "/v2/registry.lan:5000/app/tags/list",
-            Ok("tags registry.lan:5000/app"),
-        );
-        check(
-            Method::GET,
-            "/v2/app/tags/list?n=5&ns=registry.lan%3A5000",
-            Ok("tags registry.lan:5000/app"),
-        );
-        check(
-            Method::GET,
-            "/v2/docker.io/alpine/manifests/1",
-            Ok("manifest docker.io/library/alpine 1"),
-        );
-        check(
-            Method::GET,
-            "/v2/localhost/app/manifests/1",
-            Ok("manifest localhost/app 1"),
-        );
-        check(Method::GET, "/v2/a/manifests/1?ns=bad_host", Err("RegistryUnknown"));
-        check(Method::GET, "/v2/bad_host.io/a/manifests/1", Err("NameInvalid"));
-    }
-
-    #[test]
-    fn rejects() {
-        check(Method::PUT, "/v2/a/manifests/latest", Err("Unsupported"));
-        check(Method::POST, "/v2/a/blobs/uploads/", Err("Unsupported"));
-        check(Method::DELETE, &format!("/v2/a/blobs/{DIGEST}"), Err("Unsupported"));
-        check(Method::GET, "/v2/UPPER/manifests/latest", Err("NameInvalid"));
-        check(Method::GET, "/v2/a//b/manifests/latest", Err("NameInvalid"));
-        check(Method::GET, "/v2/a/../b/manifests/latest", Err("NameInvalid"));
-        check(Method::GET, "/v2/a%2Fb/manifests/latest", Err("NameInvalid"));
-        check(Method::GET, "/v2/a/manifests/sha256:ABC", Err("DigestInvalid"));
-        check(
-            Method::GET,
-            &format!("/v2/a/blobs/{}", DIGEST.to_uppercase()),
-            Err("DigestInvalid"),
-        );
-        check(Method::GET, "/v2/a/blobs/latest", Err("DigestInvalid"));
-        check(Method::GET, "/v2/a/manifests/-bad", Err("TagInvalid"));
-        check(Method::GET, "/v2/a/other/x", Err("NoRoute"));
-        check(Method::GET, "/v2/a", Err("NoRoute"));
-        check(Method::GET, "/elsewhere", Err("NoRoute"));
-    }
-}
+mod tests;
