@@ -1,5 +1,6 @@
-//! Micro-benchmarks of the pure functions every request runs through: name and reference
-//! parsing (the public pieces `api::route` is built from) and digest verification throughput.
+//! Micro-benchmarks of the pure functions every request runs through: the router
+//! (`api::route::Route::parse`), the name and reference parsing it is built from, and digest
+//! verification throughput.
 //! bench/run.sh runs them and sets the sha256 throughput beside `sha256sum` on the same data.
 //!
 //! `cargo bench --bench hot_paths`; criterion's usual flags follow `--`.
@@ -7,7 +8,10 @@
 use std::hint::black_box;
 use std::str::FromStr;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use http::Method;
+use regmirror::api::route::Route;
 use regmirror::digest::{Algorithm, Digest, Hasher};
 use regmirror::reference::{ImageRef, Reference, RepoName};
 
@@ -30,16 +34,28 @@ fn parsing(c: &mut Criterion) {
     group.bench_function("digest", |b| b.iter(|| Digest::from_str(black_box(DIGEST))));
     let image = format!("docker.io/someuser/tool:1.2@{DIGEST}");
     group.bench_function("image_ref", |b| b.iter(|| ImageRef::from_str(black_box(&image))));
-    // A whole blob route's worth: split the path the way the router does, parse both halves.
-    let path = format!("/v2/library/alpine/blobs/{DIGEST}");
-    group.bench_function("blob_path", |b| {
-        b.iter(|| {
-            let rest = black_box(&path).strip_prefix("/v2/").expect("prefix");
-            let (name, digest) = rest.rsplit_once("/blobs/").expect("blobs");
-            (RepoName::from_str(name), Digest::from_str(digest))
-        })
-    });
+    routing(&mut group);
     group.finish();
+}
+
+/// Whole requests through the real router, as the server calls it on every request. In the
+/// `parse` group, so bench/report.py lists them with the pieces above.
+fn routing(group: &mut BenchmarkGroup<'_, WallTime>) {
+    let (get, head) = (Method::GET, Method::HEAD);
+    let blob = format!("/v2/library/alpine/blobs/{DIGEST}");
+    let by_digest = format!("/v2/someuser/tool/manifests/{DIGEST}");
+    let requests = [
+        ("blob", &get, blob.as_str(), None),
+        ("manifest_tag", &head, "/v2/alpine/manifests/3.20", None),
+        ("manifest_digest", &get, by_digest.as_str(), None),
+        ("manifest_ns", &head, "/v2/org/tool/manifests/1.2", Some("ns=ghcr.io")),
+        ("manifest_prefix", &head, "/v2/ghcr.io/org/tool/manifests/1.2", None),
+    ];
+    for (label, method, path, query) in requests {
+        group.bench_function(BenchmarkId::new("route", label), |b| {
+            b.iter(|| Route::parse(black_box(method), black_box(path), black_box(query)))
+        });
+    }
 }
 
 /// sha256 of 64 MiB fed in 64 KiB reads, as a fill hashes what the upstream sends.

@@ -24,7 +24,8 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument as _;
 
 use crate::access::{self, Access};
-use crate::api::{self, App, Peer, Role, RouteKind};
+use crate::api::route::RouteKind;
+use crate::api::{self, App, Peer, Role};
 use crate::body::Body;
 use crate::certs;
 use crate::config::Config;

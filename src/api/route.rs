@@ -10,6 +10,7 @@ use super::error::Error;
 use crate::digest::Digest;
 use crate::reference::{self, Reference, Registry, RepoName};
 
+/// A request the mirror answers, as `Route::parse` makes it from the method, path and query.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     /// `/v2/`: the API version check.
@@ -24,20 +25,20 @@ pub enum Route {
     Metrics,
     /// `/`: the status page for a person at the gateway.
     Status,
+    /// `/v2/<name>/manifests/<reference>`: a manifest by tag or digest.
     Manifest {
         registry: Registry,
         repo: RepoName,
         reference: Reference,
     },
+    /// `/v2/<name>/blobs/<digest>`: a layer or config.
     Blob {
         registry: Registry,
         repo: RepoName,
         digest: Digest,
     },
-    Tags {
-        registry: Registry,
-        repo: RepoName,
-    },
+    /// `/v2/<name>/tags/list`: the repository's tags, paged by `n` and `last`.
+    Tags { registry: Registry, repo: RepoName },
 }
 
 /// Which kind of route answered a request, without its parameters; `Invalid` when none did.
@@ -79,6 +80,7 @@ impl RouteKind {
 }
 
 impl Route {
+    /// The route without its parameters.
     pub fn kind(&self) -> RouteKind {
         match self {
             Route::Base => RouteKind::Base,
