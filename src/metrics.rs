@@ -5,6 +5,7 @@
 //! scraped.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -13,7 +14,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::Metric;
+
+use crate::reference::{Registry, RepoName, Tag};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -41,8 +44,22 @@ pub struct OriginLabels {
     pub source: &'static str,
 }
 
+/// An image as its tag was pulled: the key of the status page's top list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaggedImage {
+    pub registry: Registry,
+    pub repo: RepoName,
+    pub tag: Tag,
+}
+
+impl fmt::Display for TaggedImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}:{}", self.registry, self.repo, self.tag)
+    }
+}
+
 pub struct Metrics {
-    registry: Registry,
+    registry: prometheus_client::registry::Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
@@ -57,7 +74,7 @@ pub struct Metrics {
     cache_entries: Gauge,
     ratelimit_remaining: Gauge,
     /// Tag pulls by image, for the status page's top list; too many labels for Prometheus.
-    pulls: Mutex<HashMap<String, u64>>,
+    pulls: Mutex<HashMap<TaggedImage, u64>>,
 }
 
 /// Images tracked for the top list; beyond this, new names are not counted.
@@ -65,91 +82,69 @@ const MAX_TRACKED_IMAGES: usize = 10_000;
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut m = Metrics {
-            registry: Registry::default(),
-            requests: Family::default(),
-            cache_hits: Counter::default(),
-            cache_misses: Counter::default(),
-            bytes_served: Family::default(),
-            // 1 ms to ~16 s.
-            upstream_latency: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
-            fills_in_flight: Gauge::default(),
-            coalesced_waiters: Counter::default(),
-            evictions: Counter::default(),
-            digest_mismatches: Counter::default(),
-            stale_serves: Counter::default(),
-            cache_bytes: Gauge::default(),
-            cache_entries: Gauge::default(),
-            ratelimit_remaining: Gauge::default(),
+        let mut r = Registrar::default();
+        // Fields are initialised, and so registered, in the order written; the registry last.
+        Metrics {
+            requests: r.add("regmirror_requests", "Requests answered, by route and status"),
+            cache_hits: r.add(
+                "regmirror_cache_hits",
+                "Manifest and blob requests answered from the cache",
+            ),
+            cache_misses: r.add(
+                "regmirror_cache_misses",
+                "Manifest and blob requests that needed the upstream",
+            ),
+            bytes_served: r.add(
+                "regmirror_served_bytes",
+                "Body bytes sent to clients, by where they came from",
+            ),
+            upstream_latency: r.with(
+                "regmirror_upstream_request_seconds",
+                "Upstream response time to headers",
+                // 1 ms to ~16 s.
+                Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            ),
+            fills_in_flight: r.add("regmirror_fills_in_flight", "Blob fills from the upstream under way"),
+            coalesced_waiters: r.add(
+                "regmirror_coalesced_waiters",
+                "Requests that joined a fill already under way",
+            ),
+            evictions: r.add(
+                "regmirror_cache_evictions",
+                "Cached content evicted to stay under the cap",
+            ),
+            digest_mismatches: r.add(
+                "regmirror_digest_mismatches",
+                "Upstream content refused for not matching its digest",
+            ),
+            stale_serves: r.add(
+                "regmirror_stale_serves",
+                "Tags served from the cache because the upstream failed",
+            ),
+            cache_bytes: r.add("regmirror_cache_bytes", "Bytes of cached content"),
+            cache_entries: r.add("regmirror_cache_entries", "Pieces of cached content"),
+            ratelimit_remaining: r.add(
+                "regmirror_upstream_ratelimit_remaining",
+                "Docker Hub pulls left in the current window (-1: not limited or not yet seen)",
+            ),
             pulls: Mutex::default(),
-        };
-        let r = &mut m.registry;
-        r.register(
-            "regmirror_requests",
-            "Requests answered, by route and status",
-            m.requests.clone(),
-        );
-        r.register(
-            "regmirror_cache_hits",
-            "Manifest and blob requests answered from the cache",
-            m.cache_hits.clone(),
-        );
-        r.register(
-            "regmirror_cache_misses",
-            "Manifest and blob requests that needed the upstream",
-            m.cache_misses.clone(),
-        );
-        r.register(
-            "regmirror_served_bytes",
-            "Body bytes sent to clients, by where they came from",
-            m.bytes_served.clone(),
-        );
-        r.register(
-            "regmirror_upstream_request_seconds",
-            "Upstream response time to headers",
-            m.upstream_latency.clone(),
-        );
-        r.register(
-            "regmirror_fills_in_flight",
-            "Blob fills from the upstream under way",
-            m.fills_in_flight.clone(),
-        );
-        r.register(
-            "regmirror_coalesced_waiters",
-            "Requests that joined a fill already under way",
-            m.coalesced_waiters.clone(),
-        );
-        r.register(
-            "regmirror_cache_evictions",
-            "Cached content evicted to stay under the cap",
-            m.evictions.clone(),
-        );
-        r.register(
-            "regmirror_digest_mismatches",
-            "Upstream content refused for not matching its digest",
-            m.digest_mismatches.clone(),
-        );
-        r.register(
-            "regmirror_stale_serves",
-            "Tags served from the cache because the upstream failed",
-            m.stale_serves.clone(),
-        );
-        r.register(
-            "regmirror_cache_bytes",
-            "Bytes of cached content",
-            m.cache_bytes.clone(),
-        );
-        r.register(
-            "regmirror_cache_entries",
-            "Pieces of cached content",
-            m.cache_entries.clone(),
-        );
-        r.register(
-            "regmirror_upstream_ratelimit_remaining",
-            "Docker Hub pulls left in the current window (-1: not limited or not yet seen)",
-            m.ratelimit_remaining.clone(),
-        );
-        m
+            registry: r.0,
+        }
+    }
+}
+
+/// Registers each metric as it is made, so its field, name and help text stay together.
+#[derive(Default)]
+struct Registrar(prometheus_client::registry::Registry);
+
+impl Registrar {
+    fn add<M: Metric + Clone + Default>(&mut self, name: &str, help: &str) -> M {
+        self.with(name, help, M::default())
+    }
+
+    fn with<M: Metric + Clone>(&mut self, name: &str, help: &str, metric: M) -> M {
+        self.0.register(name, help, metric.clone());
+        metric
     }
 }
 
@@ -161,17 +156,22 @@ pub struct Snapshot {
 }
 
 impl Metrics {
-    pub fn count_pull(&self, image: &str) {
+    pub fn count_pull(&self, registry: &Registry, repo: &RepoName, tag: &Tag) {
+        let image = TaggedImage {
+            registry: registry.clone(),
+            repo: repo.clone(),
+            tag: tag.clone(),
+        };
         let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = pulls.get_mut(image) {
+        if let Some(n) = pulls.get_mut(&image) {
             *n += 1;
         } else if pulls.len() < MAX_TRACKED_IMAGES {
-            pulls.insert(image.to_owned(), 1);
+            pulls.insert(image, 1);
         }
     }
 
     /// The `n` most pulled images, most first.
-    pub fn top_pulls(&self, n: usize) -> Vec<(String, u64)> {
+    pub fn top_pulls(&self, n: usize) -> Vec<(TaggedImage, u64)> {
         let pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
         let mut top: Vec<_> = pulls.iter().map(|(k, v)| (k.clone(), *v)).collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -220,10 +220,19 @@ mod tests {
     #[test]
     fn top_pulls() {
         let m = Metrics::default();
-        for image in ["a", "b", "b", "c", "c", "c"] {
-            m.count_pull(image);
+        let hub = Registry::docker_hub();
+        let tag: Tag = "1".parse().expect("tag");
+        for name in ["a", "b", "b", "c", "c", "c"] {
+            m.count_pull(&hub, &name.parse().expect("name"), &tag);
         }
-        assert_eq!(m.top_pulls(2), vec![("c".to_owned(), 3), ("b".to_owned(), 2)]);
+        let top: Vec<_> = m.top_pulls(2).into_iter().map(|(i, n)| (i.to_string(), n)).collect();
+        assert_eq!(
+            top,
+            vec![
+                ("docker.io/library/c:1".to_owned(), 3),
+                ("docker.io/library/b:1".to_owned(), 2)
+            ]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::metrics::{Metrics, Origin, Snapshot};
+use crate::metrics::{Metrics, Origin, Snapshot, TaggedImage};
 use crate::mirror::{self, Mirror};
 use crate::reference::Registry;
 use crate::upstream::Health;
@@ -30,7 +30,7 @@ pub struct Overview {
     pub cache_bytes: u64,
     pub cache_entries: u64,
     pub cache_cap: Option<u64>,
-    pub top_images: Vec<(String, u64)>,
+    pub top_images: Vec<(TaggedImage, u64)>,
 }
 
 pub struct Registries {

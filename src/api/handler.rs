@@ -14,8 +14,9 @@ use crate::access::Identity;
 use crate::body::{self, Body};
 use crate::digest::Digest;
 use crate::manifest;
+use crate::metrics::TaggedImage;
 use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Source, Want};
-use crate::reference::{Reference, Registry, RepoName};
+use crate::reference::{Reference, Registry};
 use crate::registries::Registries;
 
 const DIGEST_HEADER: &str = "docker-content-digest";
@@ -70,19 +71,13 @@ async fn admit<B>(app: &App, route: &Route, peer: &Peer, request: &Request<B>) -
     Ok(Some(identity))
 }
 
-/// Whether the status page may name `image` (`registry/repo:tag`) to this client: only what it
-/// may pull, so private repository names do not leak.
-fn visible(app: &App, identity: Option<&Identity>, image: &str) -> bool {
+/// Whether the status page may name `image` to this client: only what it may pull, so
+/// private repository names do not leak.
+fn visible(app: &App, identity: Option<&Identity>, image: &TaggedImage) -> bool {
     let (Some(access), Some(identity)) = (&app.access, identity) else {
         return true;
     };
-    let parsed = image.rsplit_once(':').and_then(|(name, _)| {
-        let (registry, repo) = name.split_once('/')?;
-        let registry: Registry = registry.parse().ok()?;
-        let repo = RepoName::on(&registry, repo).ok()?;
-        Some((registry, repo))
-    });
-    parsed.is_some_and(|(registry, repo)| access.authorize(identity, &registry, &repo).is_ok())
+    access.authorize(identity, &image.registry, &image.repo).is_ok()
 }
 
 async fn respond<B>(

@@ -9,6 +9,7 @@ use html_escape::encode_text as escape;
 use super::App;
 use crate::cli::ClientKind;
 use crate::client_config;
+use crate::metrics::TaggedImage;
 use crate::registries::Overview;
 use crate::upstream::Health;
 
@@ -31,7 +32,7 @@ details{margin-top:8px}summary{cursor:pointer;font-weight:600}
 ";
 
 /// `visible` says which images the viewer may see named in the top list.
-pub fn render(app: &App, host: Option<&str>, visible: &dyn Fn(&str) -> bool) -> String {
+pub fn render(app: &App, host: Option<&str>, visible: &dyn Fn(&TaggedImage) -> bool) -> String {
     let mut o = app.registries.overview();
     o.top_images.retain(|(image, _)| visible(image));
     let mirror = host.map(str::to_owned).unwrap_or_else(|| app.address.clone());
@@ -158,7 +159,7 @@ fn top_images(page: &mut String, o: &Overview) {
         let _ = write!(
             page,
             "<tr><td><code>{}</code></td><td class=n>{pulls}</td></tr>",
-            escape(image)
+            escape(&image.to_string())
         );
     }
     page.push_str("</table></section>");

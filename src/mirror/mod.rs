@@ -143,7 +143,7 @@ impl Mirror {
             },
             Reference::Tag(tag) => {
                 let resolved = self.resolve(repo, tag).await?;
-                self.metrics.count_pull(&format!("{}/{repo}:{tag}", self.registry));
+                self.metrics.count_pull(&self.registry, repo, tag);
                 resolved
             }
         };
