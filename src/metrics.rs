@@ -17,6 +17,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Metric;
 
 use crate::reference::{Registry, RepoName, Tag};
+use crate::sync::LockExt;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -162,7 +163,7 @@ impl Metrics {
             repo: repo.clone(),
             tag: tag.clone(),
         };
-        let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pulls = self.pulls.locked();
         if let Some(n) = pulls.get_mut(&image) {
             *n += 1;
         } else if pulls.len() < MAX_TRACKED_IMAGES {
@@ -172,7 +173,7 @@ impl Metrics {
 
     /// The `n` most pulled images, most first.
     pub fn top_pulls(&self, n: usize) -> Vec<(TaggedImage, u64)> {
-        let pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
+        let pulls = self.pulls.locked();
         let mut top: Vec<_> = pulls.iter().map(|(k, v)| (k.clone(), *v)).collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         top.truncate(n);

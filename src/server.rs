@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::metrics::{Metrics, Origin, RequestLabels};
 use crate::mirror::Source;
 use crate::registries::Registries;
+use crate::sync::RwLockExt;
 use crate::{notify, tls};
 
 /// A client gets this long to send its request headers, so an idle or silent connection
@@ -108,7 +109,7 @@ pub async fn run_with_reload(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let tls = acceptor.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let tls = acceptor.read_locked().clone();
                 let connection = Connection { app: app.clone(), builder: builder.clone(), watcher: graceful.watcher(), role: main_role };
                 connection.spawn(accepted, tls).await;
             }
@@ -188,7 +189,7 @@ fn announce(
 fn reload_tls(config: &Config, acceptor: &RwLock<Option<TlsAcceptor>>) {
     match tls::setup(&config.tls, config.client_auth().as_ref()) {
         Ok(setup) => {
-            *acceptor.write().unwrap_or_else(|p| p.into_inner()) = setup.acceptor;
+            *acceptor.write_locked() = setup.acceptor;
             tracing::info!("reloaded the TLS certificate; new connections use it");
         }
         Err(e) => tracing::error!(error = %e, "cannot reload the TLS certificate; keeping the current one"),
