@@ -1,6 +1,7 @@
 //! Content digests (`sha256:<hex>`, `sha512:<hex>`) and the streaming hasher that checks them.
 
 use std::fmt;
+use std::io;
 use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256, Sha512};
@@ -141,6 +142,18 @@ impl Hasher {
     }
 }
 
+/// A hasher is a sink, so a reader is hashed with `io::copy(&mut reader, &mut hasher)`.
+impl io::Write for Hasher {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +176,14 @@ mod tests {
         check("blake3:00", Error::UnsupportedAlgorithm("blake3".into()));
         check("../x:00", Error::Malformed);
         check("sha512:00", Error::BadHex(128));
+    }
+
+    #[test]
+    fn hashes_a_reader() {
+        let data = vec![7u8; 100_000];
+        let mut h = Hasher::new(Algorithm::Sha256);
+        assert_eq!(io::copy(&mut data.as_slice(), &mut h).expect("copy"), 100_000);
+        assert_eq!(h.finish(), Digest::sha256_of(&data));
     }
 
     #[test]

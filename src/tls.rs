@@ -1,12 +1,11 @@
 //! TLS for the listener: PEM files (given, or the mirror's own from `certs`) into a rustls
 //! `ServerConfig` offering HTTP/2 and HTTP/1.1.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -18,7 +17,7 @@ use crate::config::Tls;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read { path: PathBuf, source: pem::Error },
     #[error("{0} holds no PEM certificate")]
     NoCertificate(PathBuf),
     #[error("{0} holds no PEM private key")]
@@ -93,9 +92,8 @@ pub fn setup(tls: &Tls, clients: Option<&ClientAuth>) -> Result<Setup, Error> {
 
 fn verifier(clients: &ClientAuth, own_ca: Option<&Path>) -> Result<Arc<dyn ClientCertVerifier>, Error> {
     let path = clients.ca.as_deref().or(own_ca).ok_or(Error::NoClientCa)?;
-    let mut reader = BufReader::new(File::open(path).map_err(read_err(path))?);
     let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut reader) {
+    for cert in CertificateDer::pem_file_iter(path).map_err(read_err(path))? {
         roots.add(cert.map_err(read_err(path))?)?;
     }
     let builder = WebPkiClientVerifier::builder(Arc::new(roots));
@@ -120,17 +118,17 @@ pub fn server_config(
     key: &Path,
     clients: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, Error> {
-    let mut reader = BufReader::new(File::open(cert).map_err(read_err(cert))?);
-    let chain = rustls_pemfile::certs(&mut reader)
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(read_err(cert))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(read_err(cert))?;
     if chain.is_empty() {
         return Err(Error::NoCertificate(cert.to_owned()));
     }
-    let mut reader = BufReader::new(File::open(key).map_err(read_err(key))?);
-    let key_der = rustls_pemfile::private_key(&mut reader)
-        .map_err(read_err(key))?
-        .ok_or_else(|| Error::NoKey(key.to_owned()))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
+        pem::Error::NoItemsFound => Error::NoKey(key.to_owned()),
+        other => read_err(key)(other),
+    })?;
     let builder = ServerConfig::builder();
     let builder = match clients {
         Some(verifier) => builder.with_client_cert_verifier(verifier),
@@ -141,7 +139,7 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+fn read_err(path: &Path) -> impl FnOnce(pem::Error) -> Error + '_ {
     move |source| Error::Read {
         path: path.to_owned(),
         source,
