@@ -10,7 +10,7 @@ use http::StatusCode;
 
 use crate::support::content::{random_bytes, Blob, MIB};
 use crate::support::process::MirrorProcess;
-use crate::support::{DataDir, FakeRegistry, Fault, Target};
+use crate::support::{poll_until, DataDir, FakeRegistry, Fault, Target};
 
 const REPO: &str = "library/redis";
 
@@ -40,6 +40,15 @@ async fn kill_mid_fill_leaves_nothing_unverified_behind() {
     let mut client = mirror.open(&blob_path(&interrupted)).await;
     assert_eq!(client.status, StatusCode::OK);
     client.read_at_least(256 * 1024).await;
+    // Clients are sent frames before the spool writer has them on disk: wait until it has.
+    let prefix = &interrupted.bytes[..256 * 1024];
+    let spooled_prefix = || {
+        data_dir
+            .tmp_files()
+            .iter()
+            .any(|(path, _)| std::fs::read(path).is_ok_and(|bytes| bytes.starts_with(prefix)))
+    };
+    assert!(poll_until(Duration::from_secs(5), spooled_prefix).await);
 
     mirror.kill();
     assert_eq!(
@@ -51,10 +60,9 @@ async fn kill_mid_fill_leaves_nothing_unverified_behind() {
         client.finish().await.is_err(),
         "a killed mirror cannot have ended the body cleanly"
     );
-    // The client had 256 KiB, so the spool holds at least those (its length may already
+    // The kill leaves the spool as it was, its first 256 KiB written (its length may already
     // be the blob's: the fill reserves the space up front).
     let spooled = data_dir.tmp_files();
-    let prefix = &interrupted.bytes[..256 * 1024];
     let partial = spooled
         .iter()
         .any(|(path, _)| std::fs::read(path).is_ok_and(|bytes| bytes.starts_with(prefix)));
