@@ -1,15 +1,19 @@
 //! The in-memory index of what the store holds: content by digest (size, and media type for
-//! manifests) and tags by repository. Lookups on the hit path touch no disk.
+//! manifests), the bytes of small manifests, and tags by repository. Lookups on the hit path
+//! touch no disk.
 //!
 //! Content entries are weighed by size, so with a cap moka evicts the least valuable content
-//! and the eviction listener deletes its file.
+//! and the eviction listener deletes its file (and drops the manifest's bytes with it).
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
 use super::store::{Store, TagRecord};
+use super::Manifest;
 use crate::digest::Digest;
 use crate::metrics::Metrics;
 use crate::reference::{Registry, RepoName, Tag};
@@ -17,6 +21,15 @@ use crate::reference::{Registry, RepoName, Tag};
 /// moka weighs entries in u32; KiB units let one entry be up to 4 TiB.
 const WEIGHT_UNIT: u64 = 1024;
 const MAX_TAGS: u64 = 100_000;
+/// Manifests up to this size keep their bytes in memory, so a warm manifest request reads no
+/// file; images' manifests are a few KiB, indexes of many platforms some tens.
+const MAX_KEPT_MANIFEST: usize = 64 * 1024;
+/// Memory for kept manifest bytes in all.
+const KEPT_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+/// Kept bytes are dropped this long after they were read, so the file is read again now and
+/// then: its access time stays fresh for `cache prune`, and a file deleted or quarantined beside
+/// the server stops being served.
+const KEPT_MANIFEST_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -27,14 +40,25 @@ pub struct Entry {
 
 pub struct Index {
     content: Cache<Digest, Entry>,
+    /// Bytes of small manifests, read only while `content` also holds the digest.
+    manifests: Cache<Digest, Bytes>,
     tags: Cache<(Registry, RepoName, Tag), TagRecord>,
 }
 
 impl Index {
     pub fn new(store: Arc<Store>, max_bytes: Option<u64>, metrics: Arc<Metrics>) -> Self {
+        let manifests = Cache::builder()
+            .weigher(|_: &Digest, b: &Bytes| u32::try_from(b.len()).unwrap_or(u32::MAX))
+            .max_capacity(KEPT_MANIFEST_BYTES)
+            .time_to_live(KEPT_MANIFEST_TTL)
+            .build();
+        let kept = manifests.clone();
         let mut content = Cache::builder()
             .weigher(|_: &Digest, e: &Entry| u32::try_from(e.size.div_ceil(WEIGHT_UNIT)).unwrap_or(u32::MAX))
             .eviction_listener(move |digest: Arc<Digest>, _, cause| {
+                if cause != RemovalCause::Replaced {
+                    kept.invalidate(&*digest);
+                }
                 if cause == RemovalCause::Size {
                     metrics.evictions.inc();
                     if let Err(e) = store.remove(&digest) {
@@ -47,6 +71,7 @@ impl Index {
         }
         Index {
             content: content.build(),
+            manifests,
             tags: Cache::new(MAX_TAGS),
         }
     }
@@ -64,6 +89,27 @@ impl Index {
 
     pub fn forget(&self, digest: &Digest) {
         self.content.invalidate(digest);
+        self.manifests.invalidate(digest);
+    }
+
+    /// A manifest from memory alone, when its bytes are kept.
+    pub fn manifest(&self, digest: &Digest) -> Option<Manifest> {
+        let media_type = self.content.get(digest)?.media_type?;
+        let bytes = self.manifests.get(digest)?;
+        Some(Manifest { bytes, media_type })
+    }
+
+    /// Indexes a manifest, keeping its bytes in memory when it is small.
+    pub fn insert_manifest(&self, digest: &Digest, manifest: &Manifest) {
+        let entry = Entry {
+            size: manifest.bytes.len() as u64,
+            media_type: Some(manifest.media_type.clone()),
+        };
+        // Bytes first: should the entry be evicted at once, the listener drops them too.
+        if manifest.bytes.len() <= MAX_KEPT_MANIFEST {
+            self.manifests.insert(digest.clone(), manifest.bytes.clone());
+        }
+        self.insert(digest.clone(), entry);
     }
 
     pub fn tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag) -> Option<TagRecord> {
@@ -117,5 +163,55 @@ mod tests {
             index.entry_count(),
             "every evicted entry's file is gone"
         );
+    }
+
+    fn manifest(bytes: Vec<u8>) -> (Digest, Manifest) {
+        let digest = Digest::sha256_of(&bytes);
+        let media_type = Arc::from(crate::manifest::OCI_MANIFEST);
+        (
+            digest,
+            Manifest {
+                bytes: Bytes::from(bytes),
+                media_type,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn small_manifests_are_kept_in_memory_until_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::init(dir.path()).expect("open"));
+        let index = Index::new(store, None, Arc::new(Metrics::default()));
+        let (small, small_manifest) = manifest(b"{}".to_vec());
+        let (large, large_manifest) = manifest(vec![b' '; MAX_KEPT_MANIFEST + 1]);
+        index.insert_manifest(&small, &small_manifest);
+        index.insert_manifest(&large, &large_manifest);
+        let kept = index.manifest(&small).expect("kept");
+        assert_eq!(kept.bytes, small_manifest.bytes);
+        assert_eq!(kept.media_type, small_manifest.media_type);
+        assert!(index.manifest(&large).is_none(), "a large manifest is read from disk");
+        assert_eq!(
+            index.get(&large).map(|e| e.size),
+            Some(large_manifest.bytes.len() as u64)
+        );
+        index.forget(&small);
+        assert!(index.manifest(&small).is_none());
+    }
+
+    #[tokio::test]
+    async fn evicted_manifests_are_not_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::init(dir.path()).expect("open"));
+        let index = Index::new(store, Some(2 * WEIGHT_UNIT), Arc::new(Metrics::default()));
+        let manifests: Vec<_> = (0..8u8).map(|i| manifest(vec![i; WEIGHT_UNIT as usize])).collect();
+        for (digest, manifest) in &manifests {
+            index.insert_manifest(digest, manifest);
+        }
+        assert!(index.entry_count() <= 2);
+        for (digest, _) in &manifests {
+            if index.manifests.contains_key(digest) {
+                assert!(index.get(digest).is_some(), "kept bytes outlived their index entry");
+            }
+        }
     }
 }

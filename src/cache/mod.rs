@@ -157,6 +157,9 @@ impl Cache {
     }
 
     pub async fn manifest(&self, digest: &Digest) -> io::Result<Option<Manifest>> {
+        if let Some(kept) = self.index.manifest(digest) {
+            return Ok(Some(kept));
+        }
         // Not known here as a manifest: another process may have stored it since.
         let media_type = match self.index.get(digest).and_then(|e| e.media_type) {
             Some(media_type) => media_type,
@@ -167,15 +170,12 @@ impl Cache {
         };
         match self.store.read(digest).await? {
             Some(bytes) => {
-                let entry = Entry {
-                    size: bytes.len() as u64,
-                    media_type: Some(media_type.clone()),
-                };
-                self.index.insert(digest.clone(), entry);
-                Ok(Some(Manifest {
+                let manifest = Manifest {
                     bytes: Bytes::from(bytes),
                     media_type,
-                }))
+                };
+                self.index.insert_manifest(digest, &manifest);
+                Ok(Some(manifest))
             }
             None => {
                 self.index.forget(digest);
@@ -188,11 +188,7 @@ impl Cache {
     pub async fn put_manifest(&self, digest: &Digest, manifest: &Manifest) -> io::Result<()> {
         self.store.put(digest, &manifest.bytes).await?;
         self.store.put_media_type(digest, &manifest.media_type).await?;
-        let entry = Entry {
-            size: manifest.bytes.len() as u64,
-            media_type: Some(manifest.media_type.clone()),
-        };
-        self.index.insert(digest.clone(), entry);
+        self.index.insert_manifest(digest, manifest);
         Ok(())
     }
 
