@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use http::header::CONTENT_LENGTH;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -41,6 +41,16 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
+const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+
+/// A request's number in the log, in hex, written straight into the span without a `String`.
+struct RequestId(u64);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -255,8 +265,7 @@ impl Connection {
         let (app, role, client) = (self.app, self.role, peer.clone());
         let service = service_fn(move |request| {
             let (app, peer) = (app.clone(), client.clone());
-            let span =
-                tracing::info_span!("request", id = %format!("{:x}", REQUEST_IDS.fetch_add(1, Ordering::Relaxed)));
+            let span = tracing::info_span!("request", id = %RequestId(REQUEST_IDS.fetch_add(1, Ordering::Relaxed)));
             async move { Ok::<_, Infallible>(serve_request(&app, role, &peer, request).await) }.instrument(span)
         });
         let connection = self.builder.serve_connection(TokioIo::new(io), service).into_owned();
@@ -309,10 +318,9 @@ fn account(metrics: &Arc<Metrics>, response: Response<Body>) -> Response<Body> {
         None => 0,
     };
     let (mut parts, body) = response.into_parts();
-    parts.headers.insert(
-        "docker-distribution-api-version",
-        HeaderValue::from_static("registry/2.0"),
-    );
+    parts
+        .headers
+        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     let Some(origin) = origin else {
         return Response::from_parts(parts, body);
     };

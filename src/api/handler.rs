@@ -1,10 +1,11 @@
 //! Answers one parsed request: one `match` over the route, then the response headers the
 //! registry clients rely on (digest, exact length on HEAD too, media type, ranges).
 
+use bytes::Bytes;
 use http::header::{
     ACCEPT_RANGES, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HOST, RANGE, WARNING,
 };
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::error::Error;
 use super::range::ByteRange;
@@ -19,7 +20,7 @@ use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Source, Want};
 use crate::reference::{Reference, Registry};
 use crate::registries::Registries;
 
-const DIGEST_HEADER: &str = "docker-content-digest";
+const DIGEST_HEADER: HeaderName = HeaderName::from_static("docker-content-digest");
 const STALE_WARNING: &str = r#"299 - "served from the mirror's cache: the upstream is unavailable""#;
 
 pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Request<B>) -> Response<Body> {
@@ -166,11 +167,12 @@ fn mirror<'a>(registries: &'a Registries, registry: &Registry) -> Result<&'a Mir
 }
 
 fn manifest_response(answer: ManifestAnswer, head: bool) -> Result<Response<Body>, Error> {
+    let (digest, etag) = digest_headers(&answer.digest)?;
     let mut response = Response::builder()
         .header(CONTENT_TYPE, &*answer.media_type)
         .header(CONTENT_LENGTH, answer.size)
-        .header(DIGEST_HEADER, answer.digest.to_string())
-        .header(ETAG, format!("\"{}\"", answer.digest));
+        .header(DIGEST_HEADER, digest)
+        .header(ETAG, etag);
     if answer.source == Source::Stale {
         response = response.header(WARNING, STALE_WARNING);
     }
@@ -187,10 +189,11 @@ fn blob_response(
     headers: &HeaderMap,
     head: bool,
 ) -> Result<Response<Body>, Error> {
+    let (digest_value, etag) = digest_headers(digest)?;
     let response = Response::builder()
         .header(CONTENT_TYPE, "application/octet-stream")
-        .header(DIGEST_HEADER, digest.to_string())
-        .header(ETAG, format!("\"{digest}\""));
+        .header(DIGEST_HEADER, digest_value)
+        .header(ETAG, etag);
     let range = headers.get(RANGE);
     match answer {
         BlobAnswer::Size { size } => finish(response.header(CONTENT_LENGTH, size), body::empty(), Source::Upstream),
@@ -212,6 +215,14 @@ fn blob_response(
             finish(response, body, Source::Upstream)
         }
     }
+}
+
+/// `Docker-Content-Digest` and the `ETag` quoting it, sharing one formatted string.
+fn digest_headers(digest: &Digest) -> Result<(HeaderValue, HeaderValue), Error> {
+    let quoted = Bytes::from(format!("\"{digest}\""));
+    let bare = quoted.slice(1..quoted.len() - 1);
+    let value = |bytes| HeaderValue::from_maybe_shared(bytes).map_err(|e| Error::Internal(e.to_string()));
+    Ok((value(bare)?, value(quoted)?))
 }
 
 /// A blob of known size, whole or the one range asked for; `body(start, len)` makes the bytes.
