@@ -96,14 +96,7 @@ pub async fn run_with_reload(
         ca: setup.ca,
         address,
     });
-    let admin = match config.admin_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| Error::Listen { addr, source })?,
-        ),
-        None => None,
-    };
+    let admin = bind_admin(config.admin_listen).await?;
     announce(&config, &listener, admin.as_ref(), &app, index_ms)?;
     notify::ready();
 
@@ -137,6 +130,12 @@ pub async fn run_with_reload(
     notify::stopping();
     drop(listener);
     drop(admin);
+    drain(&config, graceful, &app).await;
+    Ok(())
+}
+
+/// Lets the connections and blob commits in flight finish, each within the grace period.
+async fn drain(config: &Config, graceful: GracefulShutdown, app: &App) {
     tracing::info!(
         open = graceful.count(),
         "shutting down; letting transfers in flight finish"
@@ -153,7 +152,12 @@ pub async fn run_with_reload(
     {
         tracing::warn!("blob commits still under way at exit; those blobs are not cached");
     }
-    Ok(())
+}
+
+async fn bind_admin(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, Error> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind(addr).await;
+    listener.map(Some).map_err(|source| Error::Listen { addr, source })
 }
 
 async fn accept_admin(admin: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {

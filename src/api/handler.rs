@@ -16,7 +16,7 @@ use crate::body::{self, Body};
 use crate::digest::Digest;
 use crate::manifest;
 use crate::metrics::TaggedImage;
-use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Source, Want};
+use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Source, TagList, Want};
 use crate::reference::{Reference, Registry};
 use crate::registries::Registries;
 
@@ -101,19 +101,7 @@ async fn respond<B>(
                 registries.encode_metrics(),
             ))
         }
-        Route::Status => {
-            // HTTP/2 carries the address the client used in the URI, HTTP/1.1 in `Host`.
-            let host = request
-                .uri()
-                .authority()
-                .map(|a| a.as_str())
-                .or_else(|| request.headers().get(HOST)?.to_str().ok());
-            Ok(text(
-                head,
-                "text/html; charset=utf-8",
-                status_page::render(app, host, &|image| visible(app, identity, image)),
-            ))
-        }
+        Route::Status => Ok(status(app, identity, request, head)),
         Route::CaCert => {
             let pem = app.ca.as_ref().map(|ca| ca.pem.clone()).ok_or(Error::NoRoute)?;
             Ok(text(head, "application/x-pem-file", pem))
@@ -144,19 +132,7 @@ async fn respond<B>(
         Route::Tags { registry, repo } => {
             let query = route::upstream_query(request.uri().query());
             let list = mirror(registries, &registry)?.tags(&repo, query.as_deref()).await?;
-            let mut response = Response::builder().status(list.status);
-            for (name, value) in &list.headers {
-                response = response.header(name, value);
-            }
-            if list.source == Source::Stale {
-                response = response.header(WARNING, STALE_WARNING);
-            }
-            let response = response.header(CONTENT_LENGTH, list.body.len());
-            finish(
-                response,
-                if head { body::empty() } else { body::full(list.body) },
-                list.source,
-            )
+            tags_response(list, head)
         }
     }
 }
@@ -164,6 +140,31 @@ async fn respond<B>(
 /// A registry the gateway does not mirror is unknown here; it never falls back to Docker Hub.
 fn mirror<'a>(registries: &'a Registries, registry: &Registry) -> Result<&'a Mirror, Error> {
     registries.get(registry).ok_or(Error::RegistryUnknown)
+}
+
+/// The status page, naming the mirror as the client addressed it: HTTP/2 carries that in the
+/// URI, HTTP/1.1 in `Host`.
+fn status<B>(app: &App, identity: Option<&Identity>, request: &Request<B>, head: bool) -> Response<Body> {
+    let host = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| request.headers().get(HOST)?.to_str().ok());
+    let page = status_page::render(app, host, &|image| visible(app, identity, image));
+    text(head, "text/html; charset=utf-8", page)
+}
+
+fn tags_response(list: TagList, head: bool) -> Result<Response<Body>, Error> {
+    let mut response = Response::builder().status(list.status);
+    for (name, value) in &list.headers {
+        response = response.header(name, value);
+    }
+    if list.source == Source::Stale {
+        response = response.header(WARNING, STALE_WARNING);
+    }
+    let response = response.header(CONTENT_LENGTH, list.body.len());
+    let body = if head { body::empty() } else { body::full(list.body) };
+    finish(response, body, list.source)
 }
 
 fn manifest_response(answer: ManifestAnswer, head: bool) -> Result<Response<Body>, Error> {
