@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks: regmirror side by side with the reference registry's proxy mode and nginx, in
-# one run on one machine, everything on 127.0.0.1 (issue 8). Ratios are the result; absolute
+# one run on one machine, everything on 127.0.0.1. Ratios are the result; absolute
 # numbers depend on the machine.
 #
 #   upstream      Debian's docker-registry (distribution 2.8), plain HTTP, the images pushed
