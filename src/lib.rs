@@ -14,7 +14,8 @@
 //! - `reference`, `digest`, `manifest`, `image`: the protocol's vocabulary as validated types,
 //!   and what manifests say about other content;
 //! - `client_config`, `tag_page`: client setup text; offline tag-list pages;
-//! - `body`: the response body type; `sync`: locking that outlives a panic.
+//! - `body`: the response body type; `sync`: locking that outlives a panic; `log_sink`: where
+//!   log lines go.
 
 pub mod access;
 pub mod airgap;
@@ -27,6 +28,7 @@ pub mod client_config;
 pub mod config;
 pub mod digest;
 pub mod image;
+pub mod log_sink;
 pub mod manifest;
 pub mod metrics;
 pub mod mirror;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use regmirror::cli::{self, CertCommand, Cli, Command, LogFormat};
+use regmirror::log_sink::LogSink;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -14,14 +15,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    // A log line per request is written by a thread of its own, in batches, not by the worker
-    // answering the request; no line is dropped, and the guard flushes what is left at exit.
-    let (writer, _flush_at_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let (sink, _flush_at_exit) = LogSink::start();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(writer);
+        .with_writer(sink);
     match cli.log_format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
