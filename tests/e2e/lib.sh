@@ -177,7 +177,11 @@ EOF
 #        status=200 bytes=527 cache="miss" ms=3
 log_mark() { wc -l <"$MIRROR_LOG"; }
 # log_since MARK: the request lines logged after MARK.
-log_since() { tail -n +"$(($1 + 1))" "$MIRROR_LOG" | grep -E ' request method=' || true; }
+# The mirror writes its log lines out at most 10 ms after they happen: wait that out first.
+log_since() {
+    sleep 0.05
+    tail -n +"$(($1 + 1))" "$MIRROR_LOG" | grep -E ' request method=' || true
+}
 
 # mirror_served WHAT MARK REPO ITEM...: passes when, after MARK, the mirror answered a
 # GET with 200/206 for every ITEM, a path below /v2/REPO/ as an extended regex:
