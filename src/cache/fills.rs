@@ -1,5 +1,6 @@
-//! The fills under way, by digest, and the one locked lookup that says where a blob stands:
-//! being filled, indexed, or absent (and then, if asked, claimed for a new fill).
+//! The fills under way, by digest, and the one locked lookup that says where an uncached blob
+//! stands: being filled, indexed after all, or absent (and then, if asked, claimed for a new
+//! fill). Cache hits never get here: the index answers them without a lock.
 //!
 //! A fill enters the index before it leaves this map, and both are consulted under the map's
 //! lock, so a lookup never falls between a fill's end and its blob's cache entry.
@@ -8,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::fill::Fill;
-use super::index::{Entry, Index};
+use super::index::Index;
 use crate::digest::Digest;
 use crate::sync::LockExt;
 
@@ -19,7 +20,7 @@ pub(super) struct Fills {
 
 pub(super) enum State {
     Filling(Arc<Fill>),
-    Indexed(Entry),
+    Indexed,
     /// Neither; the new fill was registered when a claim was asked for.
     Absent(Option<Arc<Fill>>),
 }
@@ -37,8 +38,8 @@ impl Fills {
         if let Some(fill) = fills.get(digest) {
             return State::Filling(fill.clone());
         }
-        if let Some(entry) = index.get(digest) {
-            return State::Indexed(entry);
+        if index.get(digest).is_some() {
+            return State::Indexed;
         }
         if absent == OnAbsent::Report {
             return State::Absent(None);

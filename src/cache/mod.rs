@@ -117,8 +117,11 @@ impl Cache {
     }
 
     async fn locate(self: &Arc<Self>, digest: &Digest, absent: OnAbsent) -> io::Result<Lookup> {
-        self.adopt(digest).await?;
         for _ in 0..LOOKUP_ROUNDS {
+            // A hit takes no lock: the index and the store alone answer it.
+            if let Some(cached) = self.open_cached(digest).await? {
+                return Ok(cached);
+            }
             match self.fills.lookup(digest, &self.index, absent) {
                 // Moments from the index: a request should find the blob there, not in a spool.
                 State::Filling(fill) if fill.committing() => fill.settled().await,
@@ -126,11 +129,8 @@ impl Cache {
                     self.metrics.coalesced_waiters.inc();
                     return Ok(Lookup::Filling(fill));
                 }
-                State::Indexed(entry) => match self.store.open(digest).await? {
-                    Some(file) => return Ok(Lookup::Cached { file, size: entry.size }),
-                    // Deleted behind the index's back (by hand, say): a miss.
-                    None => self.index.forget(digest),
-                },
+                // Committed since `open_cached` looked: round again to open it.
+                State::Indexed => {}
                 State::Absent(None) => return Ok(Lookup::Absent),
                 State::Absent(Some(fill)) => {
                     return Ok(Lookup::Claimed(Claim::new(self.clone(), digest.clone(), fill)))
@@ -140,20 +140,30 @@ impl Cache {
         Err(io::Error::other("the cache entry kept changing under the lookup"))
     }
 
-    /// Indexes content that another process (`prefetch`, `import`) stored since the index was
-    /// built, so a running server serves it.
-    async fn adopt(&self, digest: &Digest) -> io::Result<()> {
-        if self.index.get(digest).is_some() {
-            return Ok(());
-        }
-        if let Some(file) = self.store.open(digest).await? {
-            let entry = Entry {
-                size: file.metadata()?.len(),
-                media_type: self.store.media_type(digest).await?.map(Arc::from),
-            };
-            self.index.insert(digest.clone(), entry);
-        }
-        Ok(())
+    /// The blob from the store, if there. A file that vanished behind the index's back (deleted
+    /// by hand, say) leaves the index; one another process (`prefetch`, `import`) stored since
+    /// the index was built joins it, so a running server serves it.
+    async fn open_cached(&self, digest: &Digest) -> io::Result<Option<Lookup>> {
+        let indexed = self.index.get(digest);
+        let Some(file) = self.store.open(digest).await? else {
+            if indexed.is_some() {
+                self.index.forget(digest);
+            }
+            return Ok(None);
+        };
+        let size = match indexed {
+            Some(entry) => entry.size,
+            None => {
+                let entry = Entry {
+                    size: file.metadata()?.len(),
+                    media_type: self.store.media_type(digest).await?.map(Arc::from),
+                };
+                let size = entry.size;
+                self.index.insert(digest.clone(), entry);
+                size
+            }
+        };
+        Ok(Some(Lookup::Cached { file, size }))
     }
 
     pub async fn manifest(&self, digest: &Digest) -> io::Result<Option<Manifest>> {

@@ -103,7 +103,8 @@ pub struct Fill {
 pub struct Claim {
     cache: Arc<Cache>,
     digest: Digest,
-    fill: Option<Arc<Fill>>,
+    fill: Arc<Fill>,
+    started: bool,
 }
 
 impl Claim {
@@ -111,25 +112,26 @@ impl Claim {
         Claim {
             cache,
             digest,
-            fill: Some(fill),
+            fill,
+            started: false,
         }
     }
 
     /// Starts the transfer from `source`; the fill to follow.
     pub fn start(mut self, source: impl Source) -> Arc<Fill> {
-        let fill = self.fill.take().unwrap_or_else(|| Arc::new(Fill::new()));
-        let task = task::Task::new(self.cache.clone(), self.digest.clone(), fill.clone());
+        self.started = true;
+        let task = task::Task::new(self.cache.clone(), self.digest.clone(), self.fill.clone());
         tokio::spawn(task.run(source));
-        fill
+        self.fill.clone()
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if let Some(fill) = self.fill.take() {
+        if !self.started {
             self.cache.fills.remove(&self.digest);
-            fill.progress
-                .send_replace(Progress::Failed(Failure::Aborted("the fill was withdrawn".into())));
+            let withdrawn = Failure::Aborted("the fill was withdrawn".into());
+            self.fill.progress.send_replace(Progress::Failed(withdrawn));
         }
     }
 }
