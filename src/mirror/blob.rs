@@ -86,7 +86,8 @@ impl Mirror {
     async fn follow(&self, repo: &RepoName, digest: &Digest, fill: Arc<Fill>, want: Want) -> Result<BlobAnswer, Error> {
         match fill.ready().await {
             Ok(Some(size)) if want == Want::Size => Ok(BlobAnswer::Size { size }),
-            Ok(_) if want == Want::Size => self.size_upstream(repo, digest).await,
+            // A HEAD asks the upstream when the fill cannot say: it never takes a body.
+            Ok(None) | Err(Failure::Uncacheable(_)) if want == Want::Size => self.size_upstream(repo, digest).await,
             Ok(size) => Ok(BlobAnswer::Filling { fill, size }),
             Err(Failure::Uncacheable(reason)) => {
                 tracing::warn!(%digest, reason, "passing the blob through uncached");
