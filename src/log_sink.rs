@@ -1,5 +1,6 @@
 //! Where log lines go: stderr, through one buffer that every thread appends whole lines to,
-//! written out when it fills and by a flusher thread a few milliseconds after a line went in.
+//! written out when it fills and by a flusher thread a few milliseconds after a line went in
+//! (the thread sleeps while nothing waits, so an idle server is not woken).
 //!
 //! A request logs one line. Writing each with its own `write(2)`, or handing each to a writer
 //! thread that must be woken for it, costs as much as answering a warm HEAD; gathering them
@@ -7,7 +8,7 @@
 
 use std::io::{self, BufWriter, Stderr, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub struct LogSink {
 
 struct Shared {
     buffer: Mutex<BufWriter<Stderr>>,
+    /// Signalled when a line goes into an empty buffer.
+    pending: Condvar,
     stopped: AtomicBool,
 }
 
@@ -38,6 +41,7 @@ impl LogSink {
         let sink = LogSink {
             shared: Arc::new(Shared {
                 buffer: Mutex::new(BufWriter::with_capacity(BUFFER, io::stderr())),
+                pending: Condvar::new(),
                 stopped: AtomicBool::new(false),
             }),
         };
@@ -51,8 +55,14 @@ impl LogSink {
 }
 
 impl Shared {
+    /// Waits for a line, lets others gather behind it for `FLUSH_EVERY`, writes them all out.
     fn flush_periodically(&self) {
         while !self.stopped.load(Ordering::Relaxed) {
+            let mut buffer = self.buffer.locked();
+            while buffer.buffer().is_empty() && !self.stopped.load(Ordering::Relaxed) {
+                buffer = self.pending.wait(buffer).unwrap_or_else(|p| p.into_inner());
+            }
+            drop(buffer);
             thread::sleep(FLUSH_EVERY);
             let _ = self.buffer.locked().flush();
         }
@@ -61,17 +71,25 @@ impl Shared {
 
 impl Drop for Flush {
     fn drop(&mut self) {
-        self.0.shared.stopped.store(true, Ordering::Relaxed);
-        let _ = self.0.shared.buffer.locked().flush();
+        let shared = &self.0.shared;
+        shared.stopped.store(true, Ordering::Relaxed);
+        let _ = shared.buffer.locked().flush();
+        shared.pending.notify_one();
     }
 }
 
 /// One event's line, appended whole under the lock.
-pub struct Line<'a>(MutexGuard<'a, BufWriter<Stderr>>);
+pub struct Line<'a> {
+    buffer: MutexGuard<'a, BufWriter<Stderr>>,
+    pending: &'a Condvar,
+}
 
 impl Write for Line<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.write(bytes)
+        if self.buffer.buffer().is_empty() {
+            self.pending.notify_one();
+        }
+        self.buffer.write(bytes)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -83,6 +101,9 @@ impl<'a> MakeWriter<'a> for LogSink {
     type Writer = Line<'a>;
 
     fn make_writer(&'a self) -> Line<'a> {
-        Line(self.shared.buffer.locked())
+        Line {
+            buffer: self.shared.buffer.locked(),
+            pending: &self.shared.pending,
+        }
     }
 }
