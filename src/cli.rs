@@ -66,6 +66,9 @@ pub struct PrefetchArgs {
     /// Registry that stands for docker.io [default: https://registry-1.docker.io].
     #[arg(long, env = "REGMIRROR_UPSTREAM", value_parser = parse::upstream)]
     pub upstream: Option<Uri>,
+    /// PEM CA certificates to trust for --upstream instead of the public roots.
+    #[arg(long, env = "REGMIRROR_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
     /// Platforms to take from multi-platform images [default: linux and this machine's architecture].
     #[arg(
         long,

@@ -122,6 +122,7 @@ pub fn prefetch(args: PrefetchArgs) -> anyhow::Result<()> {
     };
     let upstream = args.upstream.unwrap_or_else(config::default_upstream);
     let mut config = Config::new(upstream, data_dir(args.data_dir));
+    config.upstream_ca = args.upstream_ca;
     config.credentials =
         config::env_credentials(env("REGMIRROR_UPSTREAM_USERNAME"), env("REGMIRROR_UPSTREAM_PASSWORD"))?;
     // A prefetch asks the upstream what each tag points at now, however recently it was cached.

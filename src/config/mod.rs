@@ -57,6 +57,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub upstream: Uri,
+    /// PEM CA certificates to trust for `upstream` instead of the public roots.
+    pub upstream_ca: Option<PathBuf>,
     pub tls: Tls,
     pub tag_ttl: Duration,
     pub max_cache_size: Option<u64>,
@@ -102,6 +104,7 @@ impl Config {
             listen: DEFAULT_LISTEN,
             data_dir,
             upstream,
+            upstream_ca: None,
             tls: Tls::Off,
             tag_ttl: DEFAULT_TAG_TTL,
             max_cache_size: None,
@@ -132,7 +135,7 @@ impl Config {
             registry: Registry::docker_hub(),
             url: self.upstream.clone(),
             credentials: self.credentials.clone(),
-            ca: None,
+            ca: self.upstream_ca.clone(),
             tag_ttl: None,
         }
     }
@@ -173,6 +176,7 @@ impl Config {
             listen: given.listen.unwrap_or(DEFAULT_LISTEN),
             data_dir,
             upstream: given.upstream.unwrap_or_else(default_upstream),
+            upstream_ca: given.upstream_ca,
             tls,
             tag_ttl: given.tag_ttl.unwrap_or(DEFAULT_TAG_TTL),
             max_cache_size: given.max_cache_size,

@@ -77,6 +77,10 @@ layered! {
         #[serde(default, deserialize_with = "parse::de::upstream")]
         pub upstream: Option<Uri>,
 
+        /// PEM CA certificates to trust for --upstream instead of the public roots [default: the public roots].
+        #[arg(long, env = "REGMIRROR_UPSTREAM_CA")]
+        pub upstream_ca: Option<PathBuf>,
+
         /// PEM certificate chain to serve TLS with [default: the mirror's own, under <data-dir>/certs].
         #[arg(long, env = "REGMIRROR_TLS_CERT", requires = "tls_key")]
         pub tls_cert: Option<PathBuf>,

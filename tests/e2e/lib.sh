@@ -32,6 +32,20 @@ check() {
         sed 's/^/     | /' "$TMP/check.out" | tail -n 20
     fi
 }
+# setup_ok WHAT CMD...: a step that prepares a check rather than checking regmirror; not
+# counted when it works, a failure when it does not (output shown).
+setup_ok() {
+    local what=$1; shift
+    if "$@" >"$TMP/setup.out" 2>&1; then
+        info "setup: $what"
+        return 0
+    fi
+    fail "setup: $what" "command: $*"
+    sed 's/^/     | /' "$TMP/setup.out" | tail -n 20
+    return 1
+}
+# not CMD...: succeeds when CMD fails.
+not() { ! "$@"; }
 # expect_eq NAME GOT WANT
 expect_eq() {
     if [[ $2 == "$3" ]]; then pass "$1"; else fail "$1" "got '$2', want '$3'"; fi
@@ -234,7 +248,7 @@ declare -A KEEPS_MANIFESTS=()
 HOST_ARCH=$(case $(uname -m) in x86_64) echo amd64 ;; aarch64) echo arm64 ;; *) uname -m ;; esac)
 
 client_pull() {
-    local client=$1 phase=$2 key=$3 name repo tag digest base ref what mark items cache=""
+    local client=$1 phase=$2 key=$3 name repo tag digest base ref what mark up_mark items blobs
     read -r _ name repo tag _ _ digest <<<"$(image_line "$key")"
     base=$("${client}_name" "$name" "$repo")
     if [[ $phase == cold ]]; then
@@ -244,23 +258,57 @@ client_pull() {
         ref="$base@$digest"
         mapfile -t items < <(pull_items "$key" "$digest")
         [[ -z ${KEEPS_MANIFESTS[$client]:-} ]] || items=("${items[@]:1}")
-        cache=hit
         run_logged "$TMP/$client.rm.log" "${client}_rm" "$base:$tag" || true
-        if "${client}_id" "$base:$tag" >/dev/null 2>&1; then
-            fail "$client: $base:$tag removed locally before the warm pull"
-        else
-            pass "$client: $base:$tag removed locally before the warm pull"
-        fi
+        setup_ok "$client: $base:$tag removed locally before the warm pull" \
+            not "${client}_id" "$base:$tag" || return 0
     fi
     what="$client $phase: pull $ref"
     mark=$(log_mark)
+    up_mark=$(upstream_mark)
     if run_logged "$TMP/$client.pull.log" "${client}_pull" "$ref"; then
         pass "$what"
         expect_eq "$what: stored image" "$("${client}_id" "$ref" 2>&1)" "$("${client}_want" "$key")"
     else
         fail "$what"
     fi
-    MS_NS=${SENDS_NS[$client]:-} MS_CACHE=$cache mirror_served "$what" "$mark" "$repo" "${items[@]}"
+    if [[ $phase == warm ]]; then
+        MS_NS=${SENDS_NS[$client]:-} MS_CACHE=hit mirror_served "$what" "$mark" "$repo" "${items[@]}"
+        return
+    fi
+    # Cold: the manifests may be answered from what the mirror fetched for an earlier request
+    # of the same pull (a HEAD by tag, then a GET by digest); every blob must be a miss that
+    # the upstream served exactly once.
+    mapfile -t blobs < <(printf '%s\n' "${items[@]}" | grep '^blobs/')
+    MS_NS=${SENDS_NS[$client]:-} mirror_served "$what" "$mark" "$repo" "${items[@]}"
+    MS_NS=${SENDS_NS[$client]:-} MS_CACHE=miss mirror_served "$what: blobs" "$mark" "$repo" "${blobs[@]}"
+    upstream_served_once "$what" "$up_mark" "$repo" "${blobs[@]#blobs/}"
+}
+
+# ------------------------------------------------------------ upstream log
+# The upstream's access log (combined format, one line per request), e.g.
+#   127.0.0.1 - - [02/Dec/2026:10:00:00 +0000] "GET /v2/library/tiny/blobs/sha256:… HTTP/1.1" 200 …
+upstream_mark() { wc -l <"$UPSTREAM_LOG"; }
+
+# upstream_blob_gets MARK REPO DIGEST: how many GETs of that blob the upstream answered with
+# 200 after MARK.
+upstream_blob_gets() {
+    tail -n +"$(($1 + 1))" "$UPSTREAM_LOG" | grep -cE "\"GET /v2/$2/blobs/$3 HTTP/[0-9.]+\" 200 " || true
+}
+
+# upstream_served_once WHAT MARK REPO DIGEST...: passes when the upstream answered exactly one
+# GET of each blob after MARK (the cache fetched each once, however many requests it took).
+upstream_served_once() {
+    local what=$1 mark=$2 repo=$3 d n bad=""
+    shift 3
+    for d in "$@"; do
+        n=$(upstream_blob_gets "$mark" "$repo" "$d")
+        [[ $n == 1 ]] || bad+=" ${d:0:19}…:$n"
+    done
+    if [[ -z $bad ]]; then
+        pass "$what: the upstream served each of its $# blobs exactly once"
+    else
+        fail "$what: the upstream served each of its $# blobs exactly once" "GETs per blob:$bad"
+    fi
 }
 
 # ------------------------------------------------------------------- cleanup

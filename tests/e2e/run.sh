@@ -2,16 +2,23 @@
 # End-to-end test of regmirror with real clients, trusting regmirror's own CA.
 #
 # Debian's docker-registry (the reference registry, distribution 2.8) stands in for
-# Docker Hub on 127.0.0.1. Test images from tests/e2e/mkimages.py are pushed to it.
-# regmirror runs with the CA and server certificate it made itself (`regmirror cert
-# init`, then `serve` with no TLS flags), on [::1] only, named regmirror.test. Then:
-#   skopeo      by the mirror's name (byte-identical copies of every image), and
-#               docker.io/library/ociimg:1 through a registries.conf mirror stanza
+# Docker Hub over HTTPS, as upstream.test on 127.0.0.1, with a certificate from a CA of the
+# run's own that regmirror is told of with --upstream-ca (and nothing else trusts). Test
+# images from tests/e2e/mkimages.py are pushed to it. regmirror runs with the CA and server
+# certificate it made itself (`regmirror cert init`, then `serve` with no TLS flags), on
+# [::1] only, named regmirror.test. Each client then gets a cold run of its own: the
+# mirror is stopped, its cache pruned to nothing and the mirror started again, then
+#   skopeo      docker.io/library/ociimg:1 through a registries.conf mirror stanza
 #   podman      docker.io/library/tiny:1 and multi:1 through the same stanza
 #   containerd  ctr pull --hosts-dir of docker.io/library/tiny:1 and multi:1 (?ns=docker.io)
 #   dockerd     20.10 with registry-mirrors: docker pull tiny:1 and someuser/tool:latest
-# cold (upstream up), then warm by digest with the upstream stopped, after removing the
-# image from the client. Each pull is matched against the mirror's request log.
+# and each cold pull must show in the mirror's log as a miss for every blob, and in the
+# upstream's access log as exactly one GET per blob. skopeo then copies every image by the
+# mirror's own name (byte-identical), which also fills the cache for the warm pulls: by
+# digest with the upstream stopped, after removing the image from the client, each answered
+# from the cache per the mirror's log. A mirror trusting the wrong CA for the upstream must
+# fail a pull promptly, naming the certificate. `regmirror cache` stats, ls and verify run
+# against the live cache, verify and prune against a corrupted copy (stages/cache.sh).
 # Air gap (stages/offline.sh): prefetch + export while the upstream is up; with it stopped,
 # import into an empty data dir, serve --offline, docker pull through it, and a docker save
 # tarball imported beside it and pulled back.
@@ -103,18 +110,20 @@ private_file /etc/hosts "127.0.0.1 localhost $(hostname)
 ::1 localhost ip6-localhost ip6-loopback
 # regmirror, on ::1 only (not in 127.0.0.0/8, which dockerd treats as insecure)
 ::1 regmirror.test
+# the upstream registry (docker-registry over HTTPS)
+127.0.0.1 upstream.test
 # Docker Hub: refused at once, so a client falling back to it fails fast
 127.0.0.1 registry-1.docker.io index.docker.io docker.io auth.docker.io production.cloudflare.docker.com"
 info "private /etc/hosts:"
 sed 's/^/     | /' /etc/hosts
 
-for stage in upstream mirror skopeo podman containerd docker offline private; do
+for stage in upstream mirror skopeo podman containerd docker cache offline private; do
     # shellcheck source=/dev/null
     source "$HERE/stages/$stage.sh"
 done
-# Cold pulls run client by client, each right after its setup: podman's pull happens
-# before dockerd's stage puts the CA in /etc/docker/certs.d, which containers/image
-# also reads, so it proves /etc/containers/certs.d.
+# Cold pulls run client by client, each right after its setup and from an empty cache:
+# podman's pull happens before dockerd's stage puts the CA in /etc/docker/certs.d, which
+# containers/image also reads, so it proves /etc/containers/certs.d.
 CLIENTS=(skopeo podman containerd docker)
 
 # ---------------------------------------------------------------------- run
@@ -126,15 +135,18 @@ mirror_checks
 
 READY=()
 for client in "${CLIENTS[@]}"; do
-    step "$client: setup, then cold pulls (upstream up)"
+    step "$client: setup, then cold pulls from an empty cache (upstream up)"
     if "${client}_setup"; then
         READY+=("$client")
+        mirror_empty_cache
         "${client}_cold"
     else
         fail "$client: setup failed, so its pulls were not tried (reason above)"
     fi
 done
+skopeo_direct
 mirror_facts_upstream_up
+mirror_wrong_upstream_ca
 offline_seed
 
 upstream_stop
@@ -142,6 +154,7 @@ for client in "${READY[@]}"; do
     step "$client: warm pulls by digest (upstream down, removed locally first)"
     "${client}_warm"
 done
+cache_commands
 mirror_facts_upstream_down
 offline_serve
 private_start

@@ -32,8 +32,8 @@ docker_setup() {
     DOCKER=(env DOCKER_CONFIG="$dir/cli" timeout 120 "$DOCKER_CLI" -H "unix://$dir/docker.sock")
     wait_until dockerd "$BG_PID" 150 "${DOCKER[@]}" version || return 1
     "${DOCKER[@]}" info >"$dir/info.txt" 2>&1 || true
-    check "docker info lists the mirror https://$M/" grep -qF "https://$M/" "$dir/info.txt"
-    check "docker info: classic image store (Storage Driver overlay2 or vfs)" \
+    setup_ok "docker info lists the mirror https://$M/" grep -qF "https://$M/" "$dir/info.txt" || return 1
+    setup_ok "docker info: classic image store (Storage Driver overlay2 or vfs)" \
         grep -qE 'Storage Driver: (overlay2|vfs)' "$dir/info.txt"
 }
 

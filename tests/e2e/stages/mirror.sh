@@ -35,25 +35,67 @@ mirror_start() {
     MIRROR_LOG="$TMP/mirror.log"
     LOG_FILES+=("$MIRROR_LOG")
     info "binary: $REGMIRROR_BIN"
-    start_bg regmirror "$MIRROR_LOG" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
-        "$REGMIRROR_BIN" serve --listen "[::1]:$M_PORT" --data-dir "$MDATA" --upstream "http://$UP"
-    MIRROR_PID=$BG_PID
-    wait_http regmirror "$MIRROR_PID" "https://$M/v2/" --cacert "$CACERT"
+    mirror_serve
     expect_eq "serve kept the certificates cert init made" "$(cat "$MDATA"/certs/*.crt | sha256sum)" "$before"
     CURL=(curl -sS --max-time 20 --cacert "$CACERT")
 }
 
+# mirror_serve: start the mirror on MDATA and M_PORT, trusting only the upstream's own CA.
+mirror_serve() {
+    start_bg regmirror "$MIRROR_LOG" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
+        "$REGMIRROR_BIN" serve --listen "[::1]:$M_PORT" --data-dir "$MDATA" --upstream "$UP_URL" \
+        --upstream-ca "$UP_CA"
+    MIRROR_PID=$BG_PID
+    wait_http regmirror "$MIRROR_PID" "https://$M/v2/" --cacert "$CACERT"
+}
+
+# mirror_empty_cache: stop the mirror, prune its whole cache (`cache prune --max-size 0`), and
+# start it again on the same port and certificates, so that the next pulls are cold.
+mirror_empty_cache() {
+    stop_pid "$MIRROR_PID"
+    setup_ok "regmirror cache prune --max-size 0" "$REGMIRROR_BIN" cache prune --data-dir "$MDATA" --max-size 0 \
+        || die "cannot empty the cache"
+    "$REGMIRROR_BIN" cache stats --data-dir "$MDATA" >"$TMP/stats.out" || die "regmirror cache stats failed"
+    grep -qE '^blobs +0$' "$TMP/stats.out" && grep -qE '^manifests +0$' "$TMP/stats.out" \
+        || die "the cache is not empty after prune --max-size 0: $(tr '\n' ' ' <"$TMP/stats.out")"
+    mirror_serve
+    info "the mirror restarted with an empty cache"
+}
+
+# mirror_wrong_upstream_ca: a mirror that trusts another CA (its own) for the upstream answers a
+# pull with a prompt upstream error that names the certificate, and caches nothing.
+mirror_wrong_upstream_ca() {
+    step "regmirror trusting the wrong CA for the upstream"
+    local port data="$TMP/wrong-ca-data" log="$TMP/wrong-ca.log" code start ms
+    port=$(free_port 127.0.0.1)
+    LOG_FILES+=("$log")
+    start_bg regmirror-wrong-ca "$log" env NO_COLOR=1 "$REGMIRROR_BIN" serve --insecure-http \
+        --listen "127.0.0.1:$port" --data-dir "$data" --upstream "$UP_URL" --upstream-ca "$CACERT"
+    wait_http regmirror-wrong-ca "$BG_PID" "http://127.0.0.1:$port/v2/"
+    start=$(date +%s%N)
+    code=$(curl -sS --max-time 60 -o "$TMP/wrong-ca.body" -w '%{http_code}' \
+        "http://127.0.0.1:$port/v2/$F_NAME/manifests/$F_TAG" || true)
+    ms=$((($(date +%s%N) - start) / 1000000))
+    if [[ $code == 503 ]] && grep -q UNAVAILABLE "$TMP/wrong-ca.body" && grep -qi certificate "$TMP/wrong-ca.body" \
+        && ((ms < 10000)); then
+        pass "wrong upstream CA: 503 UNAVAILABLE in $ms ms naming the certificate ($(head -c 200 "$TMP/wrong-ca.body"))"
+    else
+        fail "wrong upstream CA: 503 UNAVAILABLE within 10 s naming the certificate" \
+            "status $code after $ms ms: $(head -c 300 "$TMP/wrong-ca.body")"
+    fi
+    "$REGMIRROR_BIN" cache stats --data-dir "$data" >"$TMP/wrong-ca.stats" 2>&1 || true
+    check "wrong upstream CA: nothing cached" grep -qE '^manifests +0$' "$TMP/wrong-ca.stats"
+    stop_pid "$BG_PID"
+}
+
 mirror_checks() {
     step "regmirror: name resolution, CA distribution, client-config"
-    expect_eq "$MIRROR_NAME resolves to ::1 only" \
-        "$(getent ahosts "$MIRROR_NAME" | awk '{print $1}' | sort -u | tr '\n' ' ')" "::1 "
+    [[ "$(getent ahosts "$MIRROR_NAME" | awk '{print $1}' | sort -u | tr '\n' ' ')" == "::1 " ]] \
+        || die "$MIRROR_NAME does not resolve to ::1 only"
     local hub
     for hub in registry-1.docker.io auth.docker.io; do
-        if curl -sS --max-time 5 -o /dev/null "https://$hub/v2/" 2>"$TMP/hub.err"; then
-            fail "Docker Hub ($hub) is unreachable" "it answered"
-        else
-            pass "Docker Hub ($hub) is unreachable: $(head -n1 "$TMP/hub.err")"
-        fi
+        setup_ok "Docker Hub ($hub) is unreachable" not curl -sS --max-time 5 -o /dev/null "https://$hub/v2/" \
+            || die "Docker Hub ($hub) answered: clients could bypass the mirror"
     done
     local code
     code=$("${CURL[@]}" -o "$TMP/v2.body" -w '%{http_code}' "https://$M/v2/" || true)
@@ -118,7 +160,7 @@ mirror_facts_upstream_up() {
     head_check "HEAD /v2/$F_NAME/blobs/<layer>" "https://$M/v2/$F_NAME/blobs/$F_LAYER" "$F_LAYER" "$F_LAYER_SIZE"
     local code
     code=$("${CURL[@]}" -o "$TMP/blob.mirror" -w '%{http_code}' "https://$M/v2/$F_NAME/blobs/$F_LAYER" || true)
-    curl -sS --max-time 20 -o "$TMP/blob.up" "http://$UP/v2/$F_REPO/blobs/$F_LAYER" || true
+    "${UP_CURL[@]}" -o "$TMP/blob.up" "$UP_URL/v2/$F_REPO/blobs/$F_LAYER" || true
     check "GET blob through the mirror is byte-identical to upstream (status $code)" cmp "$TMP/blob.mirror" "$TMP/blob.up"
     # Over HTTP/1.1: over HTTP/2 the mirror may answer before the request body has
     # arrived and then reset the stream with NO_ERROR (allowed by RFC 9113 §8.1), which

@@ -20,14 +20,20 @@ offline_seed() {
         read -r _ name _ tag _ <<<"$line"
         names+=("$name:$tag")
     done
-    if run_logged "$out" "$REGMIRROR_BIN" prefetch --data-dir "$pdata" --upstream "http://$UP" "${names[@]}"; then
-        pass "regmirror prefetch ${names[*]}"
+    local prefetch=("$REGMIRROR_BIN" prefetch --data-dir "$pdata" --upstream "$UP_URL" --upstream-ca "$UP_CA")
+    if run_logged "$out" "${prefetch[@]}" "${names[@]}"; then
+        pass "regmirror prefetch ${names[*]} (HTTPS upstream, --upstream-ca)"
         sed 's/^/     | /' "$out"
     else
-        fail "regmirror prefetch ${names[*]}"
+        fail "regmirror prefetch ${names[*]} (HTTPS upstream, --upstream-ca)"
     fi
-    check "a second prefetch finds everything cached (new = 0)" \
-        bash -c "'$REGMIRROR_BIN' prefetch --data-dir '$pdata' --upstream 'http://$UP' ${names[*]} | awk 'NR > 1 && \$5 != 0 { exit 1 }'"
+    # The table's fifth column counts what the run fetched; a second run must fetch nothing.
+    if run_logged "$out" "${prefetch[@]}" "${names[@]}"; then
+        check "a second prefetch finds everything cached (new = 0)" \
+            awk 'NR > 1 && $5 != 0 { bad = 1 } END { exit bad || NR < 2 }' "$out"
+    else
+        fail "a second prefetch finds everything cached (new = 0)" "the prefetch failed"
+    fi
 
     BUNDLE="$TMP/bundle.tar"
     check "regmirror export --all --output bundle.tar" \
@@ -77,7 +83,11 @@ offline_serve() {
         fail "regmirror import bundle.tar into an empty data dir"
         return
     fi
-    check "importing it again adds nothing" bash -c "'$REGMIRROR_BIN' import --data-dir '$odata' '$BUNDLE' | grep -q ': 0 added'"
+    if run_logged "$out" "$REGMIRROR_BIN" import --data-dir "$odata" "$BUNDLE"; then
+        check "importing it again adds nothing" grep -q ': 0 added' "$out"
+    else
+        fail "importing it again adds nothing" "the import failed"
+    fi
 
     local port o code
     port=$(free_port ::1)
@@ -85,7 +95,7 @@ offline_serve() {
     MIRROR_LOG="$TMP/offline.log"
     LOG_FILES+=("$MIRROR_LOG")
     start_bg regmirror-offline "$MIRROR_LOG" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
-        "$REGMIRROR_BIN" serve --offline --listen "[::1]:$port" --data-dir "$odata" --upstream "http://$UP" \
+        "$REGMIRROR_BIN" serve --offline --listen "[::1]:$port" --data-dir "$odata" --upstream "$UP_URL" \
         --tls-cert "$MDATA/certs/server.crt" --tls-key "$MDATA/certs/server.key"
     OFFLINE_PID=$BG_PID
     wait_http regmirror-offline "$OFFLINE_PID" "https://$o/v2/" --cacert "$CACERT"
@@ -106,7 +116,7 @@ offline_serve() {
     [[ " ${READY[*]} " == *" docker "* ]] || { fail "offline: docker pull (dockerd did not come up)"; return; }
     docker_use_mirror "$o" || return
     for key in "${OFFLINE_IMAGES[@]}"; do offline_pull "$key"; done
-    offline_docker_save
+    offline_docker_save "$o"
 }
 
 # docker_use_mirror HOST:PORT: point the running dockerd at another mirror (daemon.json
@@ -117,10 +127,11 @@ docker_use_mirror() {
     printf '{"registry-mirrors": ["https://%s"]}\n' "$1" >"$dir/daemon.json"
     kill -HUP "$(cat "$dir/dockerd.pid")"
     for ((i = 0; i < 50; i++)); do
-        "${DOCKER[@]}" info 2>/dev/null | grep -qF "https://$1/" && { pass "dockerd reloaded: mirror https://$1/"; return 0; }
+        "${DOCKER[@]}" info >"$dir/info.txt" 2>&1 || true
+        grep -qF "https://$1/" "$dir/info.txt" && { info "setup: dockerd reloaded: mirror https://$1/"; return 0; }
         sleep 0.2
     done
-    fail "dockerd reloaded: mirror https://$1/" "docker info does not list it"
+    fail "setup: dockerd reloaded: mirror https://$1/" "docker info does not list it"
     return 1
 }
 
@@ -130,9 +141,7 @@ offline_pull() {
     local key=$1 name repo tag digest what mark items
     read -r _ name repo tag _ _ digest <<<"$(image_line "$key")"
     "${DOCKER[@]}" rmi "$name:$tag" "$name@$digest" >/dev/null 2>&1 || true
-    if docker_id "$name:$tag" >/dev/null 2>&1; then
-        fail "docker: $name:$tag removed locally before the offline pull"
-    fi
+    setup_ok "docker: $name:$tag removed locally before the offline pull" not docker_id "$name:$tag" || return 0
     what="docker pull $name:$tag through the offline mirror"
     mark=$(log_mark)
     if run_logged "$TMP/docker.pull.log" docker_pull "$name:$tag"; then
@@ -152,7 +161,7 @@ offline_pull() {
     MS_CACHE=hit mirror_served "$what" "$mark" "$repo" "${items[@]}"
 }
 
-# offline_docker_save: `docker save` of tiny:1 under a new name, imported beside the running
+# offline_docker_save HOST:PORT: `docker save` of tiny:1 under a new name, imported beside the running
 # offline mirror, removed from dockerd and pulled back through the mirror.
 offline_docker_save() {
     local saved="$TMP/saved.tar" want
@@ -166,10 +175,22 @@ offline_docker_save() {
     check "regmirror import of a docker save tarball beside the running offline mirror" \
         "$REGMIRROR_BIN" import --data-dir "$TMP/offline-data" "$saved"
     "${DOCKER[@]}" rmi savedimg:1 tiny:1 >/dev/null 2>&1 || true
+    # With no image left that holds tiny's layers, the pull must fetch every blob again.
+    setup_ok "docker: savedimg:1 and tiny:1 removed locally" not docker_id savedimg:1 || return 0
+    setup_ok "docker: tiny:1 removed locally" not docker_id tiny:1 || return 0
+    local what="docker pull savedimg:1 (from docker save) through the offline mirror" mark items
+    mark=$(log_mark)
     if run_logged "$TMP/docker.pull.log" docker_pull savedimg:1; then
-        pass "docker pull savedimg:1 (from docker save) through the offline mirror"
+        pass "$what"
         expect_eq "docker pull savedimg:1: image ID is tiny's config digest" "$(docker_id savedimg:1 2>&1)" "$want"
     else
-        fail "docker pull savedimg:1 (from docker save) through the offline mirror"
+        fail "$what"
     fi
+    # docker save holds the layers uncompressed, so savedimg's blobs are its own: take them
+    # from the manifest the mirror serves.
+    mapfile -t items < <("${CURL[@]}" -H "Accept: $ACCEPT_ALL" "https://$1/v2/library/savedimg/manifests/1" \
+        | python3 -c 'import json, sys; m = json.load(sys.stdin)
+for d in [m["config"]] + m["layers"]: print("blobs/" + d["digest"])')
+    ((${#items[@]} >= 2)) || fail "$what: the mirror serves savedimg:1's manifest with a config and layers"
+    MS_CACHE=hit mirror_served "$what" "$mark" "library/savedimg" "${items[@]}"
 }

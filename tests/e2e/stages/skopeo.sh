@@ -1,10 +1,11 @@
 # Stage: skopeo (containers/image), sourced by run.sh.
 #
-# Direct: every test image by the mirror's own name (docker://regmirror.test:PORT/tiny:1,
+# Cold: docker://docker.io/library/ociimg:1 with a registries.conf mirror stanza and the CA in
+# the private /etc/containers/certs.d/regmirror.test:PORT/ (shared with podman).
+# Direct (skopeo_direct, after every client's cold run; it also fills the cache for the warm
+# pulls): every test image by the mirror's own name (docker://regmirror.test:PORT/tiny:1,
 # regmirror's CA via --src-cert-dir), copied to dir: and compared byte for byte with the
 # generated image; child manifests of the index checked with inspect --raw.
-# Mirror: docker://docker.io/library/ociimg:1 with a registries.conf mirror stanza and the
-# CA in the private /etc/containers/certs.d/regmirror.test:PORT/ (shared with podman).
 
 # containers_config: registries.conf with the mirror stanza, and the CA in a private
 # /etc/containers/certs.d. Sets REGISTRIES_CONF and CONTAINERS_ENV (environment for
@@ -78,7 +79,7 @@ compare_raw() {
         return
     fi
     if [[ -n $uref ]]; then
-        "${SKOPEO[@]}" inspect --tls-verify=false --raw "docker://$uref" >"$out.u" 2>>"$out.err" || true
+        "${SKOPEO[@]}" inspect --cert-dir "$UP_CA_DIR" --raw "docker://$uref" >"$out.u" 2>>"$out.err" || true
         expect_eq "$what" "$(sha256_of "$out.m")" "$(sha256_of "$out.u")"
     else
         expect_eq "$what" "sha256:$(sha256_of "$out.m")" "$4"
@@ -103,24 +104,34 @@ skopeo_setup() {
 }
 
 skopeo_cold() {
-    local line key name repo tag digest child mark items
-    for line in "${IMAGES[@]}"; do
-        read -r key name repo tag _ _ digest <<<"$line"
-        compare_raw "skopeo direct cold: inspect --raw $M/$name:$tag equals upstream $repo:$tag" \
-            "$M/$name:$tag" "$UP/$repo:$tag"
-        for child in $(summary_field "$key" children); do
-            compare_raw "skopeo direct cold: inspect --raw $name@${child:0:19}… equals upstream" \
-                "$M/$name@$child" "$UP/$repo@$child"
-        done
-        skopeo_copy "skopeo direct cold $name:$tag" "$key" "docker://$M/$name:$tag" \
-            "$TMP/skopeo/direct-cold/$key" --src-cert-dir "$CA_ONLY_DIR"
-    done
+    local key name repo tag digest mark up_mark items blobs
     read -r key name repo tag _ _ digest <<<"$(image_line ociimg)"
     mark=$(log_mark)
+    up_mark=$(upstream_mark)
     skopeo_copy "skopeo via registries.conf mirror, cold" "$key" "docker://docker.io/$repo:$tag" \
         "$TMP/skopeo/mirror-cold/$key"
     mapfile -t items < <(pull_items "$key" "($tag|$digest)")
+    mapfile -t blobs < <(printf '%s\n' "${items[@]}" | grep '^blobs/')
     mirror_served "skopeo via registries.conf mirror, cold $repo:$tag" "$mark" "$repo" "${items[@]}"
+    MS_CACHE=miss mirror_served "skopeo cold $repo:$tag: blobs" "$mark" "$repo" "${blobs[@]}"
+    upstream_served_once "skopeo cold $repo:$tag" "$up_mark" "$repo" "${blobs[@]#blobs/}"
+}
+
+# skopeo_direct: every image by the mirror's own name, upstream up; byte-identical copies.
+skopeo_direct() {
+    step "skopeo: every image by the mirror's name (upstream up)"
+    local line key name repo tag child
+    for line in "${IMAGES[@]}"; do
+        read -r key name repo tag _ <<<"$line"
+        compare_raw "skopeo direct: inspect --raw $M/$name:$tag equals upstream $repo:$tag" \
+            "$M/$name:$tag" "$UP/$repo:$tag"
+        for child in $(summary_field "$key" children); do
+            compare_raw "skopeo direct: inspect --raw $name@${child:0:19}… equals upstream" \
+                "$M/$name@$child" "$UP/$repo@$child"
+        done
+        skopeo_copy "skopeo direct $name:$tag" "$key" "docker://$M/$name:$tag" \
+            "$TMP/skopeo/direct/$key" --src-cert-dir "$CA_ONLY_DIR"
+    done
 }
 
 skopeo_warm() {
