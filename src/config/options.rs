@@ -77,7 +77,7 @@ layered! {
         #[serde(default, deserialize_with = "parse::de::upstream")]
         pub upstream: Option<Uri>,
 
-        /// PEM CA certificates to trust for --upstream instead of the public roots [default: the public roots].
+        /// PEM CA certificates to trust for --upstream instead of the public roots.
         #[arg(long, env = "REGMIRROR_UPSTREAM_CA")]
         pub upstream_ca: Option<PathBuf>,
 

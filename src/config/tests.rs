@@ -83,6 +83,22 @@ fn flags_win_over_file() {
 }
 
 #[test]
+fn the_upstream_ca_reaches_docker_hub_and_not_other_registries() {
+    let (_dir, path) = config_file(
+        "upstream = \"https://hub.lan\"\nupstream_ca = \"/etc/ca/hub.pem\"\ninsecure_http = true\n\n\
+         [[registries]]\nname = \"ghcr.io\"\nurl = \"https://ghcr.io\"\n",
+    );
+    let options = ServeOptions {
+        config: Some(path),
+        ..Default::default()
+    };
+    let config = Config::from_options(options, None, None).expect("valid");
+    let all = config.all_registries();
+    assert_eq!(all[0].ca, Some(PathBuf::from("/etc/ca/hub.pem")));
+    assert_eq!(all[1].ca, None);
+}
+
+#[test]
 fn the_file_takes_every_key_of_the_shipped_example() {
     let example = include_str!("../../systemd/regmirror.toml");
     let (_dir, path) = config_file(&format!("{example}\ninsecure_http = true\n"));
