@@ -15,6 +15,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::reference::{Registry, RepoName};
 
+pub mod token;
+
 /// A bcrypt check costs tens of milliseconds and clients send their password with every
 /// request, so outcomes (right or wrong) are remembered for a while.
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
