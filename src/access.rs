@@ -17,12 +17,16 @@ use crate::reference::{Registry, RepoName};
 
 pub mod token;
 
+use token::Tokens;
+
 /// A bcrypt check costs tens of milliseconds and clients send their password with every
 /// request, so outcomes (right or wrong) are remembered for a while.
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Token(#[from] token::Error),
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}: only bcrypt htpasswd entries (htpasswd -B) are supported")]
@@ -80,6 +84,23 @@ pub enum Identity {
     User(String),
 }
 
+/// A client as its request proves it: who, and, when it sent a bearer token, the repository
+/// names (as its paths spell them) that token is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub identity: Identity,
+    pub token_scope: Option<Vec<String>>,
+}
+
+impl Client {
+    fn proven(identity: Identity) -> Client {
+        Client {
+            identity,
+            token_scope: None,
+        }
+    }
+}
+
 /// The validated policy.
 pub struct Access {
     users: HashMap<String, String>,
@@ -87,11 +108,14 @@ pub struct Access {
     anonymous: Vec<String>,
     rules: Vec<RuleConfig>,
     checked: moka::sync::Cache<[u8; 32], bool>,
+    /// Present when clients can prove who they are, and so have something to log in with.
+    tokens: Option<Tokens>,
 }
 
 impl Access {
-    /// `None` when the config turns nothing on: then everyone may pull everything.
-    pub fn new(config: &AccessConfig) -> Result<Option<Access>, Error> {
+    /// `None` when the config turns nothing on: then everyone may pull everything. Tokens are
+    /// signed with the key at `token_key`, made there on first use.
+    pub fn new(config: &AccessConfig, token_key: &Path) -> Result<Option<Access>, Error> {
         let identities = config.htpasswd.is_some() || config.client_certificates.is_some();
         if !identities && config.allow_cidrs.is_empty() && config.rules.is_empty() && config.anonymous.is_none() {
             return Ok(None);
@@ -117,30 +141,59 @@ impl Access {
                 .max_capacity(10_000)
                 .time_to_live(VERIFIED_FOR)
                 .build(),
+            tokens: identities.then(|| Tokens::load_or_create(token_key)).transpose()?,
         }))
     }
 
     /// Checks the address and establishes who the client is: its certificate's name when it
-    /// presented one, else Basic credentials, else anonymous.
+    /// presented one, else a bearer token of this mirror's, else Basic credentials, else
+    /// anonymous.
     pub async fn identify(
         &self,
         peer: IpAddr,
         certificate_user: Option<&str>,
         authorization: Option<&str>,
-    ) -> Result<Identity, Refusal> {
+    ) -> Result<Client, Refusal> {
+        self.check_address(peer)?;
+        if let Some(user) = certificate_user {
+            return Ok(Client::proven(Identity::User(user.to_owned())));
+        }
+        let Some((scheme, value)) = authorization.and_then(|v| v.split_once(' ')) else {
+            return Ok(Client::proven(Identity::Anonymous));
+        };
+        match (scheme, &self.tokens) {
+            ("Bearer", Some(tokens)) => {
+                let verified = (tokens.verify_access(value.trim(), token::SERVICE))
+                    .ok_or_else(|| Refusal::Unauthenticated("the token is invalid or expired".into()))?;
+                Ok(Client {
+                    identity: verified.user.map_or(Identity::Anonymous, Identity::User),
+                    token_scope: Some(verified.pull),
+                })
+            }
+            ("Basic", _) => self.check_basic(value.trim()).await.map(Client::proven),
+            _ => Ok(Client::proven(Identity::Anonymous)),
+        }
+    }
+
+    pub fn check_address(&self, peer: IpAddr) -> Result<(), Refusal> {
         let peer = canonical(peer);
         if !self.cidrs.is_empty() && !self.cidrs.iter().any(|net| net.contains(&peer)) {
             return Err(Refusal::Denied(format!(
                 "client address {peer} is not in access.allow_cidrs"
             )));
         }
-        if let Some(user) = certificate_user {
-            return Ok(Identity::User(user.to_owned()));
-        }
-        match authorization.and_then(|value| value.strip_prefix("Basic ")) {
-            Some(encoded) => self.check_basic(encoded.trim()).await,
-            None => Ok(Identity::Anonymous),
-        }
+        Ok(())
+    }
+
+    /// The token service, when clients have identities to log in with.
+    pub fn tokens(&self) -> Option<&Tokens> {
+        self.tokens.as_ref()
+    }
+
+    /// Whether `user` is still one of the htpasswd file's users (a refresh token outlives
+    /// neither the user nor a restart that removed it).
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
     }
 
     async fn check_basic(&self, encoded: &str) -> Result<Identity, Refusal> {
@@ -150,6 +203,12 @@ impl Access {
             .map_err(|_| wrong())?;
         let decoded = String::from_utf8(decoded).map_err(|_| wrong())?;
         let (user, password) = decoded.split_once(':').ok_or_else(wrong)?;
+        self.check_password(user, password).await
+    }
+
+    /// Basic credentials or the token service's password grant, against the htpasswd file.
+    pub async fn check_password(&self, user: &str, password: &str) -> Result<Identity, Refusal> {
+        let wrong = || Refusal::Unauthenticated("wrong user name or password".into());
         let hash = self.users.get(user).ok_or_else(wrong)?;
         let key: [u8; 32] = Sha256::new()
             .chain_update(hash)
@@ -177,15 +236,45 @@ impl Access {
         }
     }
 
-    /// `/v2/` answers 401 to anonymous clients when they could pull nothing, so that
-    /// `docker login` and `podman login` find a challenge to answer.
-    pub fn check_login(&self, identity: &Identity) -> Result<(), Refusal> {
-        match identity {
-            Identity::Anonymous if self.anonymous.is_empty() => {
-                Err(Refusal::Unauthenticated("this mirror needs credentials".into()))
-            }
-            _ => Ok(()),
+    /// `/v2/` answers 401 to a client that proved nothing when there is something to log in
+    /// with: dockerd, containerd, podman and skopeo send credentials only after that
+    /// challenge, and fetch a token (an anonymous one when they have no credentials) from the
+    /// realm it names. Without identities, only clients that could pull nothing are refused.
+    pub fn check_login(&self, client: &Client) -> Result<(), Refusal> {
+        let proved_nothing = client.identity == Identity::Anonymous && client.token_scope.is_none();
+        let challenge = if self.tokens.is_some() {
+            proved_nothing
+        } else {
+            proved_nothing && self.anonymous.is_empty()
+        };
+        if challenge {
+            return Err(Refusal::Unauthenticated(
+                "this mirror needs credentials or a token".into(),
+            ));
         }
+        Ok(())
+    }
+
+    /// The status page and metrics, which people open in a browser: a client that proved
+    /// nothing is refused (with a Basic challenge a browser can answer) only when anonymous
+    /// clients could pull nothing.
+    pub fn check_viewer(&self, client: &Client) -> Result<(), Refusal> {
+        if client.identity == Identity::Anonymous && self.anonymous.is_empty() {
+            return Err(Refusal::Unauthenticated("this mirror needs credentials".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether `client` may pull the repository its path names `name` (`registry`/`repo`
+    /// once located): its token, if it sent one, must be for that name, and the rules must
+    /// let its identity pull it.
+    pub fn admit(&self, client: &Client, registry: &Registry, repo: &RepoName, name: &str) -> Result<(), Refusal> {
+        if let Some(scope) = &client.token_scope {
+            if !scope.iter().any(|granted| granted == name) {
+                return Err(Refusal::Unauthenticated(format!("the token is not for {name}")));
+            }
+        }
+        self.authorize(&client.identity, registry, repo)
     }
 
     pub fn authorize(&self, identity: &Identity, registry: &Registry, repo: &RepoName) -> Result<(), Refusal> {

@@ -61,6 +61,11 @@ impl Registries {
         })
     }
 
+    /// Every registry mirrored.
+    pub fn names(&self) -> impl Iterator<Item = &Registry> {
+        self.mirrors.iter().map(Mirror::registry)
+    }
+
     /// The mirror for `registry`; `None` when the gateway does not mirror it, which must never
     /// fall back to Docker Hub.
     pub fn get(&self, registry: &Registry) -> Option<&Mirror> {

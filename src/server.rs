@@ -28,7 +28,7 @@ use crate::api::route::RouteKind;
 use crate::api::{self, App, Peer, Role};
 use crate::body::Body;
 use crate::certs;
-use crate::config::Config;
+use crate::config::{Config, Tls};
 use crate::metrics::{Metrics, Origin, RequestLabels};
 use crate::mirror::Source;
 use crate::registries::Registries;
@@ -83,7 +83,7 @@ pub async fn run_with_reload(
     mut reload: mpsc::Receiver<()>,
 ) -> Result<(), Error> {
     let setup = tls::setup(&config.tls, config.client_auth().as_ref())?;
-    let access = Access::new(&config.access)?;
+    let access = Access::new(&config.access, &config.data_dir.join("certs").join("token.key"))?;
     let acceptor = Arc::new(RwLock::new(setup.acceptor));
     let loading = Instant::now();
     let registries = Registries::new(&config)?;
@@ -95,6 +95,7 @@ pub async fn run_with_reload(
         access,
         ca: setup.ca,
         address,
+        tls: !matches!(config.tls, Tls::Off),
     });
     let admin = bind_admin(config.admin_listen).await?;
     announce(&config, &listener, admin.as_ref(), &app, index_ms)?;
@@ -281,15 +282,16 @@ impl Connection {
 
 async fn serve_request(app: &App, role: Role, peer: &Peer, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let response = api::handle(app, role, peer, &request).await;
+    let (request, body) = request.into_parts();
+    let response = api::handle(app, role, peer, &request, body).await;
     let response = account(app.registries.metrics(), response);
     let length = response
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     tracing::info!(
-        method = %request.method(),
-        path = %request.uri().path_and_query().map_or("/", |p| p.as_str()),
+        method = %request.method,
+        path = %request.uri.path_and_query().map_or("/", |p| p.as_str()),
         status = response.status().as_u16(),
         bytes = length.unwrap_or(0),
         cache = response.extensions().get::<Source>().map_or("-", |s| s.label()),

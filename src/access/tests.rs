@@ -9,10 +9,19 @@ fn basic(user: &str, password: &str) -> String {
     )
 }
 
-fn policy(text: &str, htpasswd: Option<&Path>) -> Access {
+/// The policy, and the directory holding its token key.
+fn policy(text: &str, htpasswd: Option<&Path>) -> (Access, tempfile::TempDir) {
     let mut config: AccessConfig = toml::from_str(text).expect("config");
     config.htpasswd = htpasswd.map(Path::to_owned);
-    Access::new(&config).expect("valid").expect("on")
+    let dir = tempfile::tempdir().expect("tempdir");
+    let access = Access::new(&config, &dir.path().join("token.key"))
+        .expect("valid")
+        .expect("on");
+    (access, dir)
+}
+
+fn anonymous() -> Client {
+    Client::proven(Identity::Anonymous)
 }
 
 fn repo(registry: &str, name: &str) -> (Registry, RepoName) {
@@ -42,14 +51,17 @@ fn globs() {
 
 #[test]
 fn nothing_configured_is_off() {
-    assert!(Access::new(&AccessConfig::default()).expect("valid").is_none());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("token.key");
+    assert!(Access::new(&AccessConfig::default(), &key).expect("valid").is_none());
+    assert!(!key.exists(), "no key is made for a mirror without access control");
 }
 
 #[tokio::test]
 async fn basic_auth_and_rules() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = htpasswd(dir.path());
-    let access = policy(
+    let (access, _key) = policy(
         r#"
         anonymous = ["docker.io/library/*"]
         [[rules]]
@@ -66,7 +78,8 @@ async fn basic_auth_and_rules() {
         .identify(local, None, Some(&basic("alice", "wonderland")))
         .await
         .expect("alice");
-    assert_eq!(alice, Identity::User("alice".into()));
+    assert_eq!(alice, Client::proven(Identity::User("alice".into())));
+    let alice = alice.identity;
     assert!(matches!(
         access.identify(local, None, Some(&basic("alice", "nope"))).await,
         Err(Refusal::Unauthenticated(_))
@@ -78,7 +91,8 @@ async fn basic_auth_and_rules() {
     let bob = access
         .identify(local, None, Some(&basic("bob", "builder")))
         .await
-        .expect("bob");
+        .expect("bob")
+        .identity;
 
     let (ghcr, private) = repo("ghcr.io", "myorg/app");
     assert_eq!(access.authorize(&alice, &ghcr, &private), Ok(()));
@@ -93,30 +107,34 @@ async fn basic_auth_and_rules() {
     let (hub, user_repo) = repo("docker.io", "someuser/tool");
     assert_eq!(access.authorize(&bob, &hub, &user_repo), Ok(()));
     assert!(access.authorize(&Identity::Anonymous, &hub, &user_repo).is_err());
-    assert_eq!(access.check_login(&Identity::Anonymous), Ok(()));
+    assert!(
+        access.check_login(&anonymous()).is_err(),
+        "with users to log in as, /v2/ challenges a client that proved nothing"
+    );
 }
 
 #[tokio::test]
 async fn certificate_names_are_identities() {
-    let access = policy(
+    let (access, _key) = policy(
         "client_certificates = \"required\"\n[[rules]]\nusers = [\"ci\"]\nrepos = [\"*\"]",
         None,
     );
     let ci = access
         .identify("::1".parse().expect("ip"), Some("ci"), None)
         .await
-        .expect("ci");
+        .expect("ci")
+        .identity;
     let (hub, name) = repo("docker.io", "alpine");
     assert_eq!(access.authorize(&ci, &hub, &name), Ok(()));
     assert!(
-        access.check_login(&Identity::Anonymous).is_err(),
+        access.check_login(&anonymous()).is_err(),
         "anonymous clients are challenged at /v2/"
     );
 }
 
 #[tokio::test]
 async fn address_allow_list() {
-    let access = policy("allow_cidrs = [\"10.0.0.0/8\", \"::1\"]", None);
+    let (access, _key) = policy("allow_cidrs = [\"10.0.0.0/8\", \"::1\"]", None);
     assert!(access
         .identify("10.1.2.3".parse().expect("ip"), None, None)
         .await
@@ -134,6 +152,12 @@ async fn address_allow_list() {
         Ok(()),
         "no identities: anonymous may pull"
     );
+    assert_eq!(
+        access.check_login(&anonymous()),
+        Ok(()),
+        "nothing to log in with: no challenge"
+    );
+    assert!(access.tokens().is_none());
 }
 
 #[test]
@@ -145,5 +169,55 @@ fn non_bcrypt_entries_are_refused() {
         htpasswd: Some(path),
         ..Default::default()
     };
-    assert!(matches!(Access::new(&config), Err(Error::NotBcrypt { line: 1, .. })));
+    let key = dir.path().join("token.key");
+    assert!(matches!(
+        Access::new(&config, &key),
+        Err(Error::NotBcrypt { line: 1, .. })
+    ));
+}
+
+#[tokio::test]
+async fn bearer_tokens_carry_identity_and_scope() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = htpasswd(dir.path());
+    let (access, _key) = policy(
+        "[[rules]]\nusers = [\"alice\"]\nrepos = [\"ghcr.io/team/*\"]",
+        Some(&path),
+    );
+    let tokens = access.tokens().expect("a token service");
+    let now = std::time::SystemTime::now();
+    let grant = vec![token::Grant::pull("ghcr.io/team/app")];
+    let bearer = format!(
+        "Bearer {}",
+        tokens.access(token::SERVICE, Some("alice"), grant, now).expect("token")
+    );
+    let local: IpAddr = "127.0.0.1".parse().expect("ip");
+    let alice = access.identify(local, None, Some(&bearer)).await.expect("alice");
+    assert_eq!(alice.identity, Identity::User("alice".into()));
+    assert_eq!(access.check_login(&alice), Ok(()));
+    let (ghcr, app) = repo("ghcr.io", "team/app");
+    assert_eq!(access.admit(&alice, &ghcr, &app, "ghcr.io/team/app"), Ok(()));
+    let (_, other) = repo("ghcr.io", "team/other");
+    assert!(
+        matches!(
+            access.admit(&alice, &ghcr, &other, "ghcr.io/team/other"),
+            Err(Refusal::Unauthenticated(_))
+        ),
+        "a token is good for the names it grants only, though the rules would allow more"
+    );
+
+    let anonymous_token = tokens.access(token::SERVICE, None, Vec::new(), now).expect("token");
+    let anon = (access
+        .identify(local, None, Some(&format!("Bearer {anonymous_token}")))
+        .await)
+        .expect("anonymous");
+    assert_eq!(access.check_login(&anon), Ok(()), "an anonymous token passes /v2/");
+    assert!(access.admit(&anon, &ghcr, &app, "ghcr.io/team/app").is_err());
+
+    let forged = Tokens::from_secret(&[1; 32]).access(token::SERVICE, Some("alice"), Vec::new(), now);
+    let forged = format!("Bearer {}", forged.expect("token"));
+    assert!(matches!(
+        access.identify(local, None, Some(&forged)).await,
+        Err(Refusal::Unauthenticated(_))
+    ));
 }

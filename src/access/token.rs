@@ -21,6 +21,8 @@ pub const ACCESS_TTL: Duration = Duration::from_secs(300);
 /// it at the next refresh, which checks the user again.
 pub const REFRESH_TTL: Duration = Duration::from_secs(7 * 86_400);
 const ISSUER: &str = "regmirror";
+/// The `service` of challenges and tokens: one name, whatever host a client used.
+pub const SERVICE: &str = "regmirror";
 const KEY_BYTES: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +111,13 @@ impl Tokens {
     }
 
     /// An access token for `user` (`None`: anonymous) granting `access`, valid from `now`.
-    pub fn access(&self, service: &str, user: Option<&str>, access: Vec<Grant>, now: SystemTime) -> Result<String, Error> {
+    pub fn access(
+        &self,
+        service: &str,
+        user: Option<&str>,
+        access: Vec<Grant>,
+        now: SystemTime,
+    ) -> Result<String, Error> {
         self.sign(service, user.unwrap_or(""), access, false, now, ACCESS_TTL)
     }
 

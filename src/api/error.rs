@@ -40,6 +40,8 @@ pub enum Error {
     Mirror(#[from] mirror::Error),
     #[error("cannot build the response: {0}")]
     Internal(String),
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 impl From<Refusal> for Error {
@@ -66,6 +68,7 @@ impl Error {
             Error::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
             Error::Mirror(e) => mirror_status(e),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
         }
     }
 

@@ -3,13 +3,15 @@
 
 use bytes::Bytes;
 use http::header::{
-    ACCEPT_RANGES, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HOST, RANGE, WARNING,
+    ACCEPT_RANGES, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE, WARNING, WWW_AUTHENTICATE,
 };
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use super::error::Error;
 use super::range::ByteRange;
 use super::route::{self, Route, RouteKind};
+use super::token::{self, client_host};
 use super::{status_page, App, Peer, Role};
 use crate::access::Identity;
 use crate::body::{self, Body};
@@ -23,9 +25,13 @@ use crate::registries::Registries;
 const DIGEST_HEADER: HeaderName = HeaderName::from_static("docker-content-digest");
 const STALE_WARNING: &str = r#"299 - "served from the mirror's cache: the upstream is unavailable""#;
 
-pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Request<B>) -> Response<Body> {
-    let query = request.uri().query();
-    let route = Route::parse(request.method(), request.uri().path(), query).and_then(|route| match role {
+pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Parts, body: B) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let query = request.uri.query();
+    let route = Route::parse(&request.method, request.uri.path(), query).and_then(|route| match role {
         Role::All => Ok(route),
         Role::Pull if !route.is_admin() => Ok(route),
         Role::Admin if route.is_admin() => Ok(route),
@@ -33,6 +39,7 @@ pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Request<B>)
     });
     let kind = route.as_ref().map_or(RouteKind::Invalid, Route::kind);
     let response = match route {
+        Ok(Route::Token) => token::answer(app, peer, request, body).await,
         Ok(route) => match admit(app, &route, peer, request).await {
             Ok(identity) => respond(app, route, identity.as_ref(), request).await,
             Err(e) => Err(e),
@@ -40,6 +47,9 @@ pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Request<B>)
         Err(e) => Err(e),
     };
     let mut response = response.unwrap_or_else(Error::into_response);
+    if response.status() == StatusCode::UNAUTHORIZED && (kind == RouteKind::Base || kind.is_registry_api()) {
+        bearer_challenge(app, request, kind, &mut response);
+    }
     response.extensions_mut().insert(kind);
     // The proxying part of the distribution spec asks for `ns` to be echoed back.
     if let Ok(Some(registry)) = route::namespace(query) {
@@ -53,23 +63,38 @@ pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Request<B>)
 /// Access control, before anything is looked up: address, identity, then the pull rules for
 /// the repository asked for. Health checks and the CA certificate stay open; the status page
 /// and metrics need what `/v2/` needs. Returns who the client is when access control is on.
-async fn admit<B>(app: &App, route: &Route, peer: &Peer, request: &Request<B>) -> Result<Option<Identity>, Error> {
+async fn admit(app: &App, route: &Route, peer: &Peer, request: &Parts) -> Result<Option<Identity>, Error> {
     let Some(access) = &app.access else { return Ok(None) };
-    if matches!(route, Route::Health | Route::Ready | Route::CaCert) {
+    if matches!(route, Route::Health | Route::Ready | Route::CaCert | Route::Token) {
         return Ok(None);
     }
-    let authorization = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let identity = access
+    let authorization = request.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let client = access
         .identify(peer.ip, peer.certificate_user.as_deref(), authorization)
         .await?;
     match route {
-        Route::Base | Route::Status | Route::Metrics => access.check_login(&identity)?,
+        Route::Base => access.check_login(&client)?,
+        Route::Status | Route::Metrics => access.check_viewer(&client)?,
         Route::Manifest { registry, repo, .. }
         | Route::Blob { registry, repo, .. }
-        | Route::Tags { registry, repo } => access.authorize(&identity, registry, repo)?,
-        Route::Health | Route::Ready | Route::CaCert => {}
+        | Route::Tags { registry, repo } => {
+            let name = route::repository_name(request.uri.path());
+            access.admit(&client, registry, repo, &name)?;
+        }
+        Route::Health | Route::Ready | Route::CaCert | Route::Token => {}
     }
-    Ok(Some(identity))
+    Ok(Some(client.identity))
+}
+
+/// Where the mirror issues tokens, a 401 points there instead of asking for Basic
+/// credentials: real clients log in only through the challenge `/v2/` gives them.
+fn bearer_challenge(app: &App, request: &Parts, kind: RouteKind, response: &mut Response<Body>) {
+    if app.access.as_ref().is_none_or(|a| a.tokens().is_none()) {
+        return;
+    }
+    if let Some(value) = token::challenge(app, request, kind) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
 }
 
 /// Whether the status page may name `image` to this client: only what it may pull, so
@@ -81,14 +106,14 @@ fn visible(app: &App, identity: Option<&Identity>, image: &TaggedImage) -> bool 
     access.authorize(identity, &image.registry, &image.repo).is_ok()
 }
 
-async fn respond<B>(
+async fn respond(
     app: &App,
     route: Route,
     identity: Option<&Identity>,
-    request: &Request<B>,
+    request: &Parts,
 ) -> Result<Response<Body>, Error> {
     let registries = &app.registries;
-    let head = request.method() == Method::HEAD;
+    let head = request.method == Method::HEAD;
     let want = if head { Want::Size } else { Want::Body };
     match route {
         Route::Metrics => {
@@ -107,6 +132,8 @@ async fn respond<B>(
             Ok(text(head, "application/x-pem-file", pem))
         }
         Route::Base => Ok(json(StatusCode::OK, "{}")),
+        // `handle` gives it to the token service, which needs the request's body.
+        Route::Token => Err(Error::NoRoute),
         Route::Health => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
         Route::Ready if registries.cache_writable() => Ok(json(StatusCode::OK, r#"{"status":"ready"}"#)),
         Route::Ready => Ok(json(
@@ -120,17 +147,17 @@ async fn respond<B>(
         } => {
             let answer = mirror(registries, &registry)?.manifest(&repo, &reference, want).await?;
             let by_tag = matches!(reference, Reference::Tag(_));
-            if by_tag && !manifest::accepts(request.headers(), &answer.media_type) {
+            if by_tag && !manifest::accepts(&request.headers, &answer.media_type) {
                 return Err(Error::NotAcceptable);
             }
             manifest_response(answer, head)
         }
         Route::Blob { registry, repo, digest } => {
             let answer = mirror(registries, &registry)?.blob(&repo, &digest, want).await?;
-            blob_response(answer, &digest, request.headers(), head)
+            blob_response(answer, &digest, &request.headers, head)
         }
         Route::Tags { registry, repo } => {
-            let query = route::upstream_query(request.uri().query());
+            let query = route::upstream_query(request.uri.query());
             let list = mirror(registries, &registry)?.tags(&repo, query.as_deref()).await?;
             tags_response(list, head)
         }
@@ -142,14 +169,9 @@ fn mirror<'a>(registries: &'a Registries, registry: &Registry) -> Result<&'a Mir
     registries.get(registry).ok_or(Error::RegistryUnknown)
 }
 
-/// The status page, naming the mirror as the client addressed it: HTTP/2 carries that in the
-/// URI, HTTP/1.1 in `Host`.
-fn status<B>(app: &App, identity: Option<&Identity>, request: &Request<B>, head: bool) -> Response<Body> {
-    let host = request
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| request.headers().get(HOST)?.to_str().ok());
+/// The status page, naming the mirror as the client addressed it.
+fn status(app: &App, identity: Option<&Identity>, request: &Parts, head: bool) -> Response<Body> {
+    let host = client_host(request);
     let page = status_page::render(app, host, &|image| visible(app, identity, image));
     text(head, "text/html; charset=utf-8", page)
 }

@@ -8,6 +8,7 @@ mod handler;
 mod range;
 pub mod route;
 mod status_page;
+mod token;
 
 pub use error::Error;
 pub use handler::handle;
@@ -29,6 +30,8 @@ pub struct App {
     /// The mirror's own CA, served at `/ca.crt` and shown on the status page, when the mirror
     /// issued its certificate itself.
     pub ca: Option<CaCert>,
+    /// Whether clients reach the mirror over TLS, for the URLs it tells them.
+    pub tls: bool,
 }
 
 /// The client, as the connection knows it.

@@ -25,6 +25,8 @@ pub enum Route {
     Metrics,
     /// `/`: the status page for a person at the gateway.
     Status,
+    /// `/token`: the token service (GET, or POST with an OAuth2 form).
+    Token,
     /// `/v2/<name>/manifests/<reference>`: a manifest by tag or digest.
     Manifest {
         registry: Registry,
@@ -50,6 +52,7 @@ pub enum RouteKind {
     Ready,
     Metrics,
     Status,
+    Token,
     Manifest,
     Blob,
     Tags,
@@ -66,11 +69,17 @@ impl RouteKind {
             RouteKind::Ready => "ready",
             RouteKind::Metrics => "metrics",
             RouteKind::Status => "status",
+            RouteKind::Token => "token",
             RouteKind::Manifest => "manifest",
             RouteKind::Blob => "blob",
             RouteKind::Tags => "tags",
             RouteKind::Invalid => "invalid",
         }
+    }
+
+    /// Routes below a repository (`/v2/<name>/…`), which a token's scope names.
+    pub fn is_registry_api(self) -> bool {
+        matches!(self, RouteKind::Manifest | RouteKind::Blob | RouteKind::Tags)
     }
 
     /// Routes that serve content, the only ones a cache hit or miss is counted for.
@@ -89,6 +98,7 @@ impl Route {
             Route::Ready => RouteKind::Ready,
             Route::Metrics => RouteKind::Metrics,
             Route::Status => RouteKind::Status,
+            Route::Token => RouteKind::Token,
             Route::Manifest { .. } => RouteKind::Manifest,
             Route::Blob { .. } => RouteKind::Blob,
             Route::Tags { .. } => RouteKind::Tags,
@@ -109,6 +119,9 @@ impl Route {
     /// Docker Hub.
     pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Error> {
         let read = *method == Method::GET || *method == Method::HEAD;
+        if path == "/token" && (*method == Method::GET || *method == Method::POST) {
+            return Ok(Route::Token);
+        }
         if let (true, Some(page)) = (read, page(path)) {
             return Ok(page);
         }
@@ -186,6 +199,24 @@ fn locate(name: &[Cow<'_, str>], query: Option<&str>) -> Result<(Registry, RepoN
     };
     let repo = RepoName::on(&registry, &name.join("/")).map_err(|_| Error::NameInvalid)?;
     Ok((registry, repo))
+}
+
+/// A repository name as a path or a token scope spells it, located as `locate` does, with
+/// `ns` standing for containerd's parameter; `None` when it is no valid name.
+pub fn locate_name(name: &str, ns: Option<&Registry>) -> Option<(Registry, RepoName)> {
+    let segments: Vec<Cow<'_, str>> = name.split('/').map(Cow::Borrowed).collect();
+    match ns {
+        None => locate(&segments, None).ok(),
+        Some(registry) => Some((registry.clone(), RepoName::on(registry, name).ok()?)),
+    }
+}
+
+/// The repository name as a content path spells it (what precedes `/manifests/…`,
+/// `/blobs/…` or `/tags/list`): what a bearer token's scope names.
+pub fn repository_name(path: &str) -> String {
+    let name = path.strip_prefix("/v2/").unwrap_or(path);
+    let name = name.rsplitn(3, '/').nth(2).unwrap_or("");
+    percent_decode_str(name).decode_utf8_lossy().into_owned()
 }
 
 /// containerd's `ns=<registry>` (distribution-spec "Registry Proxying").

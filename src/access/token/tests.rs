@@ -17,31 +17,53 @@ fn an_access_token_names_its_holder_and_what_it_may_pull() {
     assert_eq!(verified.pull, ["team/app"]);
     let anonymous = tokens().access(SERVICE, None, Vec::new(), now).expect("signed");
     let verified = tokens().verify_access(&anonymous, SERVICE).expect("valid");
-    assert_eq!(verified, Verified { user: None, pull: vec![] });
+    assert_eq!(
+        verified,
+        Verified {
+            user: None,
+            pull: vec![]
+        }
+    );
 }
 
 #[test]
 fn a_token_is_refused_once_expired_and_before_it_is_issued() {
     let now = SystemTime::now();
     let just_expired = now - ACCESS_TTL - Duration::from_secs(1);
-    let token = tokens().access(SERVICE, Some("alice"), Vec::new(), just_expired).expect("signed");
+    let token = tokens()
+        .access(SERVICE, Some("alice"), Vec::new(), just_expired)
+        .expect("signed");
     assert_eq!(tokens().verify_access(&token, SERVICE), None);
     let still_valid = now - ACCESS_TTL + Duration::from_secs(5);
-    let token = tokens().access(SERVICE, Some("alice"), Vec::new(), still_valid).expect("signed");
+    let token = tokens()
+        .access(SERVICE, Some("alice"), Vec::new(), still_valid)
+        .expect("signed");
     assert!(tokens().verify_access(&token, SERVICE).is_some());
     let future = now + Duration::from_secs(60);
-    let token = tokens().access(SERVICE, Some("alice"), Vec::new(), future).expect("signed");
+    let token = tokens()
+        .access(SERVICE, Some("alice"), Vec::new(), future)
+        .expect("signed");
     assert_eq!(tokens().verify_access(&token, SERVICE), None);
 }
 
 #[test]
 fn a_token_is_refused_under_another_key_or_service_or_tampered() {
-    let token = tokens().access(SERVICE, Some("alice"), vec![Grant::pull("a")], SystemTime::now()).expect("signed");
-    assert_eq!(Tokens::from_secret(&[8; KEY_BYTES]).verify_access(&token, SERVICE), None);
+    let token = tokens()
+        .access(SERVICE, Some("alice"), vec![Grant::pull("a")], SystemTime::now())
+        .expect("signed");
+    assert_eq!(
+        Tokens::from_secret(&[8; KEY_BYTES]).verify_access(&token, SERVICE),
+        None
+    );
     assert_eq!(tokens().verify_access(&token, "other:5000"), None);
     // Mallory's claims under alice's signature.
-    let mallory = tokens().access(SERVICE, Some("mallory"), vec![Grant::pull("a")], SystemTime::now()).expect("signed");
-    let (claims, signature) = (mallory.rsplit_once('.').expect("jwt").0, token.rsplit_once('.').expect("jwt").1);
+    let mallory = tokens()
+        .access(SERVICE, Some("mallory"), vec![Grant::pull("a")], SystemTime::now())
+        .expect("signed");
+    let (claims, signature) = (
+        mallory.rsplit_once('.').expect("jwt").0,
+        token.rsplit_once('.').expect("jwt").1,
+    );
     assert_eq!(tokens().verify_access(&format!("{claims}.{signature}"), SERVICE), None);
     assert_eq!(tokens().verify_access("not a token", SERVICE), None);
 }
@@ -52,7 +74,9 @@ fn refresh_and_access_tokens_are_not_interchangeable() {
     let refresh = tokens().refresh(SERVICE, "alice", now).expect("signed");
     assert_eq!(tokens().verify_refresh(&refresh, SERVICE).as_deref(), Some("alice"));
     assert_eq!(tokens().verify_access(&refresh, SERVICE), None);
-    let access = tokens().access(SERVICE, Some("alice"), Vec::new(), now).expect("signed");
+    let access = tokens()
+        .access(SERVICE, Some("alice"), Vec::new(), now)
+        .expect("signed");
     assert_eq!(tokens().verify_refresh(&access, SERVICE), None);
     let old = now - REFRESH_TTL - Duration::from_secs(1);
     let expired = tokens().refresh(SERVICE, "alice", old).expect("signed");
@@ -66,9 +90,14 @@ fn the_key_is_created_private_and_kept() {
     let first = Tokens::load_or_create(&path).expect("created");
     let mode = std::fs::metadata(&path).expect("key file").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    let token = first.access(SERVICE, Some("alice"), Vec::new(), SystemTime::now()).expect("signed");
+    let token = first
+        .access(SERVICE, Some("alice"), Vec::new(), SystemTime::now())
+        .expect("signed");
     let again = Tokens::load_or_create(&path).expect("loaded");
-    assert!(again.verify_access(&token, SERVICE).is_some(), "a restart keeps the key");
+    assert!(
+        again.verify_access(&token, SERVICE).is_some(),
+        "a restart keeps the key"
+    );
     std::fs::write(&path, "short").expect("overwrite");
     assert!(matches!(Tokens::load_or_create(&path), Err(Error::BadKey(_))));
 }
@@ -79,7 +108,9 @@ fn scopes_parse_with_ports_and_several_actions() {
     assert_eq!(scope.name, "registry.lan:5000/team/app");
     assert_eq!(scope.actions, ["pull", "push"]);
     assert!(scope.wants_pull());
-    assert!(!Scope::parse("repository:library/tiny:push").expect("scope").wants_pull());
+    assert!(!Scope::parse("repository:library/tiny:push")
+        .expect("scope")
+        .wants_pull());
     assert_eq!(Scope::parse("registry:catalog:*"), None);
     assert_eq!(Scope::parse("repository::pull"), None);
     assert_eq!(Scope::parse("repository:nocolon"), None);
