@@ -114,7 +114,7 @@ fn mirror_status(error: &mirror::Error) -> (StatusCode, &'static str) {
 fn upstream_status(error: &upstream::Error) -> (StatusCode, &'static str) {
     match error {
         upstream::Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
-        upstream::Error::Unreachable(_) | upstream::Error::Timeout(_) => {
+        upstream::Error::Unreachable(_) | upstream::Error::Tls { .. } | upstream::Error::Timeout(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
         }
         upstream::Error::NotFound | upstream::Error::Denied => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
@@ -168,6 +168,14 @@ mod tests {
         );
         check(
             upstream_error(upstream::Error::Unreachable("refused".into())),
+            503,
+            "UNAVAILABLE",
+        );
+        check(
+            upstream_error(upstream::Error::Tls {
+                reason: "invalid peer certificate: UnknownIssuer".into(),
+                trust: "the public web roots".into(),
+            }),
             503,
             "UNAVAILABLE",
         );

@@ -5,10 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use http::HeaderValue;
+// tokio's clock rather than std's: it is the monotonic clock, except in a test that pauses
+// time, where it moves only when the test advances it, so expiry is tested without sleeping.
+use tokio::time::Instant;
 
 use crate::config::Credentials;
 use crate::sync::LockExt;
@@ -16,6 +19,8 @@ use crate::sync::LockExt;
 /// Tokens are dropped this long before the upstream says they expire, since a token is
 /// checked when a request starts and a long blob transfer must not start on a dying one.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+/// The margin never shortens a token's use below this, or a token barely longer than the
+/// margin would be fetched again for every request.
 const SHORTEST_TOKEN_LIFE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,10 +96,12 @@ fn sensitive(value: &str) -> HeaderValue {
     value
 }
 
-/// How long to keep a token the upstream says lives `expires_in` seconds (60 when absent).
+/// How long to keep a token the upstream says lives `expires_in` seconds (60 when absent):
+/// the margin less, but at least `SHORTEST_TOKEN_LIFE`, and never past `expires_in`, since
+/// a token sent after it is refused and costs a round trip to find that out.
 pub fn token_life(expires_in: Option<u64>) -> Duration {
     let life = Duration::from_secs(expires_in.unwrap_or(60));
-    life.saturating_sub(EXPIRY_MARGIN).max(SHORTEST_TOKEN_LIFE)
+    life.saturating_sub(EXPIRY_MARGIN).max(SHORTEST_TOKEN_LIFE.min(life))
 }
 
 /// `Authorization` values by scope. A std mutex: the critical sections are a map lookup and
@@ -145,22 +152,39 @@ mod tests {
         assert_eq!(parse_challenge("Negotiate"), None);
     }
 
-    #[test]
-    fn token_cache_expires() {
+    /// Stores a token the upstream says lives `expires_in`, and checks with the clock paused
+    /// that it is reused up to the last millisecond of `kept` and not at `kept`, which must
+    /// never be later than the upstream's own expiry.
+    async fn check_kept(expires_in: Option<u64>, kept: Duration) {
+        let upstream_life = Duration::from_secs(expires_in.unwrap_or(60));
+        assert!(kept <= upstream_life, "{expires_in:?}: kept past the upstream's expiry");
         let tokens = Tokens::default();
         let value = bearer("t").expect("header");
-        tokens.put("s", value.clone(), Duration::from_secs(30));
-        assert_eq!(tokens.get("s"), Some(value.clone()));
-        assert_eq!(tokens.get("other"), None);
-        tokens.put("s", value, Duration::ZERO);
-        assert_eq!(tokens.get("s"), None);
+        tokens.put("s", value.clone(), token_life(expires_in));
+        if let Some(before) = kept.checked_sub(Duration::from_millis(1)) {
+            tokio::time::advance(before).await;
+            assert_eq!(tokens.get("s"), Some(value), "{expires_in:?}: reused before {kept:?}");
+            assert_eq!(tokens.get("other"), None, "tokens are per scope");
+            tokio::time::advance(Duration::from_millis(1)).await;
+        }
+        assert_eq!(tokens.get("s"), None, "{expires_in:?}: not reused at {kept:?}");
+        tokio::time::advance(upstream_life).await;
+        assert_eq!(tokens.get("s"), None, "{expires_in:?}: an expired token stays gone");
     }
 
-    #[test]
-    fn lives() {
-        assert_eq!(token_life(None), Duration::from_secs(50));
-        assert_eq!(token_life(Some(300)), Duration::from_secs(290));
-        assert_eq!(token_life(Some(1)), SHORTEST_TOKEN_LIFE);
+    #[tokio::test(start_paused = true)]
+    async fn tokens_are_reused_until_the_margin_before_expiry_and_never_after_it() {
+        // Docker Hub's five minutes, and the spec's 60 s default when `expires_in` is absent.
+        check_kept(Some(300), Duration::from_secs(290)).await;
+        check_kept(None, Duration::from_secs(50)).await;
+        check_kept(Some(16), Duration::from_secs(6)).await;
+        // The minimum: the margin would leave 2 s, a token per request.
+        check_kept(Some(12), Duration::from_secs(5)).await;
+        check_kept(Some(5), Duration::from_secs(5)).await;
+        // Shorter than the minimum: kept only as long as the upstream honours it.
+        check_kept(Some(3), Duration::from_secs(3)).await;
+        check_kept(Some(1), Duration::from_secs(1)).await;
+        check_kept(Some(0), Duration::ZERO).await;
     }
 
     #[test]

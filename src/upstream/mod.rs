@@ -50,6 +50,10 @@ const LOW_RATE_LIMIT: i64 = 10;
 pub enum Error {
     #[error("cannot reach the upstream: {0}")]
     Unreachable(String),
+    /// Mostly a certificate the configured roots do not vouch for: a wrong `ca`, or a
+    /// private CA with none configured. Named apart so no one reads it as a network fault.
+    #[error("the TLS handshake with the upstream failed: {reason} (trusting {trust})")]
+    Tls { reason: String, trust: String },
     #[error("the upstream did not answer within {0:?}")]
     Timeout(Duration),
     #[error("not found upstream")]
@@ -71,7 +75,12 @@ impl Error {
     pub fn is_outage(&self) -> bool {
         matches!(
             self,
-            Error::Unreachable(_) | Error::Timeout(_) | Error::RateLimited { .. } | Error::Status(_) | Error::Token(_)
+            Error::Unreachable(_)
+                | Error::Tls { .. }
+                | Error::Timeout(_)
+                | Error::RateLimited { .. }
+                | Error::Status(_)
+                | Error::Token(_)
         )
     }
 }
@@ -79,6 +88,8 @@ impl Error {
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     base: Uri,
+    /// Which roots certificates are checked against, as a TLS failure reports it.
+    trust: String,
     credentials: Option<Credentials>,
     tokens: Tokens,
     /// Docker Hub's `ratelimit-remaining` from the latest answer that carried it.
@@ -107,15 +118,22 @@ impl Upstream {
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.set_nodelay(true);
-        let roots = match ca {
-            Some(path) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(private_roots(path)?),
-            None => hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
+        let (roots, trust) = match ca {
+            Some(path) => (
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(private_roots(path)?),
+                format!("only the CA file {}", path.display()),
+            ),
+            None => (
+                hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
+                "the public web roots".to_owned(),
+            ),
         };
         let https = roots.https_or_http().enable_http1().enable_http2().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(https);
         Ok(Upstream {
             client,
             base,
+            trust,
             credentials,
             tokens: Tokens::default(),
             rate_limit_remaining: AtomicI64::new(-1),
@@ -227,7 +245,13 @@ impl Upstream {
         self.metrics.observe_upstream(started.elapsed());
         let result = match outcome {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(Error::Unreachable(error_chain(&e))),
+            Ok(Err(e)) => Err(match tls_failure(&e) {
+                Some(reason) => Error::Tls {
+                    reason,
+                    trust: self.trust.clone(),
+                },
+                None => Error::Unreachable(error_chain(&e)),
+            }),
             Err(_) => Err(Error::Timeout(RESPONSE_TIMEOUT)),
         };
         self.note_health(&result);
@@ -300,6 +324,26 @@ fn resolve(base: &Uri, location: &str) -> Result<Uri, Error> {
     target.as_str().parse().map_err(|_| bad())
 }
 
+/// The TLS error behind a failed request, if that is what failed it. rustls's error comes
+/// wrapped in `io::Error`s (hyper-rustls wraps tokio-rustls's), whose `source()` skips the
+/// error they wrap, so the walk steps into each of them.
+fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        cause = match current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(wrapped) => Some(wrapped),
+            None => current.source(),
+        };
+    }
+    None
+}
+
 /// hyper's client errors say "client error (Connect)"; the cause is further down the chain.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
@@ -330,5 +374,17 @@ mod tests {
         let relative = resolve(&base, "../x").expect("relative path");
         assert_eq!(relative.to_string(), "https://registry-1.docker.io/v2/library/a/x");
         assert!(resolve(&base, "http://[::1").is_err());
+    }
+
+    #[test]
+    fn tls_failures_are_found_inside_wrapped_io_errors() {
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, refused));
+        assert_eq!(
+            tls_failure(&wrapped).as_deref(),
+            Some("invalid peer certificate: UnknownIssuer")
+        );
+        let refused_connection = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(tls_failure(&refused_connection), None);
     }
 }

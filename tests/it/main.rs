@@ -35,3 +35,4 @@ mod single_flight;
 mod stale;
 mod status_page;
 mod tags;
+mod upstream_tls;

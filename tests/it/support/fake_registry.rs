@@ -5,10 +5,12 @@
 //! refuses any request carrying `Authorization`, like an S3 presigned URL. Auth is off, Hub-style
 //! bearer tokens, or Basic with fixed credentials (a private registry's htpasswd). Every request
 //! is recorded so tests can assert what did, and did not, reach the upstream, and faults
-//! can be scripted per repository, reference or endpoint.
+//! can be scripted per repository, reference or endpoint. Both listeners can speak TLS
+//! instead, with a certificate from a test's own CA, as Docker Hub and its CDN do.
 
 mod answer;
 mod serve;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -20,16 +22,23 @@ use http::Method;
 use regmirror::config::Credentials;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use super::content::{Blob, Format, Image, Index};
+use super::tls::TestCa;
 
 /// The `service` the fake's challenges name and its token endpoint expects back.
 pub const SERVICE: &str = "fake.registry";
+
+/// The `expires_in` of issued tokens, which the fake also enforces; `expire_tokens` ends
+/// them sooner.
+const TOKEN_TTL: Duration = Duration::from_secs(60);
 
 pub struct FakeRegistry {
     shared: Arc<Shared>,
     registry_addr: SocketAddr,
     cdn_addr: SocketAddr,
+    scheme: &'static str,
 }
 
 #[derive(Default)]
@@ -38,7 +47,7 @@ pub struct Builder {
     basic: Option<Credentials>,
     cdn_redirects: bool,
     ranges_ignored: bool,
-    token_ttl: Option<Duration>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Builder {
@@ -73,9 +82,11 @@ impl Builder {
         self
     }
 
-    /// The `expires_in` of issued tokens, which the fake also enforces (default 60 s).
-    pub fn token_ttl(mut self, ttl: Duration) -> Builder {
-        self.token_ttl = Some(ttl);
+    /// Serves both listeners over TLS only, with a certificate `ca` issues for 127.0.0.1 and
+    /// localhost, offering HTTP/2 and HTTP/1.1 as Docker Hub does; every URL the fake hands
+    /// out (token realm, CDN redirects) is then `https`.
+    pub fn tls(mut self, ca: &TestCa) -> Builder {
+        self.tls = Some(tls::acceptor(ca));
         self
     }
 
@@ -84,27 +95,34 @@ impl Builder {
         let cdn = TcpListener::bind("127.0.0.1:0").await.expect("bind fake CDN");
         let registry_addr = registry.local_addr().expect("registry address");
         let cdn_addr = cdn.local_addr().expect("CDN address");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
             auth: self.auth.map(|credentials| Auth {
                 credentials,
-                token_ttl: self.token_ttl.unwrap_or(Duration::from_secs(60)),
+                token_ttl: TOKEN_TTL,
             }),
             basic: self.basic,
             cdn_redirects: self.cdn_redirects,
             ranges_ignored: self.ranges_ignored,
-            registry_url: format!("http://{registry_addr}"),
-            cdn_url: format!("http://{cdn_addr}"),
+            registry_url: format!("{scheme}://{registry_addr}"),
+            cdn_url: format!("{scheme}://{cdn_addr}"),
             inner: Mutex::default(),
         });
         let tasks = vec![
-            tokio::spawn(serve::accept_loop(registry, Arc::clone(&shared), Role::Registry)),
-            tokio::spawn(serve::accept_loop(cdn, Arc::clone(&shared), Role::Cdn)),
+            tokio::spawn(serve::accept_loop(
+                registry,
+                Arc::clone(&shared),
+                Role::Registry,
+                self.tls.clone(),
+            )),
+            tokio::spawn(serve::accept_loop(cdn, Arc::clone(&shared), Role::Cdn, self.tls)),
         ];
         shared.lock().tasks.extend(tasks);
         FakeRegistry {
             shared,
             registry_addr,
             cdn_addr,
+            scheme,
         }
     }
 }
@@ -120,7 +138,7 @@ impl FakeRegistry {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.registry_addr)
+        format!("{}://{}", self.scheme, self.registry_addr)
     }
 
     pub fn uri(&self) -> http::Uri {
@@ -128,7 +146,7 @@ impl FakeRegistry {
     }
 
     pub fn cdn_url(&self) -> String {
-        format!("http://{}", self.cdn_addr)
+        format!("{}://{}", self.scheme, self.cdn_addr)
     }
 
     /// Closes both listeners and every open connection, so the upstream looks down
@@ -270,6 +288,14 @@ impl FakeRegistry {
         self.requests().into_iter().filter(|r| r.kind == Kind::Token).collect()
     }
 
+    /// Ends every token issued so far, as an upstream that revokes tokens before the
+    /// `expires_in` it gave would; later ones live their full time.
+    pub fn expire_tokens(&self) {
+        for token in self.shared.lock().tokens.values_mut() {
+            token.ttl = Duration::ZERO;
+        }
+    }
+
     // ---- faults ----
 
     /// Applies `fault` to the next `times` matching requests.
@@ -323,6 +349,8 @@ pub enum Kind {
 pub struct Request {
     pub role: Role,
     pub method: Method,
+    /// HTTP/2 only over TLS, when the client offered it.
+    pub version: http::Version,
     pub kind: Kind,
     pub path: String,
     pub query: Option<String>,

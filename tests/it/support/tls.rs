@@ -24,6 +24,7 @@ pub const SERVER_NAME: &str = "localhost";
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     der: CertificateDer<'static>,
+    pem: String,
 }
 
 /// A server certificate and its key, as PEM for the mirror's files and DER to compare with
@@ -44,8 +45,14 @@ impl TestCa {
         let cert = params.self_signed(&key).expect("self-sign the CA");
         TestCa {
             der: cert.der().clone(),
+            pem: cert.pem(),
             issuer: Issuer::new(params, key),
         }
+    }
+
+    /// The CA certificate as PEM, for a file the mirror is told to trust.
+    pub fn pem(&self) -> &str {
+        &self.pem
     }
 
     /// A fresh key and certificate for localhost and 127.0.0.1, named `label`.

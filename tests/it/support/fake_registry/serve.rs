@@ -17,11 +17,12 @@ use hyper_util::rt::TokioIo;
 use regmirror::config::Credentials;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::answer::{self, error, json_response, plain, Body};
 use super::{Fault, Inner, Kind, Request, Role, Shared, Target, Token, SERVICE};
 
-pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, role: Role) {
+pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, role: Role, tls: Option<TlsAcceptor>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -31,10 +32,16 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, role
             let shared = Arc::clone(&connection_shared);
             async move { Ok::<_, Infallible>(handle(&shared, role, req).await) }
         });
+        let tls = tls.clone();
         let task = tokio::spawn(async move {
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match tls {
+                Some(acceptor) => super::tls::serve(acceptor, stream, service).await,
+                None => {
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+            }
         });
         shared.lock().tasks.push(task);
     }
@@ -147,6 +154,7 @@ fn classify(role: Role, req: &hyper::Request<Incoming>) -> Request {
     Request {
         role,
         method: req.method().clone(),
+        version: req.version(),
         kind,
         path,
         query,
