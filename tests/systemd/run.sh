@@ -3,30 +3,26 @@
 #
 # Checks systemd/regmirror.service, the shipped unit, in two ways.
 #
-# 1. `systemd-analyze verify` must print nothing about the unit. verify exits 0 on an unknown
-#    key (`ProtectSystm=`) or an unparsable value and only warns, so any output fails. Self-test:
-#    copies with a misspelled key or a bad value must fail, or the check proves nothing.
-#    `systemd-analyze security` (offline, on the file) prints the exposure score; above 2.0 fails.
-# 2. The real binary runs under the unit's sandbox. A systemd manager boots as PID 1 of its own
-#    PID, mount, network, UTS, IPC and cgroup namespaces, on an overlay of the host's root file
-#    system (upper layer on a tmpfs), so nothing it writes reaches the host: private /run, /tmp,
-#    /var/tmp and /dev, read-only /sys and /proc/sys, no CAP_SYS_MODULE or CAP_SYS_TIME, its own
-#    cgroup subtree. Inside, the binary, the unit and the config are installed as the unit's header
-#    says (/usr/local/bin, /etc/systemd/system, /etc/regmirror/config.toml) and the unit is started
-#    with `systemctl`. Checked: start returns once the service sends READY=1 (Type=notify); the
-#    sandbox is in force (uid, seccomp, capabilities, mounts); /readyz answers over TLS with the
-#    mirror's own CA; writes as the service's user fail outside its state directory; SIGTERM
-#    (`systemctl stop`) ends it with exit status 0; everything changed on disk during the run
-#    (the overlay's upper layer) is its state directory, and no file of its user is left in the
-#    tmpfs directories.
-#    Test-only drop-in: DefaultDependencies=no, because sysinit.target would start units that act
-#    on the shared kernel (sysctl, udev trigger, binfmt, modules), and ExecStopPost= that records
-#    $SERVICE_RESULT/$EXIT_CODE/$EXIT_STATUS, because an inactive unit is unloaded at once and
-#    `systemctl show` then reports defaults (Result=success, ExecMainStatus=0) whatever happened.
+# 1. `systemd-analyze verify` must print nothing: it exits 0 on an unknown key (`ProtectSystm=`) or
+#    a bad value and only warns. Self-test: copies with such mistakes must fail. The exposure from
+#    `systemd-analyze security` is printed; above 2.0 fails.
+# 2. The real binary runs under the unit's sandbox. systemd boots as PID 1 of its own PID, mount,
+#    network, UTS, IPC and cgroup namespaces on an overlay of the root file system (upper layer on a
+#    tmpfs), with private /run, /tmp, /var/tmp and /dev, read-only /sys and /proc/sys, and without
+#    CAP_SYS_MODULE or CAP_SYS_TIME, so nothing reaches the host. The binary, unit and config are
+#    installed as the unit's header says and the unit is started with systemctl. Checked: start
+#    returns on READY=1 (Type=notify); the sandbox is in force (uid, seccomp, capabilities, mounts);
+#    /readyz answers over TLS with the mirror's own CA; writes as its user fail outside its state
+#    directory; SIGTERM ends it with status 0; all that changed on disk during the run (the overlay's
+#    upper layer) is its state directory, and no file of its user is left on the tmpfs mounts.
+#    Test-only drop-in: DefaultDependencies=no, as sysinit.target would start units that act on the
+#    shared kernel (binfmt, swap, sysctl, modules) and write outside the state directory (wtmp); and
+#    ExecStopPost= recording $SERVICE_RESULT $EXIT_CODE $EXIT_STATUS, as an inactive unit is unloaded
+#    at once and `systemctl show` then reports defaults (Result=success, ExecMainStatus=0).
 #
-# Needs root, cgroup v2 (or the hybrid layout's /sys/fs/cgroup/unified) and overlayfs. Installs
-# with apt-get when missing: systemd, util-linux, mount, iproute2, curl. No D-Bus: systemctl as
-# root talks to the manager's private socket.
+# Needs root, cgroup v2 (or the hybrid /sys/fs/cgroup/unified) and overlayfs; installs systemd,
+# util-linux, mount, iproute2 and curl with apt-get when missing. No D-Bus: systemctl as root talks
+# to the manager's private socket.
 # Usage: tests/systemd/run.sh  (after `cargo build`; REGMIRROR_BIN overrides the binary)
 # Output ends with `systemd: N passed, M failed`; exit status non-zero on failure.
 set -euo pipefail
@@ -142,7 +138,8 @@ inner_install() {
 if [[ -n ${REGMIRROR_SYSTEMD_INNER:-} ]]; then inner_boot; fi
 
 # --------------------------------------------------------------- the namespace (outer)
-in_ns() { nsenter -t "$NS_PID" -m -p -- "$@"; }
+# in_ns CMD...: CMD in the manager's mount and PID namespaces, bounded in time like every wait here.
+in_ns() { nsenter -t "$NS_PID" -m -p -- timeout 90 "$@"; }
 svc() { in_ns systemctl show -P "$1" regmirror.service; }
 # as_service CMD...: CMD inside the service's mount namespace, as its user, without capabilities.
 as_service() { in_ns nsenter -t "$MAIN_PID" -m -S "$SVC_UID" -G "$SVC_UID" -- "$@"; }
@@ -158,7 +155,7 @@ boot() {
     touch "$T/console.log"
     # The child joins the new cgroup first, so the namespace's cgroup tree starts there.
     REGMIRROR_SYSTEMD_INNER=1 T=$T bash -c 'echo $$ >"$1/cgroup.procs" && exec "${@:2}"' _ "$cg" \
-        unshare --pid --fork --mount --net --uts --ipc --cgroup --propagation private -- bash "$SELF" \
+        unshare --pid --fork --kill-child --mount --net --uts --ipc --cgroup --propagation private -- bash "$SELF" \
         >"$T/setup.log" 2>&1 </dev/null &
     UNSHARE_PID=$!
     for ((i = 0; i < 300; i++)); do
@@ -172,7 +169,8 @@ boot() {
         info "manager up: $(in_ns systemctl --version | head -n1), PID 1 of its namespaces (pid $NS_PID here)"
         BOOTED=1
     else
-        fail "boot a systemd manager in private namespaces" "$(tail -n 20 "$T/setup.log" "$T/console.log")"
+        fail "boot a systemd manager in private namespaces" \
+            "$(echo "no manager answered; setup and console output:"; tail -n 20 "$T/setup.log" "$T/console.log")"
     fi
 }
 cgroup_root() {
@@ -281,8 +279,11 @@ changes_are_state() {
 cleanup() {
     local i
     # The namespace's PID 1, while unshare still waits for it: its death ends every process inside.
-    if [[ -n ${NS_PID:-} ]] && kill -0 "${UNSHARE_PID:-}" 2>/dev/null; then kill -KILL "$NS_PID" || true; fi
-    if [[ -n ${UNSHARE_PID:-} ]]; then wait "$UNSHARE_PID" 2>/dev/null || true; fi
+    # Without it (a failed boot), unshare's --kill-child takes its child along.
+    if [[ -n ${UNSHARE_PID:-} ]] && kill -0 "$UNSHARE_PID" 2>/dev/null; then
+        if [[ -n ${NS_PID:-} ]]; then kill -KILL "$NS_PID" || true; else kill -TERM "$UNSHARE_PID" || true; fi
+        wait "$UNSHARE_PID" 2>/dev/null || true
+    fi
     if [[ -n ${CGROUP:-} ]]; then
         for ((i = 0; i < 50; i++)); do
             find "$CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null || true
