@@ -266,15 +266,17 @@ impl Access {
     }
 
     /// Whether `client` may pull the repository its path names `name` (`registry`/`repo`
-    /// once located): its token, if it sent one, must be for that name, and the rules must
-    /// let its identity pull it.
+    /// once located): the rules must let its identity pull it (a 403 naming the rule when
+    /// not), and its token, if it sent one, must be for that name (a 401 when not, so the
+    /// client fetches one that is).
     pub fn admit(&self, client: &Client, registry: &Registry, repo: &RepoName, name: &str) -> Result<(), Refusal> {
-        if let Some(scope) = &client.token_scope {
-            if !scope.iter().any(|granted| granted == name) {
-                return Err(Refusal::Unauthenticated(format!("the token is not for {name}")));
+        self.authorize(&client.identity, registry, repo)?;
+        match &client.token_scope {
+            Some(scope) if !scope.iter().any(|granted| granted == name) => {
+                Err(Refusal::Unauthenticated(format!("the token is not for {name}")))
             }
+            _ => Ok(()),
         }
-        self.authorize(&client.identity, registry, repo)
     }
 
     pub fn authorize(&self, identity: &Identity, registry: &Registry, repo: &RepoName) -> Result<(), Refusal> {

@@ -205,6 +205,11 @@ async fn bearer_tokens_carry_identity_and_scope() {
         ),
         "a token is good for the names it grants only, though the rules would allow more"
     );
+    let (hub, alpine) = repo("docker.io", "alpine");
+    assert!(
+        matches!(access.admit(&alice, &hub, &alpine, "library/alpine"), Err(Refusal::Denied(m)) if m.contains("alice")),
+        "what the rules refuse is a 403 naming the user, whatever the token"
+    );
 
     let anonymous_token = tokens.access(token::SERVICE, None, Vec::new(), now).expect("token");
     let anon = (access

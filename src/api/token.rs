@@ -8,7 +8,7 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
@@ -95,6 +95,7 @@ where
     Response::builder()
         .status(StatusCode::OK)
         .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_LENGTH, json.len())
         .header("cache-control", "no-store")
         .body(body::full(json))
         .map_err(|e| Error::Internal(e.to_string()))

@@ -26,6 +26,8 @@
 # by a second regmirror from a config file ([[registries]] with credentials, [access] with its
 # own htpasswd users, optional client certificates and rules); podman login + pull by path
 # prefix (and 401 without login), dockerd pull with a `regmirror cert client` certificate.
+# Tokens (stages/tokens.sh): the private mirror's own token service, used by skopeo --creds,
+# ctr --user, docker login + pull, and an anonymous docker pull through registry-mirrors.
 #
 # It runs in its own network and mount namespace (unshare --net --mount): only `lo`, and
 # private bind mounts over /etc/hosts (regmirror.test -> ::1 only; Docker Hub's names ->
@@ -117,7 +119,7 @@ private_file /etc/hosts "127.0.0.1 localhost $(hostname)
 info "private /etc/hosts:"
 sed 's/^/     | /' /etc/hosts
 
-for stage in upstream mirror skopeo podman containerd docker cache offline private; do
+for stage in upstream mirror skopeo podman containerd docker cache offline private tokens; do
     # shellcheck source=/dev/null
     source "$HERE/stages/$stage.sh"
 done
@@ -157,9 +159,14 @@ done
 cache_commands
 mirror_facts_upstream_down
 offline_serve
+upstream_restart
 private_start
 private_mirror_start
 private_podman
+token_skopeo
+token_ctr
+token_docker
+token_anonymous_docker
 private_docker
 
 # ---------------------------------------------------------------------- result

@@ -119,11 +119,12 @@ offline_serve() {
     offline_docker_save "$o"
 }
 
-# docker_use_mirror HOST:PORT: point the running dockerd at another mirror (daemon.json
-# rewritten, SIGHUP: registry-mirrors is reloadable), with regmirror's CA in its certs.d.
+# docker_use_mirror HOST:PORT [CA]: point the running dockerd at another mirror (daemon.json
+# rewritten, SIGHUP: registry-mirrors is reloadable), with its CA (regmirror's main one unless
+# given) in its certs.d.
 docker_use_mirror() {
     local dir="$TMP/docker" i
-    mkdir -p "/etc/docker/certs.d/$1" && cp "$CACERT" "/etc/docker/certs.d/$1/ca.crt"
+    mkdir -p "/etc/docker/certs.d/$1" && cp "${2:-$CACERT}" "/etc/docker/certs.d/$1/ca.crt"
     printf '{"registry-mirrors": ["https://%s"]}\n' "$1" >"$dir/daemon.json"
     kill -HUP "$(cat "$dir/dockerd.pid")"
     for ((i = 0; i < 50; i++)); do

@@ -91,6 +91,8 @@ private_mirror_start() {
     (umask 077 && cat >"$PRIV_CONFIG" <<EOF
 listen = "[::1]:$port"
 data_dir = "$pdata"
+upstream = "$UP_URL"
+upstream_ca = "$UP_CA"
 
 [[registries]]
 name = "$PRIV_NAME"
@@ -101,6 +103,7 @@ password = "${PRIV_UP_USER[1]}"
 [access]
 htpasswd = "$dir/mirror.htpasswd"
 client_certificates = "optional"
+anonymous = ["docker.io/library/*"]
 
 [[access.rules]]
 users = ["alice"]
@@ -133,10 +136,12 @@ EOF
 
     local code hdr="$dir/v2.hdr"
     code=$(curl -sS --max-time 10 --cacert "$PRIV_CA" -D "$hdr" -o /dev/null -w '%{http_code}' "https://$PRIV_M/v2/" || true)
-    if [[ $code == 401 ]] && grep -qiE '^www-authenticate: Basic realm=' "$hdr"; then
-        pass "GET /v2/ without credentials: 401 with a Basic challenge"
+    local want="www-authenticate: Bearer realm=\"https://$PRIV_M/token\",service=\"regmirror\""
+    if [[ $code == 401 ]] && grep -qiF "$want" "$hdr"; then
+        pass "GET /v2/ without credentials: 401 with a Bearer challenge naming https://$PRIV_M/token"
     else
-        fail "GET /v2/ without credentials: 401 with a Basic challenge" "status $code: $(tr -d '\r' <"$hdr" | tr '\n' ' ')"
+        fail "GET /v2/ without credentials: 401 with a Bearer challenge naming https://$PRIV_M/token" \
+            "status $code: $(tr -d '\r' <"$hdr" | tr '\n' ' ')"
     fi
     code=$(curl -sS --max-time 10 --cacert "$PRIV_CA" -u "${ALICE[0]}:${ALICE[1]}" -o /dev/null -w '%{http_code}' \
         "https://$PRIV_M/v2/" || true)

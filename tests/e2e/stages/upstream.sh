@@ -109,3 +109,12 @@ upstream_stop() {
     fi
     info "upstream is down"
 }
+
+# upstream_restart: the upstream again, on the same port with the same data (for the stages
+# after the warm pulls that need it).
+upstream_restart() {
+    step "restart the upstream registry"
+    start_bg docker-registry "$UPSTREAM_LOG" docker-registry serve "$TMP/registry.yml"
+    UPSTREAM_PID=$BG_PID
+    wait_http docker-registry "$UPSTREAM_PID" "$UP_URL/v2/" --cacert "$UP_CA"
+}
