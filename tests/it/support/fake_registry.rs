@@ -8,6 +8,7 @@
 //! can be scripted per repository, reference or endpoint.
 
 mod answer;
+mod gate;
 mod serve;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::content::{Blob, Format, Image, Index};
+pub use gate::Gate;
 
 /// The `service` the fake's challenges name and its token endpoint expects back.
 pub const SERVICE: &str = "fake.registry";
@@ -385,11 +387,15 @@ pub enum Fault {
     Truncate,
     /// Wait this long before answering normally.
     Stall(Duration),
+    /// Wait at the gate before answering normally: a stall the test ends.
+    Hold(Gate),
     /// Serve the body normally but pause this long before each 16 KiB chunk.
     Throttle(Duration),
     /// Send the first half of the body, then pause this long before the rest: a stalled
     /// transfer whose connection stays open.
     PauseMidBody(Duration),
+    /// Send the first half of the body, then wait at the gate before the rest.
+    HoldMidBody(Gate),
     /// Answer a blob range request with a 206 that starts one chunk before the asked-for
     /// byte, its `Content-Range` saying so: a resume that must not be spliced on.
     MisalignedRange,

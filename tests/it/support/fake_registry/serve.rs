@@ -52,6 +52,10 @@ async fn handle(shared: &Arc<Shared>, role: Role, req: hyper::Request<Incoming>)
             tokio::time::sleep(delay).await;
             None
         }
+        Some(Fault::Hold(gate)) => {
+            gate.pass().await;
+            None
+        }
         Some(Fault::Status { status, retry_after }) => return status_fault(shared, &request, status, retry_after),
         other => other,
     };
@@ -204,8 +208,9 @@ fn take_fault(inner: &mut Inner, cdn_redirects: bool, request: &Request) -> Opti
             | Fault::Truncate
             | Fault::Throttle(_)
             | Fault::PauseMidBody(_)
+            | Fault::HoldMidBody(_)
             | Fault::MisalignedRange => serves_body,
-            Fault::Stall(_) => true,
+            Fault::Stall(_) | Fault::Hold(_) => true,
         };
         rule.remaining != Some(0) && targeted && applies
     })?;
