@@ -14,6 +14,7 @@ use crate::support::FakeRegistry;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// One way of configuring the mirror: flags, environment variables, config-file text.
+#[derive(Debug)]
 struct Given<'a> {
     flags: &'a [&'a str],
     env: &'a [(&'a str, &'a str)],
@@ -110,21 +111,21 @@ async fn a_flag_wins_over_the_environment_which_wins_over_the_file() {
     let flags = ["--admin-listen", "127.0.0.2:0"];
     let env = [("REGMIRROR_ADMIN_LISTEN", "127.0.0.3:0")];
     let text = "admin_listen = \"127.0.0.4:0\"\n";
-    // (flags, environment, file) → the address that must win
-    let cases: [(&[&str], &[(&str, &str)], Option<&str>, &str); 6] = [
-        (&[], &[], Some(text), file),
-        (&[], &env, None, var),
-        (&[], &env, Some(text), var),
-        (&flags, &[], Some(text), flag),
-        (&flags, &env, None, flag),
-        (&flags, &env, Some(text), flag),
+    let given = |flags, env, file| Given { flags, env, file };
+    // What is set where → the address that must win.
+    let cases: [(Given, &str); 6] = [
+        (given(&[], &[], Some(text)), file),
+        (given(&[], &env, None), var),
+        (given(&[], &env, Some(text)), var),
+        (given(&flags, &[], Some(text)), flag),
+        (given(&flags, &env, None), flag),
+        (given(&flags, &env, Some(text)), flag),
     ];
-    for (flags, env, file, winner) in cases {
+    for (given, winner) in cases {
         let dir = tempfile::tempdir().expect("temp dir");
-        let given = Given { flags, env, file };
         let mirror = configured(&fake, dir.path(), &given).spawn().await;
         let bound = mirror.admin_addr().ip().to_string();
-        assert_eq!(bound, winner, "flags {flags:?}, env {env:?}, file {file:?}");
+        assert_eq!(bound, winner, "{given:?}");
     }
 
     // A bad value where a higher layer gives a good one is never read.

@@ -61,7 +61,7 @@ fn named_by_cut(placed: &[Placed], cut: u64) -> String {
     if let Some(cut_in) = placed.iter().find(|p| (p.data..p.data + p.size).contains(&cut)) {
         return format!("{}: truncated", cut_in.name);
     }
-    let whole = placed.iter().filter(|p| p.data + p.size <= cut).last();
+    let whole = placed.iter().rfind(|p| p.data + p.size <= cut);
     format!("(after {})", whole.expect("a cut after the first entry").name)
 }
 

@@ -48,16 +48,8 @@ async fn handle(shared: &Arc<Shared>, role: Role, req: hyper::Request<Incoming>)
         take_fault(&mut inner, shared.cdn_redirects, &request)
     };
     let body_fault = match fault {
-        Some(Fault::Stall(delay)) => {
-            tokio::time::sleep(delay).await;
-            None
-        }
-        Some(Fault::Hold(gate)) => {
-            gate.pass().await;
-            None
-        }
         Some(Fault::Status { status, retry_after }) => return status_fault(shared, &request, status, retry_after),
-        other => other,
+        other => wait_out(other).await,
     };
     let mut response = if request.method != Method::GET && request.method != Method::HEAD {
         error(
@@ -102,6 +94,16 @@ async fn handle(shared: &Arc<Shared>, role: Role, req: hyper::Request<Incoming>)
         }
         _ => response,
     }
+}
+
+/// Waits as a stall or a hold says, before the answer; the fault left for the body, if any.
+async fn wait_out(fault: Option<Fault>) -> Option<Fault> {
+    match fault {
+        Some(Fault::Stall(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Hold(gate)) => gate.pass().await,
+        other => return other,
+    }
+    None
 }
 
 /// Runs `done` when the body's last declared byte is handed to hyper; never if it fails
