@@ -34,7 +34,11 @@ async fn concurrent_misses_share_one_upstream_fetch() {
         })
         .collect();
     Scrape::until(&mirror, COALESCED, before.value(COALESCED) + 9.0, WAIT).await;
-    assert_eq!(gate.held(), 1, "the upstream answer is held: {:#?}", fake.requests());
+    assert!(
+        gate.reached(WAIT).await,
+        "the upstream answer is held: {:#?}",
+        fake.requests()
+    );
     gate.open();
 
     for client in clients {
@@ -60,7 +64,7 @@ async fn fill_survives_a_client_hanging_up() {
 
     assert_eq!(mirror.abandon_after_head(&path).await, StatusCode::OK);
     assert!(
-        poll_until(WAIT, || gate.held() == 1).await,
+        gate.reached(WAIT).await,
         "the upstream body never reached its hold: {:#?}",
         fake.requests()
     );

@@ -241,9 +241,14 @@ async fn clients_joining_a_fill_count_as_coalesced_waiters() {
             tokio::spawn(async move { mirror.get(&path).await })
         })
         .collect();
+    // The fill is under way, its upstream body held halfway; then every other client joins it.
+    assert!(
+        gate.reached(WAIT).await,
+        "the upstream body is held: {:#?}",
+        fake.requests()
+    );
     let waiting = Scrape::until(&mirror, COALESCED, before.value(COALESCED) + 9.0, WAIT).await;
     assert_eq!(waiting.value(FILLS), 1.0, "{waiting:?}");
-    assert_eq!(gate.held(), 1, "the upstream body is held: {:#?}", fake.requests());
     gate.open();
     for client in clients {
         client.await.expect("client task").assert_blob(&blob);

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -37,6 +38,11 @@ impl Gate {
     /// How many answers or bodies are waiting at the gate now.
     pub fn held(&self) -> usize {
         self.state.held.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to `within` until an answer or body waits at the gate; whether one did.
+    pub async fn reached(&self, within: Duration) -> bool {
+        crate::support::poll_until(within, || self.held() > 0).await
     }
 
     /// Waits until the gate is open.
