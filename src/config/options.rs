@@ -88,7 +88,12 @@ layered! {
         pub tls_key: Option<PathBuf>,
 
         /// Serve plain HTTP instead of TLS.
-        #[arg(long, env = "REGMIRROR_INSECURE_HTTP", conflicts_with = "tls_cert", value_parser = BoolishValueParser::new())]
+        #[arg(
+            long,
+            env = "REGMIRROR_INSECURE_HTTP",
+            conflicts_with = "tls_cert",
+            value_parser = BoolishValueParser::new()
+        )]
         #[serde(default)]
         pub insecure_http: bool,
 
