@@ -197,18 +197,71 @@ pub struct ClientConfigArgs {
     pub data_dir: DataDirArg,
 }
 
-/// A value a parser refused, as one line naming the flag: `invalid --tag-ttl 'soon': why`.
+/// A value that was refused, as one line naming where it was given: `invalid --tag-ttl 'soon':
+/// why`, or `invalid REGMIRROR_TAG_TTL 'soon': why` when the environment gave it. `argv` is the
+/// command line, which tells the two apart: clap reads a variable only when its flag is absent.
 /// `None` for any other command-line mistake, which clap explains better itself.
-pub fn invalid_value(error: &clap::Error) -> Option<String> {
-    if error.kind() != ErrorKind::ValueValidation {
-        return None;
-    }
+pub fn invalid_value(error: &clap::Error, argv: &[String]) -> Option<String> {
     let context = |kind| match error.get(kind) {
         Some(ContextValue::String(text)) => Some(text.as_str()),
         _ => None,
     };
+    let reason = match error.kind() {
+        ErrorKind::ValueValidation => std::error::Error::source(error)?.to_string(),
+        // A value outside a fixed set (`--log-format`), or none at all.
+        ErrorKind::InvalidValue => match error.get(ContextKind::ValidValue) {
+            Some(ContextValue::Strings(valid)) => format!("expected one of {}", valid.join(", ")),
+            _ => "a value is required".to_owned(),
+        },
+        _ => return None,
+    };
     let flag = context(ContextKind::InvalidArg)?.split(' ').next()?;
     let value = context(ContextKind::InvalidValue)?;
-    let reason = std::error::Error::source(error)?;
-    Some(format!("invalid {flag} '{value}': {reason}"))
+    Some(format!("invalid {} '{value}': {reason}", origin(flag, argv)))
+}
+
+/// The flag if the command line gives it, else its environment variable (if it has one).
+fn origin(flag: &str, argv: &[String]) -> String {
+    let given = |arg: &String| arg == flag || arg.strip_prefix(flag).is_some_and(|rest| rest.starts_with('='));
+    let from_env = match argv.iter().any(given) {
+        true => None,
+        false => env_var_of(flag),
+    };
+    from_env.unwrap_or_else(|| flag.to_owned())
+}
+
+/// The environment variable of a `--long` flag of any subcommand.
+fn env_var_of(flag: &str) -> Option<String> {
+    let long = flag.strip_prefix("--")?;
+    let mut commands = vec![<Cli as clap::CommandFactory>::command()];
+    while let Some(command) = commands.pop() {
+        let arg = command.get_arguments().find(|arg| arg.get_long() == Some(long));
+        if let Some(env) = arg.and_then(clap::Arg::get_env) {
+            return Some(env.to_string_lossy().into_owned());
+        }
+        commands.extend(command.get_subcommands().cloned());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_value_is_named_where_it_was_given() {
+        let argv = |args: &[&str]| args.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let flag = argv(&["regmirror", "serve", "--tag-ttl", "soon"]);
+        assert_eq!(origin("--tag-ttl", &flag), "--tag-ttl");
+        let joined = argv(&["regmirror", "serve", "--tag-ttl=soon"]);
+        assert_eq!(origin("--tag-ttl", &joined), "--tag-ttl");
+        let neither = argv(&["regmirror", "serve", "--tag-ttl-x"]);
+        assert_eq!(origin("--tag-ttl", &neither), "REGMIRROR_TAG_TTL");
+        assert_eq!(origin("--log-format", &neither), "REGMIRROR_LOG_FORMAT");
+        // No variable to blame: the flag it is.
+        assert_eq!(
+            origin("--max-size", &argv(&["regmirror", "cache", "prune"])),
+            "--max-size"
+        );
+    }
 }

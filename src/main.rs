@@ -36,10 +36,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// A refused value stops startup with one line naming the flag and exit code 2, as a bad
-/// config-file value does; clap explains other mistakes (and prints help) itself.
+/// A refused value stops startup with one line naming the flag or variable and exit code 2, as
+/// a bad config-file value does; clap explains other mistakes (and prints help) itself.
 fn usage_error(error: clap::Error) -> ExitCode {
-    match cli::invalid_value(&error) {
+    let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    match cli::invalid_value(&error, &argv) {
         Some(line) => {
             eprintln!("regmirror: {line}");
             ExitCode::from(2)

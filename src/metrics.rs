@@ -85,7 +85,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut r = Registrar::default();
         // Fields are initialised, and so registered, in the order written; the registry last.
-        Metrics {
+        let metrics = Metrics {
             requests: r.add("regmirror_requests", "Requests answered, by route and status"),
             cache_hits: r.add(
                 "regmirror_cache_hits",
@@ -130,7 +130,13 @@ impl Default for Metrics {
             ),
             pulls: Mutex::default(),
             registry: r.0,
+        };
+        // Both sources are written from the start, so a rate over either sees its first bytes
+        // and a dashboard's ratio of the two has both sides.
+        for origin in [Origin::Cache, Origin::Upstream] {
+            metrics.served(origin, 0);
         }
+        metrics
     }
 }
 
@@ -255,6 +261,7 @@ mod tests {
         for line in [
             "regmirror_cache_hits_total 1",
             "regmirror_served_bytes_total{source=\"upstream\"} 42",
+            "regmirror_served_bytes_total{source=\"cache\"} 0",
             "regmirror_requests_total{route=\"blob\",status=\"200\"} 1",
             "regmirror_cache_bytes 7",
             "regmirror_upstream_ratelimit_remaining 76",

@@ -1,11 +1,13 @@
 //! `serve`'s options, each defined once: one field carries its flag, environment variable,
 //! config-file key (the flag's name with `_` for `-`), parser and help. Flags and environment
-//! come through clap, the file through serde, into the same struct; `or` layers them.
+//! come through clap, the file through serde, into the same struct; `or` layers them. A switch's
+//! variable takes `1`/`0`, `true`/`false`, `yes`/`no` or `on`/`off`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::Args;
 use http::Uri;
 use serde::Deserialize;
@@ -90,7 +92,12 @@ layered! {
         pub tls_key: Option<PathBuf>,
 
         /// Serve plain HTTP instead of TLS.
-        #[arg(long, env = "REGMIRROR_INSECURE_HTTP", conflicts_with = "tls_cert")]
+        #[arg(
+            long,
+            env = "REGMIRROR_INSECURE_HTTP",
+            conflicts_with = "tls_cert",
+            value_parser = BoolishValueParser::new()
+        )]
         #[serde(default)]
         pub insecure_http: bool,
 
@@ -131,7 +138,7 @@ layered! {
         pub fill_timeout: Option<Duration>,
 
         /// Never contact the upstream: serve only what the cache holds (air-gapped sites).
-        #[arg(long, env = "REGMIRROR_OFFLINE")]
+        #[arg(long, env = "REGMIRROR_OFFLINE", value_parser = BoolishValueParser::new())]
         #[serde(default)]
         pub offline: bool,
 

@@ -112,22 +112,34 @@ fn the_file_takes_every_key_of_the_shipped_example() {
     assert_eq!(config.upstream, default_upstream());
 }
 
+/// The one line `main` prints for a refused command line, if it is about a value.
+fn refused(argv: &[&str]) -> Option<String> {
+    let error = Cli::try_parse_from(argv).expect_err("invalid");
+    let argv: Vec<String> = argv.iter().map(ToString::to_string).collect();
+    cli::invalid_value(&error, &argv)
+}
+
 #[test]
 fn bad_flag_values_name_the_flag() {
-    let error = Cli::try_parse_from(["regmirror", "serve", "--tag-ttl", "soon"]).expect_err("invalid");
     assert_eq!(
-        cli::invalid_value(&error).as_deref(),
+        refused(&["regmirror", "serve", "--tag-ttl", "soon"]).as_deref(),
         Some("invalid --tag-ttl 'soon': expected number at 0")
     );
-    let error = Cli::try_parse_from(["regmirror", "serve", "--upstream", "ftp://x"]).expect_err("invalid");
     assert_eq!(
-        cli::invalid_value(&error).as_deref(),
+        refused(&["regmirror", "serve", "--tag-ttl=soon"]).as_deref(),
+        Some("invalid --tag-ttl 'soon': expected number at 0")
+    );
+    assert_eq!(
+        refused(&["regmirror", "serve", "--upstream", "ftp://x"]).as_deref(),
         Some("invalid --upstream 'ftp://x': expected an http:// or https:// URL")
     );
-    let error = Cli::try_parse_from(["regmirror", "cache", "prune", "--max-size", "lots"]).expect_err("invalid");
-    assert!(cli::invalid_value(&error).is_some_and(|line| line.starts_with("invalid --max-size 'lots': ")));
-    let error = Cli::try_parse_from(["regmirror", "serve", "--no-such-flag"]).expect_err("unknown");
-    assert_eq!(cli::invalid_value(&error), None);
+    let line = refused(&["regmirror", "cache", "prune", "--max-size", "lots"]);
+    assert!(line.is_some_and(|line| line.starts_with("invalid --max-size 'lots': ")));
+    assert_eq!(
+        refused(&["regmirror", "--log-format", "yaml", "serve"]).as_deref(),
+        Some("invalid --log-format 'yaml': expected one of text, json")
+    );
+    assert_eq!(refused(&["regmirror", "serve", "--no-such-flag"]), None);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use http::StatusCode;
 
 use crate::support::content::{random_bytes, Blob, MIB};
 use crate::support::process::MirrorProcess;
-use crate::support::{poll_until, DataDir, FakeRegistry, Fault, Target};
+use crate::support::{poll_until, DataDir, FakeRegistry, Fault, Gate, Target};
 
 const REPO: &str = "library/redis";
 
@@ -25,11 +25,12 @@ async fn kill_mid_fill_leaves_nothing_unverified_behind() {
     let interrupted = Blob::new(random_bytes(4 * MIB));
     fake.add_blob(REPO, committed.bytes.clone());
     fake.add_blob(REPO, interrupted.bytes.clone());
-    // 256 chunks, 10 ms apart: the kill lands well inside the transfer.
+    // Held halfway, never released: the kill lands inside the transfer.
+    let gate = Gate::new();
     fake.fail_next(
         Target::reference(&interrupted.digest),
         1,
-        Fault::Throttle(Duration::from_millis(10)),
+        Fault::HoldMidBody(gate.clone()),
     );
     let dir = tempfile::tempdir().expect("create data dir");
     let data_dir = DataDir::new(dir.path());
@@ -48,14 +49,14 @@ async fn kill_mid_fill_leaves_nothing_unverified_behind() {
             .iter()
             .any(|(path, _)| std::fs::read(path).is_ok_and(|bytes| bytes.starts_with(prefix)))
     };
-    assert!(poll_until(Duration::from_secs(5), spooled_prefix).await);
+    assert!(poll_until(Duration::from_secs(20), spooled_prefix).await);
 
-    mirror.kill();
-    assert_eq!(
-        fake.bodies_completed(&interrupted.digest),
-        0,
-        "the kill came after the upstream was done; slow the fake down"
+    assert!(
+        gate.reached(Duration::from_secs(20)).await,
+        "the upstream body is held halfway"
     );
+    mirror.kill();
+    assert_eq!(fake.bodies_completed(&interrupted.digest), 0);
     assert!(
         client.finish().await.is_err(),
         "a killed mirror cannot have ended the body cleanly"

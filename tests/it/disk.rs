@@ -6,13 +6,16 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode};
+use tokio::time::Instant;
 
 use crate::support::content::{random_bytes, Blob, MIB};
 use crate::support::mirror::assert_not_delivered;
-use crate::support::{poll_until, FakeRegistry, Fault, Mirror, Target};
+use crate::support::{poll_until, DataDir, FakeRegistry, Fault, Mirror, Target};
 
 const REPO: &str = "library/debian";
 const CAP: u64 = 3 * MIB as u64;
+/// Bound on waiting for the store to settle; generous for a loaded machine.
+const WAIT: Duration = Duration::from_secs(20);
 
 fn blob_path(blob: &Blob) -> String {
     format!("/v2/{REPO}/blobs/{}", blob.digest)
@@ -30,16 +33,35 @@ fn blobs_of(fake: &FakeRegistry, count: usize, size: usize) -> Vec<Blob> {
 }
 
 fn bytes_on_disk(mirror: &Mirror) -> u64 {
-    mirror.data_dir().blobs().iter().map(|(_, size)| size).sum()
+    bytes_in(&mirror.data_dir())
 }
 
-/// moka, behind the index, applies evictions (and deletes files) during a later cache
-/// operation at least 300 ms after its previous maintenance. This gives it one (a blob
-/// HEAD reads the index and never starts a fill) for the tests that are about *what* is
-/// evicted; `cap_holds_once_a_fill_has_committed` is about *when*.
-async fn settle(mirror: &Mirror, any_blob: &Blob) {
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    mirror.head(&blob_path(any_blob)).await;
+fn bytes_in(data_dir: &DataDir) -> u64 {
+    data_dir.blobs().iter().map(|(_, size)| size).sum()
+}
+
+/// Waits, up to `WAIT`, until the store shows `settled`, for the tests that are about *what*
+/// is evicted (`cap_holds_once_a_fill_has_committed` is about *when*). Each round starts with
+/// a HEAD of `last`, the blob fetched last: it waits for that blob's commit and the eviction
+/// the commit causes, and, reading the index without starting a fill, gives moka a chance to
+/// apply anything it deferred.
+async fn settle(mirror: &Mirror, last: &Blob, settled: impl Fn(&DataDir) -> bool) -> bool {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        mirror.head(&blob_path(last)).await;
+        if settled(&mirror.data_dir()) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Some of `blobs` has gone from the store.
+fn any_evicted(blobs: &[Blob]) -> impl Fn(&DataDir) -> bool + '_ {
+    |data_dir| blobs.iter().any(|b| !data_dir.has_blob(&b.digest))
 }
 
 /// A request for a blob whose commit is under way waits for it (and the eviction it causes),
@@ -71,7 +93,7 @@ async fn evicted_blobs_are_deleted_and_fetched_again() {
     for blob in &blobs {
         mirror.get(&blob_path(blob)).await.assert_blob(blob);
     }
-    settle(&mirror, &blobs[0]).await;
+    settle(&mirror, &blobs[4], |d| bytes_in(d) <= CAP && any_evicted(&blobs)(d)).await;
 
     let data_dir = mirror.data_dir();
     assert!(bytes_on_disk(&mirror) <= CAP, "{:?}", data_dir.blobs());
@@ -118,7 +140,10 @@ async fn blob_evicted_while_being_read_still_reaches_its_reader() {
     for blob in &blobs {
         mirror.get(&blob_path(blob)).await.assert_blob(blob);
     }
-    settle(&mirror, &blobs[0]).await;
+    // A HEAD of a blob whose commit is under way waits for it.
+    for blob in &blobs {
+        assert_eq!(mirror.head(&blob_path(blob)).await.status, StatusCode::OK);
+    }
     assert_eq!(mirror.data_dir().blobs().len(), 3, "the cap holds three blobs");
 
     let mut readers = Vec::new();
@@ -136,7 +161,7 @@ async fn blob_evicted_while_being_read_still_reaches_its_reader() {
         }
         mirror.get(&blob_path(blob)).await.assert_blob(blob);
     }
-    settle(&mirror, &newcomers[0]).await;
+    settle(&mirror, &newcomers[1], any_evicted(&blobs)).await;
 
     let data_dir = mirror.data_dir();
     let evicted: Vec<&Blob> = blobs.iter().filter(|b| !data_dir.has_blob(&b.digest)).collect();
@@ -172,7 +197,7 @@ async fn blob_passes_through_uncached_when_the_disk_is_short() {
     let data_dir = mirror.data_dir();
     assert!(data_dir.blobs().is_empty(), "{:?}", data_dir.blobs());
     assert!(
-        poll_until(Duration::from_secs(2), || data_dir.tmp_files().is_empty()).await,
+        poll_until(WAIT, || data_dir.tmp_files().is_empty()).await,
         "{:?}",
         data_dir.tmp_files()
     );

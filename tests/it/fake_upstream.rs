@@ -8,7 +8,8 @@ use http::{Method, StatusCode};
 use crate::support::content::sha256;
 use crate::support::fake_registry::Kind;
 use crate::support::mirror::send;
-use crate::support::{FakeRegistry, Fault, Format, Target};
+use crate::support::streaming::Streaming;
+use crate::support::{poll_until, FakeRegistry, Fault, Format, Gate, Target};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_flow_and_hub_style_denials() {
@@ -150,6 +151,51 @@ async fn range_faults_pauses_and_an_upstream_without_ranges() {
     reply.assert_bytes(&bytes);
     assert_eq!(reply.header("accept-ranges"), None);
     assert_eq!(reply.header("content-range"), None);
+}
+
+/// A held answer waits at its gate, and a body held mid-way sends its first half and no
+/// more, until the test opens the gate; both then complete with the exact bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_hold_an_answer_and_a_body_until_opened() {
+    let fake = FakeRegistry::start().await;
+    let bytes = crate::support::content::random_bytes(200_000);
+    let digest = fake.add_blob("x/y", bytes.clone());
+    let url = format!("{}/v2/x/y/blobs/{digest}", fake.url());
+    let within = std::time::Duration::from_secs(10);
+
+    let gate = Gate::new();
+    fake.fail_next(Target::reference(&digest), 1, Fault::Hold(gate.clone()));
+    let held = tokio::spawn(send_owned(url.clone()));
+    assert!(
+        poll_until(within, || gate.held() == 1).await,
+        "the answer reached the gate"
+    );
+    assert!(!held.is_finished(), "a held answer came before the gate opened");
+    gate.open();
+    held.await.unwrap().assert_bytes(&bytes);
+    assert_eq!(gate.held(), 0);
+
+    let gate = Gate::new();
+    fake.fail_next(Target::reference(&digest), 1, Fault::HoldMidBody(gate.clone()));
+    let mut body = Streaming::open(&url, Method::GET, &[]).await;
+    assert_eq!(body.status, StatusCode::OK);
+    body.read_at_least(bytes.len() / 3).await;
+    assert!(
+        poll_until(within, || gate.held() == 1).await,
+        "the body reached the gate"
+    );
+    assert_eq!(
+        fake.bodies_completed(&digest),
+        1,
+        "only the first, unheld body is complete"
+    );
+    gate.open();
+    assert!(body.finish().await.unwrap()[..] == bytes[..]);
+    assert_eq!(fake.bodies_completed(&digest), 2);
+}
+
+async fn send_owned(url: String) -> crate::support::Reply {
+    send(&url, Method::GET, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,8 @@
 //! after, and compares the deltas: a miss then a hit of a manifest and a blob (hits, misses,
 //! served bytes by source, requests by route and status, fills back to 0), a corrupt blob
 //! and manifest (digest mismatches), a stale tag (stale serves), concurrent clients on one
-//! cold blob (coalesced waiters); and every family is named `regmirror_…`.
+//! cold blob (coalesced waiters); and every family is named `regmirror_…`. A series a scrape
+//! lacks fails the test, so a misspelled name cannot pass a zero-delta check.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use http::{Method, StatusCode};
 use crate::support::content::{random_bytes, Blob, MIB};
 use crate::support::metrics::{series, Scrape};
 use crate::support::mirror::assert_not_delivered;
-use crate::support::{FakeRegistry, Fault, Format, Mirror, Target};
+use crate::support::{FakeRegistry, Fault, Format, Gate, Mirror, Target};
 
 const REPO: &str = "library/alpine";
 const TAG_PATH: &str = "/v2/library/alpine/manifests/3.20";
@@ -36,6 +37,9 @@ const HITS: &str = "regmirror_cache_hits_total";
 const MISSES: &str = "regmirror_cache_misses_total";
 const FILLS: &str = "regmirror_fills_in_flight";
 const UPSTREAM_REQUESTS: &str = "regmirror_upstream_request_seconds_count";
+const COALESCED: &str = "regmirror_coalesced_waiters_total";
+/// Bound on waiting for state the mirror reports; generous for a loaded machine.
+const WAIT: Duration = Duration::from_secs(20);
 
 /// Asserts `after - before == expected` for each series, showing both scrapes otherwise.
 fn assert_deltas(before: &Scrape, after: &Scrape, expected: &[(&str, f64)]) {
@@ -54,12 +58,9 @@ async fn a_miss_then_a_hit_move_the_counters_by_source() {
     let image = fake.push_image(REPO, "3.20", Format::Oci);
     let blob = Blob::new(random_bytes(MIB));
     fake.add_blob(REPO, blob.bytes.clone());
-    // 64 chunks, 10 ms apart: a scrape can see the fill under way.
-    fake.fail_next(
-        Target::reference(&blob.digest),
-        1,
-        Fault::Throttle(Duration::from_millis(10)),
-    );
+    // Held halfway until a scrape has seen the fill under way.
+    let gate = Gate::new();
+    fake.fail_next(Target::reference(&blob.digest), 1, Fault::HoldMidBody(gate.clone()));
     let mirror = Mirror::start(&fake).await;
     let content = (image.manifest.bytes.len() + blob.bytes.len()) as f64;
 
@@ -71,6 +72,7 @@ async fn a_miss_then_a_hit_move_the_counters_by_source() {
     client.read_at_least(64 * 1024).await;
     let during = Scrape::of(&mirror).await;
     assert_eq!(during.value(FILLS), 1.0, "one fill under way:\n{during:?}");
+    gate.open();
     let body = client.finish().await.expect("blob body");
     assert!(body[..] == blob.bytes[..], "blob bytes differ");
 
@@ -140,11 +142,16 @@ async fn errors_are_counted_by_route_and_status() {
         &[
             (&requests("manifest", 404), 1.0),
             (&requests("invalid", 404), 1.0),
-            (&requests("manifest", 200), 0.0),
             (HITS, 0.0),
             (&served("upstream"), 0.0),
             (&served("cache"), 0.0),
         ],
+    );
+    // No manifest has been answered with a 200 on this mirror, so that series may not exist.
+    assert_eq!(
+        after.delta_or_zero(&before, &requests("manifest", 200)),
+        0.0,
+        "{after:?}"
     );
 }
 
@@ -215,17 +222,16 @@ async fn a_stale_tag_counts_a_stale_serve_and_a_hit() {
     );
 }
 
+/// The upstream body is held halfway until the mirror reports all nine clients after the
+/// first waiting on the fill; only then does it go on, so each of them counts as a waiter
+/// and a miss, never as a late hit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_joining_a_fill_count_as_coalesced_waiters() {
     let fake = FakeRegistry::builder().cdn_redirects(true).build().await;
     let blob = Blob::new(random_bytes(512 * 1024));
     fake.add_blob(REPO, blob.bytes.clone());
-    // Hold the upstream's answer back so that every client arrives during the fill.
-    fake.fail_next(
-        Target::reference(&blob.digest),
-        1,
-        Fault::Stall(Duration::from_millis(1000)),
-    );
+    let gate = Gate::new();
+    fake.fail_next(Target::reference(&blob.digest), 1, Fault::HoldMidBody(gate.clone()));
     let mirror = Arc::new(Mirror::start(&fake).await);
 
     let before = Scrape::of(&mirror).await;
@@ -235,6 +241,15 @@ async fn clients_joining_a_fill_count_as_coalesced_waiters() {
             tokio::spawn(async move { mirror.get(&path).await })
         })
         .collect();
+    // The fill is under way, its upstream body held halfway; then every other client joins it.
+    assert!(
+        gate.reached(WAIT).await,
+        "the upstream body is held: {:#?}",
+        fake.requests()
+    );
+    let waiting = Scrape::until(&mirror, COALESCED, before.value(COALESCED) + 9.0, WAIT).await;
+    assert_eq!(waiting.value(FILLS), 1.0, "{waiting:?}");
+    gate.open();
     for client in clients {
         client.await.expect("client task").assert_blob(&blob);
     }
@@ -244,8 +259,9 @@ async fn clients_joining_a_fill_count_as_coalesced_waiters() {
         &before,
         &after,
         &[
-            ("regmirror_coalesced_waiters_total", 9.0),
+            (COALESCED, 9.0),
             (MISSES, 10.0),
+            (HITS, 0.0),
             (&served("upstream"), 10.0 * blob.bytes.len() as f64),
             (&requests("blob", 200), 10.0),
             (FILLS, 0.0),

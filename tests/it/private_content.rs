@@ -11,7 +11,7 @@ use crate::support::content::Image;
 use crate::support::credentials::{basic, htpasswd};
 use crate::support::fake_registry::Kind;
 use crate::support::mirror::CONTAINERD_ACCEPT;
-use crate::support::{FakeRegistry, Fault, Format, Mirror, Reply, Target};
+use crate::support::{FakeRegistry, Fault, Format, Gate, Mirror, Reply, Target};
 
 const LAN: &str = "registry.lan:5000";
 const CREDENTIALS: (&str, &str) = ("mirror", "s3cret");
@@ -166,11 +166,9 @@ async fn a_fill_in_flight_for_one_repository_is_not_joined_through_another() {
         .start()
         .await;
     let layer = &secret.layers[0];
-    lan.fail_next(
-        Target::reference(&layer.digest),
-        1,
-        Fault::Throttle(Duration::from_millis(300)),
-    );
+    // Held halfway until the other repository has been refused, so the fill is in flight.
+    let gate = Gate::new();
+    lan.fail_next(Target::reference(&layer.digest), 1, Fault::HoldMidBody(gate.clone()));
     let own = format!("/v2/{LAN}/org/secret/blobs/{}", layer.digest);
     let mut filling = mirror.open(&own, &[]).await;
     assert_eq!(filling.status, 200);
@@ -179,6 +177,11 @@ async fn a_fill_in_flight_for_one_repository_is_not_joined_through_another() {
     let through_public = format!("/v2/{LAN}/org/public-app/blobs/{}", layer.digest);
     let reply = mirror.get(&through_public).await;
     assert_not_served(&reply, &Method::GET, "BLOB_UNKNOWN", &layer.bytes);
+    assert!(
+        gate.reached(Duration::from_secs(20)).await,
+        "the fill's upstream body is held halfway"
+    );
+    gate.open();
     assert_eq!(
         filling.finish_within(Duration::from_secs(5)).await.as_deref(),
         Ok(&layer.bytes[..])

@@ -1,7 +1,8 @@
 //! One upstream fetch per cold blob, however its clients arrive (docs/protocol.md §9.10,
 //! §9.11): many at once, one joining halfway, ranges on bytes still arriving, the only
-//! client hanging up, and a corrupt body failing every client waiting on it. Bodies are
-//! throttled by the fake so that the clients really overlap the fill.
+//! client hanging up, and a corrupt body failing every client waiting on it. The fake holds
+//! the upstream answer or body at a gate until the test has seen the clients it wants
+//! waiting on the fill (the mirror's count of coalesced waiters), so they really overlap it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,29 +10,39 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 
 use crate::support::content::{random_bytes, Blob, MIB};
-use crate::support::{poll_until, FakeRegistry, Fault, Mirror, Target};
+use crate::support::metrics::Scrape;
+use crate::support::{poll_until, FakeRegistry, Fault, Gate, Mirror, Target};
 
 const REPO: &str = "library/postgres";
+const COALESCED: &str = "regmirror_coalesced_waiters_total";
+const MISSES: &str = "regmirror_cache_misses_total";
+const HITS: &str = "regmirror_cache_hits_total";
+/// Bound on waiting for state the mirror reports; generous for a loaded machine.
+const WAIT: Duration = Duration::from_secs(20);
 
 fn blob_path(blob: &Blob) -> String {
     format!("/v2/{REPO}/blobs/{}", blob.digest)
 }
 
 /// A fake that redirects blobs to its CDN and holds `blob`, whose first upstream body
-/// goes out one 16 KiB chunk every `pause`.
-async fn slow_upstream(blob: &Blob, pause: Duration) -> FakeRegistry {
+/// stops halfway until the returned gate is opened.
+async fn held_upstream(blob: &Blob) -> (FakeRegistry, Gate) {
     let fake = FakeRegistry::builder().cdn_redirects(true).build().await;
     fake.add_blob(REPO, blob.bytes.clone());
-    fake.fail_next(Target::reference(&blob.digest), 1, Fault::Throttle(pause));
-    fake
+    let gate = Gate::new();
+    fake.fail_next(Target::reference(&blob.digest), 1, Fault::HoldMidBody(gate.clone()));
+    (fake, gate)
 }
 
+/// The 31 clients after the first are seen joining the fill while the upstream body is held
+/// halfway, so none of them can be a late cache hit; then the body goes on, and every client
+/// gets the exact bytes from the one upstream fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_two_clients_on_one_cold_blob_make_one_upstream_fetch() {
     let blob = Blob::new(random_bytes(3 * MIB));
-    // 192 chunks, 3 ms apart: every client arrives while the body is still coming.
-    let fake = slow_upstream(&blob, Duration::from_millis(3)).await;
+    let (fake, gate) = held_upstream(&blob).await;
     let mirror = Arc::new(Mirror::start(&fake).await);
+    let before = Scrape::of(&mirror).await;
 
     let clients: Vec<_> = (0..32)
         .map(|_| {
@@ -39,11 +50,28 @@ async fn thirty_two_clients_on_one_cold_blob_make_one_upstream_fetch() {
             tokio::spawn(async move { mirror.get(&path).await })
         })
         .collect();
+    // The fill is under way, its upstream body held halfway; then every other client joins it.
+    assert!(
+        gate.reached(WAIT).await,
+        "the upstream body is held: {:#?}",
+        fake.requests()
+    );
+    let joined = before.value(COALESCED) + 31.0;
+    let waiting = Scrape::until(&mirror, COALESCED, joined, WAIT).await;
+    assert_eq!(gate.held(), 1);
+    assert_eq!(fake.bodies_completed(&blob.digest), 0);
+    assert_eq!(waiting.value("regmirror_fills_in_flight"), 1.0, "{waiting:?}");
+    gate.open();
+
     for client in clients {
         client.await.expect("client task").assert_blob(&blob);
     }
     assert_eq!(fake.blob_gets(&blob.digest), 1, "{:#?}", fake.requests());
     assert_eq!(fake.cdn_gets(&blob.digest), 1, "{:#?}", fake.requests());
+    let after = Scrape::of(&mirror).await;
+    assert_eq!(after.delta(&before, COALESCED), 31.0, "{after:?}");
+    assert_eq!(after.delta(&before, MISSES), 32.0, "{after:?}");
+    assert_eq!(after.delta(&before, HITS), 0.0, "{after:?}");
 }
 
 /// A client that joins a fill halfway is served from the spool at once, not after the
@@ -51,8 +79,7 @@ async fn thirty_two_clients_on_one_cold_blob_make_one_upstream_fetch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_joiner_gets_bytes_before_the_upstream_is_done() {
     let blob = Blob::new(random_bytes(2 * MIB));
-    // 128 chunks, 10 ms apart: well over a second of upstream body.
-    let fake = slow_upstream(&blob, Duration::from_millis(10)).await;
+    let (fake, gate) = held_upstream(&blob).await;
     let mirror = Mirror::start(&fake).await;
 
     let mut first = mirror.open(&blob_path(&blob), &[]).await;
@@ -66,11 +93,13 @@ async fn late_joiner_gets_bytes_before_the_upstream_is_done() {
         Some(blob.bytes.len().to_string().as_str())
     );
     late.read_at_least(1).await;
+    assert!(gate.reached(WAIT).await, "the upstream body is held halfway");
     assert_eq!(
         fake.bodies_completed(&blob.digest),
         0,
         "the late joiner's first bytes came only after the upstream body had gone out in full"
     );
+    gate.open();
 
     assert!(late.finish().await.expect("late joiner's body")[..] == blob.bytes[..]);
     assert!(first.finish().await.expect("first client's body")[..] == blob.bytes[..]);
@@ -85,7 +114,7 @@ async fn late_joiner_gets_bytes_before_the_upstream_is_done() {
 async fn ranges_on_a_blob_being_fetched_are_exact_and_cost_no_fetch() {
     let size = 2 * MIB + 12_345;
     let blob = Blob::new(random_bytes(size));
-    let fake = slow_upstream(&blob, Duration::from_millis(10)).await;
+    let (fake, gate) = held_upstream(&blob).await;
     let mirror = Mirror::start(&fake).await;
     let path = blob_path(&blob);
 
@@ -125,11 +154,13 @@ async fn ranges_on_a_blob_being_fetched_are_exact_and_cost_no_fetch() {
     );
     let expected = format!("bytes */{size}");
     assert_eq!(unsatisfiable.header("content-range"), Some(expected.as_str()));
+    assert!(gate.reached(WAIT).await, "the upstream body is held halfway");
     assert_eq!(
         fake.bodies_completed(&blob.digest),
         0,
-        "the ranges were not asked while the fill was running; slow the fake down"
+        "the ranges were not asked while the fill was running"
     );
+    gate.open();
 
     for (reply, (range, first, last)) in ranged.into_iter().zip(&cases) {
         let bytes = reply.finish().await.unwrap_or_else(|e| panic!("{range}: {e}"));
@@ -146,7 +177,7 @@ async fn ranges_on_a_blob_being_fetched_are_exact_and_cost_no_fetch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fill_completes_after_its_only_client_hangs_up_mid_body() {
     let blob = Blob::new(random_bytes(MIB));
-    let fake = slow_upstream(&blob, Duration::from_millis(10)).await;
+    let (fake, gate) = held_upstream(&blob).await;
     let mirror = Mirror::start(&fake).await;
     let path = blob_path(&blob);
 
@@ -154,15 +185,16 @@ async fn fill_completes_after_its_only_client_hangs_up_mid_body() {
     client.read_at_least(64 * 1024).await;
     assert_eq!(fake.bodies_completed(&blob.digest), 0, "the client left mid-fill");
     drop(client);
+    gate.open();
 
     assert!(
-        fake.body_completed_within(&blob.digest, Duration::from_secs(5)).await,
+        fake.body_completed_within(&blob.digest, WAIT).await,
         "the mirror stopped reading the upstream body when its client left: {:#?}",
         fake.requests()
     );
     let data_dir = mirror.data_dir();
     assert!(
-        poll_until(Duration::from_secs(5), || data_dir.has_blob(&blob.digest)).await,
+        poll_until(WAIT, || data_dir.has_blob(&blob.digest)).await,
         "the verified blob was not committed without a client"
     );
     let before = fake.total();
@@ -178,16 +210,14 @@ async fn corrupt_fill_fails_every_waiting_client_and_is_not_cached() {
     let fake = FakeRegistry::builder().cdn_redirects(true).build().await;
     let blob = Blob::new(random_bytes(600 * 1024));
     fake.add_blob(REPO, blob.bytes.clone());
-    // The registry's redirect is held back so that all five join the fill before any byte,
-    // then the CDN's body has one byte flipped.
-    fake.fail_next(
-        Target::reference(&blob.digest),
-        1,
-        Fault::Stall(Duration::from_millis(300)),
-    );
+    // The registry's redirect is held back until all five have joined the fill, then the
+    // CDN's body has one byte flipped.
+    let gate = Gate::new();
+    fake.fail_next(Target::reference(&blob.digest), 1, Fault::Hold(gate.clone()));
     fake.fail_next(Target::reference(&blob.digest), 1, Fault::CorruptByte);
     let mirror = Arc::new(Mirror::start(&fake).await);
     let path = blob_path(&blob);
+    let before = Scrape::of(&mirror).await;
 
     let clients: Vec<_> = (0..5)
         .map(|_| {
@@ -195,6 +225,9 @@ async fn corrupt_fill_fails_every_waiting_client_and_is_not_cached() {
             tokio::spawn(async move { mirror.try_send(Method::GET, &path, &[]).await })
         })
         .collect();
+    Scrape::until(&mirror, COALESCED, before.value(COALESCED) + 4.0, WAIT).await;
+    assert!(gate.reached(WAIT).await, "the redirect is held: {:#?}", fake.requests());
+    gate.open();
     for client in clients {
         let reply = client
             .await
@@ -209,7 +242,7 @@ async fn corrupt_fill_fails_every_waiting_client_and_is_not_cached() {
     let data_dir = mirror.data_dir();
     assert!(!data_dir.has_blob(&blob.digest));
     assert!(
-        poll_until(Duration::from_secs(2), || data_dir.tmp_files().is_empty()).await,
+        poll_until(WAIT, || data_dir.tmp_files().is_empty()).await,
         "the failed spool was left behind: {:?}",
         data_dir.tmp_files()
     );

@@ -9,6 +9,7 @@
 //! instead, with a certificate from a test's own CA, as Docker Hub and its CDN do.
 
 mod answer;
+mod gate;
 mod serve;
 mod tls;
 
@@ -26,6 +27,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::content::{Blob, Format, Image, Index};
 use super::tls::TestCa;
+pub use gate::Gate;
 
 /// The `service` the fake's challenges name and its token endpoint expects back.
 pub const SERVICE: &str = "fake.registry";
@@ -413,11 +415,15 @@ pub enum Fault {
     Truncate,
     /// Wait this long before answering normally.
     Stall(Duration),
+    /// Wait at the gate before answering normally: a stall the test ends.
+    Hold(Gate),
     /// Serve the body normally but pause this long before each 16 KiB chunk.
     Throttle(Duration),
     /// Send the first half of the body, then pause this long before the rest: a stalled
     /// transfer whose connection stays open.
     PauseMidBody(Duration),
+    /// Send the first half of the body, then wait at the gate before the rest.
+    HoldMidBody(Gate),
     /// Answer a blob range request with a 206 that starts one chunk before the asked-for
     /// byte, its `Content-Range` saying so: a resume that must not be spliced on.
     MisalignedRange,

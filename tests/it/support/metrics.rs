@@ -1,9 +1,11 @@
 //! A scrape of `/metrics`, parsed: samples by name and labels, and the families the
 //! `# TYPE` lines declare. Tests compare two scrapes (`delta`), so counters left over from
-//! earlier requests do not matter.
+//! earlier requests do not matter. Asking for a series the scrape lacks fails the test;
+//! `value_or_zero` and `delta_or_zero` allow it only for a labelled series nothing touched.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use super::mirror::Reply;
 use super::Mirror;
@@ -20,6 +22,23 @@ impl Scrape {
     /// GETs `/metrics` from an in-process mirror.
     pub async fn of(mirror: &Mirror) -> Scrape {
         Scrape::from_reply(&mirror.get("/metrics").await)
+    }
+
+    /// Scrapes until `series` is at least `at_least`, for up to `within`: waiting on what the
+    /// mirror reports instead of sleeping a guessed time. Returns the scrape that showed it.
+    pub async fn until(mirror: &Mirror, series: &str, at_least: f64, within: Duration) -> Scrape {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let scrape = Scrape::of(mirror).await;
+            if scrape.value(series) >= at_least {
+                return scrape;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series} did not reach {at_least} within {within:?}:\n{scrape:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Checks the reply is an OpenMetrics text page (what prometheus-client writes) and parses it.
@@ -61,14 +80,62 @@ impl Scrape {
         }
     }
 
-    /// A sample's value; 0 when absent (a labelled counter not yet touched is not written).
+    /// A sample's value. A series the scrape does not have fails the test, so a misspelled
+    /// name cannot pass for a counter that stayed at 0.
     pub fn value(&self, series: &str) -> f64 {
-        self.samples.get(&canonical(series)).copied().unwrap_or(0.0)
+        match self.samples.get(&canonical(series)) {
+            Some(value) => *value,
+            None => panic!("no series {series} in the scrape:\n{}", self.text),
+        }
     }
 
-    /// How far a sample moved since `before`.
+    /// A sample's value, 0 when absent: only for a labelled series that nothing has touched
+    /// yet, which the server does not write. Its family must be declared all the same, so a
+    /// misspelled metric name still fails.
+    pub fn value_or_zero(&self, series: &str) -> f64 {
+        self.value_or_untouched(series, self)
+    }
+
+    /// How far a sample moved since `before`. This scrape must have the series; `before` may
+    /// lack it if it is labelled (a counter first touched in between).
     pub fn delta(&self, before: &Scrape, series: &str) -> f64 {
-        self.value(series) - before.value(series)
+        self.value(series) - before.value_or_untouched(series, self)
+    }
+
+    /// `delta` for a labelled series that may be absent from both scrapes: one that must stay
+    /// untouched, and that nothing touched before either.
+    pub fn delta_or_zero(&self, before: &Scrape, series: &str) -> f64 {
+        self.value_or_zero(series) - before.value_or_untouched(series, self)
+    }
+
+    /// The value, or 0 for a labelled series of a family that `declaring` declares. (A
+    /// family with no series yet is not declared at all, so a later scrape may have to.)
+    fn value_or_untouched(&self, series: &str, declaring: &Scrape) -> f64 {
+        let key = canonical(series);
+        if let Some(value) = self.samples.get(&key) {
+            return *value;
+        }
+        let (name, labelled) = match key.split_once('{') {
+            Some((name, _)) => (name, true),
+            None => (key.as_str(), false),
+        };
+        assert!(
+            labelled && declaring.declares(name),
+            "no series {series} in the scrape, and it is not an untouched labelled series of a \
+             declared family:\n{}",
+            self.text
+        );
+        0.0
+    }
+
+    /// Whether a `# TYPE` line declares the family a sample name belongs to
+    /// (`regmirror_requests` for `regmirror_requests_total`, a histogram's `_bucket`, …).
+    fn declares(&self, sample: &str) -> bool {
+        self.families.iter().any(|(family, _)| {
+            sample
+                .strip_prefix(family.as_str())
+                .is_some_and(|suffix| ["", "_total", "_created", "_bucket", "_sum", "_count"].contains(&suffix))
+        })
     }
 
     /// Sample names, without labels.
@@ -125,13 +192,14 @@ fn canonical(series: &str) -> String {
     format!("{name}{{{}}}", labels.join(","))
 }
 
+const SAMPLE: &str = "# TYPE regmirror_requests counter\n\
+     regmirror_requests_total{status=\"200\",route=\"blob\"} 3\n\
+     # TYPE regmirror_cache_bytes gauge\n\
+     regmirror_cache_bytes 7\n# EOF\n";
+
 #[test]
 fn parses_labels_in_any_order() {
-    let scrape = Scrape::parse(
-        "# TYPE regmirror_requests counter\n\
-         regmirror_requests_total{status=\"200\",route=\"blob\"} 3\n\
-         regmirror_cache_bytes 7\n# EOF\n",
-    );
+    let scrape = Scrape::parse(SAMPLE);
     assert_eq!(
         scrape.value(&series(
             "regmirror_requests_total",
@@ -140,9 +208,40 @@ fn parses_labels_in_any_order() {
         3.0
     );
     assert_eq!(scrape.value("regmirror_cache_bytes"), 7.0);
-    assert_eq!(scrape.value("regmirror_absent_total"), 0.0);
     assert_eq!(
         scrape.families,
-        vec![("regmirror_requests".to_owned(), "counter".to_owned())]
+        vec![
+            ("regmirror_requests".to_owned(), "counter".to_owned()),
+            ("regmirror_cache_bytes".to_owned(), "gauge".to_owned())
+        ]
     );
+    let untouched = series("regmirror_requests_total", &[("route", "blob"), ("status", "404")]);
+    assert_eq!(scrape.value_or_zero(&untouched), 0.0);
+    assert_eq!(scrape.delta_or_zero(&scrape, &untouched), 0.0);
+}
+
+#[test]
+#[should_panic(expected = "no series regmirror_cache_byte in the scrape")]
+fn a_misspelled_series_fails() {
+    Scrape::parse(SAMPLE).value("regmirror_cache_byte");
+}
+
+#[test]
+#[should_panic(expected = "no series regmirror_cache_hits_total in the scrape")]
+fn a_zero_delta_of_a_missing_series_fails() {
+    let scrape = Scrape::parse(SAMPLE);
+    scrape.delta(&scrape, "regmirror_cache_hits_total");
+}
+
+#[test]
+#[should_panic(expected = "not an untouched labelled series of a declared family")]
+fn absent_is_fine_only_for_a_declared_family() {
+    let scrape = Scrape::parse(SAMPLE);
+    scrape.value_or_zero(&series("regmirror_request_total", &[("route", "blob")]));
+}
+
+#[test]
+#[should_panic(expected = "not an untouched labelled series of a declared family")]
+fn absent_is_fine_only_for_a_labelled_series() {
+    Scrape::parse(SAMPLE).value_or_zero("regmirror_requests_total");
 }

@@ -36,8 +36,8 @@ pub const CONTAINERD_ACCEPT: &str = "application/vnd.docker.distribution.manifes
     application/vnd.oci.image.index.v1+json, */*";
 
 /// Upper bound on one request, headers and body, so a wedged server fails the test
-/// instead of hanging it.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// instead of hanging it; seconds more than any transfer here needs on a loaded machine.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct Mirror {
     addr: SocketAddr,

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use content::{Format, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 pub use data_dir::DataDir;
-pub use fake_registry::{FakeRegistry, Fault, Target};
+pub use fake_registry::{FakeRegistry, Fault, Gate, Target};
 pub use mirror::{Mirror, Reply};
 
 /// Checks `condition` every 20 ms for up to `within`; whether it ever held. For state that

@@ -13,7 +13,7 @@ use hyper::body::Frame;
 use serde_json::json;
 
 use super::serve::parse_query;
-use super::{Fault, Inner, Request, Shared};
+use super::{Fault, Gate, Inner, Request, Shared};
 
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(super) type Body = BoxBody<Bytes, BoxError>;
@@ -201,28 +201,47 @@ fn faulty_body(bytes: Bytes, fault: Option<&Fault>) -> Body {
             let mut corrupt = bytes.to_vec();
             let middle = corrupt.len() / 2;
             corrupt[middle] ^= 0xff;
-            chunked(Bytes::from(corrupt), false, |_| Duration::ZERO)
+            chunked(Bytes::from(corrupt), false, |_| Wait::Nothing)
         }
-        Some(Fault::Truncate) => chunked(bytes.slice(..bytes.len() / 2), true, |_| Duration::ZERO),
+        Some(Fault::Truncate) => chunked(bytes.slice(..bytes.len() / 2), true, |_| Wait::Nothing),
         Some(Fault::Throttle(pause)) => {
             let pause = *pause;
-            chunked(bytes, false, move |_| pause)
+            chunked(bytes, false, move |_| Wait::Sleep(pause))
         }
         Some(Fault::PauseMidBody(pause)) => {
             let (pause, middle) = (*pause, bytes.len().div_ceil(CHUNK) / 2);
-            chunked(
-                bytes,
-                false,
-                move |chunk| if chunk == middle { pause } else { Duration::ZERO },
-            )
+            chunked(bytes, false, move |chunk| {
+                if chunk == middle {
+                    Wait::Sleep(pause)
+                } else {
+                    Wait::Nothing
+                }
+            })
         }
-        _ => chunked(bytes, false, |_| Duration::ZERO),
+        Some(Fault::HoldMidBody(gate)) => {
+            let (gate, middle) = (gate.clone(), bytes.len().div_ceil(CHUNK) / 2);
+            chunked(bytes, false, move |chunk| {
+                if chunk == middle {
+                    Wait::Gate(gate.clone())
+                } else {
+                    Wait::Nothing
+                }
+            })
+        }
+        _ => chunked(bytes, false, |_| Wait::Nothing),
     }
 }
 
+/// What a body waits for before one of its chunks.
+enum Wait {
+    Nothing,
+    Sleep(Duration),
+    Gate(Gate),
+}
+
 /// A streamed body; `fail` ends it with an error, which makes hyper drop the connection
-/// short of the declared `Content-Length`. `pause(n)` is the wait before chunk `n`.
-fn chunked(bytes: Bytes, fail: bool, pause: impl Fn(usize) -> Duration + Send + Sync + 'static) -> Body {
+/// short of the declared `Content-Length`. `wait(n)` is what comes before chunk `n`.
+fn chunked(bytes: Bytes, fail: bool, wait: impl Fn(usize) -> Wait + Send + Sync + 'static) -> Body {
     let mut frames: Vec<Result<Frame<Bytes>, BoxError>> = Vec::new();
     let mut start = 0;
     while start < bytes.len() {
@@ -237,13 +256,15 @@ fn chunked(bytes: Bytes, fail: bool, pause: impl Fn(usize) -> Duration + Send + 
         let wait = if frame.is_err() {
             // Pending once, so hyper flushes the head and the bytes so far before the
             // error makes it drop the connection; otherwise nothing at all goes out.
-            Duration::from_millis(20)
+            Wait::Sleep(Duration::from_millis(20))
         } else {
-            pause(n)
+            wait(n)
         };
         async move {
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
+            match wait {
+                Wait::Nothing => {}
+                Wait::Sleep(pause) => tokio::time::sleep(pause).await,
+                Wait::Gate(gate) => gate.pass().await,
             }
             frame
         }

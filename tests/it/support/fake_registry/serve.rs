@@ -55,12 +55,8 @@ async fn handle(shared: &Arc<Shared>, role: Role, req: hyper::Request<Incoming>)
         take_fault(&mut inner, shared.cdn_redirects, &request)
     };
     let body_fault = match fault {
-        Some(Fault::Stall(delay)) => {
-            tokio::time::sleep(delay).await;
-            None
-        }
         Some(Fault::Status { status, retry_after }) => return status_fault(shared, &request, status, retry_after),
-        other => other,
+        other => wait_out(other).await,
     };
     let mut response = if request.method != Method::GET && request.method != Method::HEAD {
         error(
@@ -105,6 +101,16 @@ async fn handle(shared: &Arc<Shared>, role: Role, req: hyper::Request<Incoming>)
         }
         _ => response,
     }
+}
+
+/// Waits as a stall or a hold says, before the answer; the fault left for the body, if any.
+async fn wait_out(fault: Option<Fault>) -> Option<Fault> {
+    match fault {
+        Some(Fault::Stall(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Hold(gate)) => gate.pass().await,
+        other => return other,
+    }
+    None
 }
 
 /// Runs `done` when the body's last declared byte is handed to hyper; never if it fails
@@ -212,8 +218,9 @@ fn take_fault(inner: &mut Inner, cdn_redirects: bool, request: &Request) -> Opti
             | Fault::Truncate
             | Fault::Throttle(_)
             | Fault::PauseMidBody(_)
+            | Fault::HoldMidBody(_)
             | Fault::MisalignedRange => serves_body,
-            Fault::Stall(_) => true,
+            Fault::Stall(_) | Fault::Hold(_) => true,
         };
         rule.remaining != Some(0) && targeted && applies
     })?;
