@@ -37,4 +37,5 @@ mod single_flight;
 mod stale;
 mod status_page;
 mod tags;
+mod tokens;
 mod upstream_tls;

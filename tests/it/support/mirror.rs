@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -199,6 +200,11 @@ impl Mirror {
     /// The mirror's own CA and certificates (see `Builder::own_ca`).
     pub fn certs(&self) -> CertDir {
         CertDir::new(self.data_dir.path().join("certs"))
+    }
+
+    /// Where the mirror keeps the key its tokens are signed with.
+    pub fn token_key(&self) -> PathBuf {
+        self.data_dir.path().join("certs").join("token.key")
     }
 
     pub fn data_dir(&self) -> DataDir {
