@@ -137,6 +137,7 @@ impl Config {
             credentials: self.credentials.clone(),
             ca: self.upstream_ca.clone(),
             tag_ttl: None,
+            realm_hosts: Vec::new(),
         }
     }
 

@@ -47,6 +47,8 @@ pub struct RegistryConfig {
     /// PEM CA certificates to trust for this upstream instead of the public roots.
     pub ca: Option<PathBuf>,
     pub tag_ttl: Option<Duration>,
+    /// Hosts other than the upstream's own whose token realms may get its credentials.
+    pub realm_hosts: Vec<String>,
 }
 
 /// A `[[registries]]` table. `Debug` is written by hand so the password never reaches a log.
@@ -61,6 +63,8 @@ pub struct FileRegistry {
     ca: Option<PathBuf>,
     #[serde(default, deserialize_with = "parse::de::duration")]
     tag_ttl: Option<Duration>,
+    #[serde(default)]
+    realm_hosts: Vec<String>,
 }
 
 impl fmt::Debug for FileRegistry {
@@ -72,6 +76,7 @@ impl fmt::Debug for FileRegistry {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ca", &self.ca)
             .field("tag_ttl", &self.tag_ttl)
+            .field("realm_hosts", &self.realm_hosts)
             .finish()
     }
 }
@@ -98,6 +103,7 @@ impl FileRegistry {
             credentials,
             ca: self.ca,
             tag_ttl: self.tag_ttl,
+            realm_hosts: self.realm_hosts,
         })
     }
 }

@@ -109,6 +109,7 @@ impl Mirror {
             registry.url.clone(),
             registry.credentials.clone(),
             registry.ca.as_deref(),
+            &registry.realm_hosts,
             metrics.clone(),
         )
         .map_err(|e| io::Error::other(format!("registry {}: {e}", registry.registry)))?;

@@ -91,6 +91,8 @@ pub struct Upstream {
     /// Which roots certificates are checked against, as a TLS failure reports it.
     trust: String,
     credentials: Option<Credentials>,
+    /// Hosts besides the upstream's own whose token realms it may use.
+    realm_hosts: Vec<String>,
     tokens: Tokens,
     /// Docker Hub's `ratelimit-remaining` from the latest answer that carried it.
     rate_limit_remaining: AtomicI64,
@@ -112,6 +114,7 @@ impl Upstream {
         base: Uri,
         credentials: Option<Credentials>,
         ca: Option<&Path>,
+        realm_hosts: &[String],
         metrics: Arc<Metrics>,
     ) -> Result<Self, Error> {
         let mut http = HttpConnector::new();
@@ -132,6 +135,7 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new()).build(https);
         Ok(Upstream {
             client,
+            realm_hosts: realm_hosts_of(&base, realm_hosts),
             base,
             trust,
             credentials,
@@ -157,11 +161,13 @@ impl Upstream {
         let mut authorization = self.tokens.get(&scope);
         let mut retried = false;
         loop {
-            let response = self
+            let (response, answered_by) = self
                 .follow(&method, uri.clone(), authorization.clone(), &headers)
                 .await?;
             self.note_rate_limit(&response);
-            if response.status() != StatusCode::UNAUTHORIZED || retried {
+            // A challenge from a host a redirect led to is not the upstream's to make.
+            let foreign = !same_origin(&answered_by, &self.base);
+            if response.status() != StatusCode::UNAUTHORIZED || retried || foreign {
                 return classify(response);
             }
             let challenge = response
@@ -207,15 +213,16 @@ impl Upstream {
         Uri::from_parts(parts).map_err(|e| Error::Protocol(e.to_string()))
     }
 
-    /// Sends the request and follows redirects. `Authorization` goes only to the upstream's
-    /// own origin, and once a hop leaves it nothing later in the chain gets it back.
+    /// Sends the request and follows redirects; the answer, and the URL that gave it.
+    /// `Authorization` goes only to the upstream's own origin, and once a hop leaves it
+    /// nothing later in the chain gets it back.
     async fn follow(
         &self,
         method: &Method,
         mut uri: Uri,
         mut authorization: Option<HeaderValue>,
         headers: &HeaderMap,
-    ) -> Result<Response, Error> {
+    ) -> Result<(Response, Uri), Error> {
         for _ in 0..=MAX_REDIRECTS {
             if !same_origin(&uri, &self.base) {
                 authorization = None;
@@ -230,7 +237,7 @@ impl Upstream {
             let request = request.body(Empty::new()).map_err(|e| Error::Protocol(e.to_string()))?;
             let response = self.execute(request).await?;
             if !response.status().is_redirection() {
-                return Ok(response);
+                return Ok((response, uri));
             }
             let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok());
             let location = location.ok_or_else(|| Error::Protocol("redirect without Location".into()))?;
@@ -310,6 +317,16 @@ fn rate_limited(response: &Response) -> Error {
     Error::RateLimited {
         retry_after: response.headers().get(RETRY_AFTER).cloned(),
     }
+}
+
+/// Registries whose token service is known to live on a host of its own.
+const KNOWN_REALM_HOSTS: &[(&str, &str)] = &[("registry-1.docker.io", "auth.docker.io")];
+
+fn realm_hosts_of(base: &Uri, configured: &[String]) -> Vec<String> {
+    let known = (KNOWN_REALM_HOSTS.iter())
+        .filter(|(registry, _)| base.host() == Some(*registry))
+        .map(|(_, realm)| (*realm).to_owned());
+    configured.iter().cloned().chain(known).collect()
 }
 
 fn same_origin(a: &Uri, b: &Uri) -> bool {

@@ -40,6 +40,7 @@ impl Upstream {
         scope: &str,
     ) -> Result<(HeaderValue, Duration), Error> {
         let uri = token_url(realm, service, scope)?;
+        self.check_realm(&uri)?;
         let mut request = Request::get(uri);
         if let Some(credentials) = &self.credentials {
             request = request.header(AUTHORIZATION, auth::basic(credentials));
@@ -61,6 +62,23 @@ impl Upstream {
         let value = token.token.or(token.access_token).and_then(|t| auth::bearer(&t));
         let value = value.ok_or_else(|| Error::Token("token response carries no usable token".into()))?;
         Ok((value, auth::token_life(token.expires_in)))
+    }
+
+    /// The upstream's credentials go only where the upstream itself lives: a realm on its own
+    /// host, or on one its config names (`realm_hosts`), and over HTTPS unless the upstream
+    /// itself is plain HTTP on that same host.
+    fn check_realm(&self, realm: &Uri) -> Result<(), Error> {
+        let host = realm.host().unwrap_or("");
+        let same_host = self.base.host().is_some_and(|own| own.eq_ignore_ascii_case(host));
+        let named = self.realm_hosts.iter().any(|h| h.eq_ignore_ascii_case(host));
+        let secure = realm.scheme_str() == Some("https") || (same_host && self.base.scheme_str() == Some("http"));
+        match (same_host || named, secure) {
+            (true, true) => Ok(()),
+            (false, _) => Err(Error::Token(format!(
+                "the token realm {realm} is on another host than the upstream; name {host} in the registry's realm_hosts to use it"
+            ))),
+            (true, false) => Err(Error::Token(format!("the token realm {realm} is not HTTPS"))),
+        }
     }
 }
 
@@ -99,5 +117,38 @@ mod tests {
             "https://auth.example/token?x=1&scope=repository%3Aa%2Fb%3Apull%2Cpush&service=reg+istry"
         );
         assert!(token_url("not a url", None, "s").is_err());
+    }
+
+    fn upstream(base: &'static str, realm_hosts: &[&str]) -> Upstream {
+        let hosts: Vec<String> = realm_hosts.iter().map(|h| (*h).to_owned()).collect();
+        Upstream::new(Uri::from_static(base), None, None, &hosts, Default::default()).expect("upstream")
+    }
+
+    fn allowed(upstream: &Upstream, realm: &'static str) -> bool {
+        upstream.check_realm(&Uri::from_static(realm)).is_ok()
+    }
+
+    #[test]
+    fn credentials_go_only_to_realms_on_the_upstreams_host_or_named_ones_over_https() {
+        let tls = upstream("https://registry.lan", &["auth.lan"]);
+        assert!(allowed(&tls, "https://registry.lan/token"));
+        assert!(allowed(&tls, "https://auth.lan/token"), "named in realm_hosts");
+        assert!(!allowed(&tls, "http://registry.lan/token"), "never down to plain HTTP");
+        assert!(!allowed(&tls, "http://auth.lan/token"));
+        assert!(!allowed(&tls, "https://attacker.example/token"));
+        assert!(!allowed(&tls, "https://169.254.169.254/token"));
+        let plain = upstream("http://registry.lan:5000", &["auth.lan"]);
+        assert!(
+            allowed(&plain, "http://registry.lan:5000/token"),
+            "a plain upstream's own host"
+        );
+        assert!(!allowed(&plain, "http://auth.lan/token"), "another host must be HTTPS");
+        let hub = upstream("https://registry-1.docker.io", &[]);
+        assert!(
+            allowed(&hub, "https://auth.docker.io/token"),
+            "Docker Hub's own token service"
+        );
+        let other = upstream("https://registry.lan", &[]);
+        assert!(!allowed(&other, "https://auth.docker.io/token"));
     }
 }

@@ -38,4 +38,5 @@ mod stale;
 mod status_page;
 mod tags;
 mod tokens;
+mod upstream_origin;
 mod upstream_tls;

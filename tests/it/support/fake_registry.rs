@@ -424,6 +424,9 @@ pub enum Fault {
     PauseMidBody(Duration),
     /// Send the first half of the body, then wait at the gate before the rest.
     HoldMidBody(Gate),
+    /// Answer this status from the CDN (a 401 with the registry's bearer challenge): a host
+    /// a redirect led to, asking for credentials that are not its to ask for.
+    CdnStatus(u16),
     /// Answer a blob range request with a 206 that starts one chunk before the asked-for
     /// byte, its `Content-Range` saying so: a resume that must not be spliced on.
     MisalignedRange,

@@ -105,6 +105,7 @@ impl Builder {
             }),
             ca: None,
             tag_ttl: None,
+            realm_hosts: Vec::new(),
         });
         self
     }

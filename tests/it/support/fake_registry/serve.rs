@@ -56,6 +56,7 @@ async fn handle(shared: &Arc<Shared>, role: Role, req: hyper::Request<Incoming>)
     };
     let body_fault = match fault {
         Some(Fault::Status { status, retry_after }) => return status_fault(shared, &request, status, retry_after),
+        Some(Fault::CdnStatus(status)) => return status_fault(shared, &request, status, None),
         other => wait_out(other).await,
     };
     let mut response = if request.method != Method::GET && request.method != Method::HEAD {
@@ -214,6 +215,7 @@ fn take_fault(inner: &mut Inner, cdn_redirects: bool, request: &Request) -> Opti
         };
         let applies = match rule.fault {
             Fault::Status { .. } => request.role == Role::Registry,
+            Fault::CdnStatus(_) => request.role == Role::Cdn,
             Fault::CorruptByte
             | Fault::Truncate
             | Fault::Throttle(_)
