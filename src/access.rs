@@ -3,7 +3,6 @@
 //! configured; when on, it is decided before the cache is consulted, so cached bytes of a
 //! repository are never served to a client who may not pull it.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,17 +10,14 @@ use std::time::Duration;
 use base64::Engine as _;
 use ipnet::IpNet;
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 
 use crate::reference::{Registry, RepoName};
 
+mod passwords;
 pub mod token;
 
+use passwords::Passwords;
 use token::Tokens;
-
-/// A bcrypt check costs tens of milliseconds and clients send their password with every
-/// request, so outcomes (right or wrong) are remembered for a while.
-const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -42,6 +38,8 @@ pub enum Refusal {
     Unauthenticated(String),
     /// The client is known but not allowed; the message names the rule.
     Denied(String),
+    /// Too many wrong passwords from this address lately.
+    TooManyFailures { retry_after: Duration },
 }
 
 /// The `[access]` table of the config file.
@@ -103,11 +101,10 @@ impl Client {
 
 /// The validated policy.
 pub struct Access {
-    users: HashMap<String, String>,
+    passwords: Passwords,
     cidrs: Vec<IpNet>,
     anonymous: Vec<String>,
     rules: Vec<RuleConfig>,
-    checked: moka::sync::Cache<[u8; 32], bool>,
     /// Present when clients can prove who they are, and so have something to log in with.
     tokens: Option<Tokens>,
 }
@@ -120,10 +117,7 @@ impl Access {
         if !identities && config.allow_cidrs.is_empty() && config.rules.is_empty() && config.anonymous.is_none() {
             return Ok(None);
         }
-        let users = match &config.htpasswd {
-            Some(path) => read_htpasswd(path)?,
-            None => HashMap::new(),
-        };
+        let passwords = Passwords::read(config.htpasswd.as_deref())?;
         let cidrs = config
             .allow_cidrs
             .iter()
@@ -133,14 +127,10 @@ impl Access {
         // everyone is anonymous, so the default must let them pull.
         let default_anonymous = if identities { Vec::new() } else { vec!["*".to_owned()] };
         Ok(Some(Access {
-            users,
+            passwords,
             cidrs,
             anonymous: config.anonymous.clone().unwrap_or(default_anonymous),
             rules: config.rules.clone(),
-            checked: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(VERIFIED_FOR)
-                .build(),
             tokens: identities.then(|| Tokens::load_or_create(token_key)).transpose()?,
         }))
     }
@@ -170,7 +160,7 @@ impl Access {
                     token_scope: Some(verified.pull),
                 })
             }
-            ("Basic", _) => self.check_basic(value.trim()).await.map(Client::proven),
+            ("Basic", _) => self.check_basic(peer, value.trim()).await.map(Client::proven),
             _ => Ok(Client::proven(Identity::Anonymous)),
         }
     }
@@ -193,47 +183,22 @@ impl Access {
     /// Whether `user` is still one of the htpasswd file's users (a refresh token outlives
     /// neither the user nor a restart that removed it).
     pub fn has_user(&self, user: &str) -> bool {
-        self.users.contains_key(user)
+        self.passwords.has_user(user)
     }
 
-    async fn check_basic(&self, encoded: &str) -> Result<Identity, Refusal> {
+    async fn check_basic(&self, peer: IpAddr, encoded: &str) -> Result<Identity, Refusal> {
         let wrong = || Refusal::Unauthenticated("wrong user name or password".into());
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .map_err(|_| wrong())?;
         let decoded = String::from_utf8(decoded).map_err(|_| wrong())?;
         let (user, password) = decoded.split_once(':').ok_or_else(wrong)?;
-        self.check_password(user, password).await
+        self.passwords.check(canonical(peer), user, password).await
     }
 
-    /// Basic credentials or the token service's password grant, against the htpasswd file.
-    pub async fn check_password(&self, user: &str, password: &str) -> Result<Identity, Refusal> {
-        let wrong = || Refusal::Unauthenticated("wrong user name or password".into());
-        let hash = self.users.get(user).ok_or_else(wrong)?;
-        let key: [u8; 32] = Sha256::new()
-            .chain_update(hash)
-            .chain_update([0])
-            .chain_update(password)
-            .finalize()
-            .into();
-        let right = match self.checked.get(&key) {
-            Some(right) => right,
-            None => {
-                // Tens of milliseconds of CPU: on the blocking pool, so a stream of new or
-                // wrong passwords cannot stall the runtime's workers.
-                let (password, hash) = (password.to_owned(), hash.clone());
-                let right = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                    .await
-                    .unwrap_or(false);
-                self.checked.insert(key, right);
-                right
-            }
-        };
-        if right {
-            Ok(Identity::User(user.to_owned()))
-        } else {
-            Err(wrong())
-        }
+    /// The token service's password grant, against the htpasswd file.
+    pub async fn check_password(&self, peer: IpAddr, user: &str, password: &str) -> Result<Identity, Refusal> {
+        self.passwords.check(canonical(peer), user, password).await
     }
 
     /// `/v2/` answers 401 to a client that proved nothing when there is something to log in
@@ -334,32 +299,6 @@ fn matches(glob: &str, name: &str) -> bool {
         }
     }
     rest.ends_with(last)
-}
-
-fn read_htpasswd(path: &Path) -> Result<HashMap<String, String>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut users = HashMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        match line.split_once(':') {
-            Some((user, hash)) if hash.starts_with("$2") => {
-                users.insert(user.to_owned(), hash.to_owned());
-            }
-            _ => {
-                return Err(Error::NotBcrypt {
-                    path: path.to_owned(),
-                    line: n + 1,
-                })
-            }
-        }
-    }
-    Ok(users)
 }
 
 #[cfg(test)]

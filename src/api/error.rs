@@ -42,6 +42,8 @@ pub enum Error {
     Internal(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("too many wrong passwords from this address; try again in {} s", retry_after.as_secs())]
+    TooManyFailures { retry_after: std::time::Duration },
 }
 
 impl From<Refusal> for Error {
@@ -49,6 +51,7 @@ impl From<Refusal> for Error {
         match refusal {
             Refusal::Unauthenticated(why) => Error::Unauthorized(why),
             Refusal::Denied(why) => Error::Denied(why),
+            Refusal::TooManyFailures { retry_after } => Error::TooManyFailures { retry_after },
         }
     }
 }
@@ -69,6 +72,7 @@ impl Error {
             Error::Mirror(e) => mirror_status(e),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
+            Error::TooManyFailures { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         }
     }
 
@@ -87,6 +91,9 @@ impl Error {
                 retry_after: Some(value),
             })) => {
                 response = response.header(RETRY_AFTER, value.clone());
+            }
+            Error::TooManyFailures { retry_after } => {
+                response = response.header(RETRY_AFTER, retry_after.as_secs());
             }
             Error::Unauthorized(_) => {
                 response = response.header(WWW_AUTHENTICATE, r#"Basic realm="regmirror""#);

@@ -137,7 +137,7 @@ async fn authenticate(
                     "grant_type=password needs username and password".into(),
                 ));
             };
-            Ok((access.check_password(user, password).await?, offline))
+            Ok((access.check_password(peer.ip, user, password).await?, offline))
         }
         Some("refresh_token") => {
             let token = params.get("refresh_token").unwrap_or("");

@@ -300,3 +300,31 @@ async fn an_expired_token_is_challenged_again_and_the_key_outlives_a_restart() {
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(mirror.token_key()).expect("key").permissions());
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_keeps_guessing_is_told_to_wait_and_known_logins_go_on() {
+    let (_hub, _, _, mirror, _dir) = setup().await;
+    let v2 = async |user: &str, password: &str| {
+        let authorization = basic(user, password);
+        mirror
+            .send(Method::GET, "/v2/", &[("authorization", &authorization)])
+            .await
+    };
+    assert_eq!(v2("alice", "wonderland").await.status, 200);
+    for n in 0..10 {
+        v2("alice", &format!("guess {n}"))
+            .await
+            .assert_error(401, "UNAUTHORIZED");
+    }
+    let waiting = v2("bob", "builder").await;
+    waiting.assert_error(429, "TOOMANYREQUESTS");
+    assert_eq!(waiting.header("retry-after"), Some("60"), "{waiting:?}");
+    let url = mirror.url("/token?service=regmirror");
+    let token = send(&url, Method::GET, &[("authorization", &basic("bob", "builder"))]).await;
+    token.assert_error(429, "TOOMANYREQUESTS");
+    assert_eq!(
+        v2("alice", "wonderland").await.status,
+        200,
+        "a remembered login is not locked out"
+    );
+}
