@@ -217,7 +217,11 @@ pub fn invalid_value(error: &clap::Error, argv: &[String]) -> Option<String> {
     };
     let flag = context(ContextKind::InvalidArg)?.split(' ').next()?;
     let value = context(ContextKind::InvalidValue)?;
-    Some(format!("invalid {} '{value}': {reason}", origin(flag, argv)))
+    Some(format!(
+        "invalid {} '{}': {reason}",
+        origin(flag, argv),
+        parse::shown(value)
+    ))
 }
 
 /// The flag if the command line gives it, else its environment variable (if it has one).

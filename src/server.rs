@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -64,6 +65,15 @@ pub enum Error {
     Listen { addr: SocketAddr, source: std::io::Error },
 }
 
+/// With upstream credentials, what the cache holds may be some account's private content:
+/// the data directory is then closed to other local users, whatever umask made it.
+fn keep_private(config: &Config) -> std::io::Result<()> {
+    if config.all_registries().iter().any(|r| r.credentials.is_some()) {
+        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// Serves until `shutdown` completes, then waits (up to the grace period) for open connections.
 pub async fn run(
     listener: TcpListener,
@@ -87,6 +97,7 @@ pub async fn run_with_reload(
     let acceptor = Arc::new(RwLock::new(setup.acceptor));
     let loading = Instant::now();
     let registries = Registries::new(&config)?;
+    keep_private(&config)?;
     let index_ms = loading.elapsed().as_millis() as u64;
     let host = certs::machine_hostname().unwrap_or_else(|| "localhost".into());
     let address = format!("{host}:{}", listener.local_addr()?.port());

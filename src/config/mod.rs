@@ -44,7 +44,7 @@ pub enum Error {
     },
     #[error("--tls-cert and --tls-key go together")]
     TlsIncomplete,
-    #[error("registry '{0}': username and password go together")]
+    #[error("registry '{0}': username goes with one of password and password_file")]
     RegistryCredentials(String),
     #[error("REGMIRROR_UPSTREAM_USERNAME and REGMIRROR_UPSTREAM_PASSWORD must be set together")]
     CredentialsIncomplete,

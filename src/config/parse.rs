@@ -40,11 +40,33 @@ pub fn addr(value: &str) -> Result<SocketAddr, String> {
 
 /// A registry's base URL: http or https, a host, no path prefix (a trailing `/` is dropped).
 pub fn upstream(value: &str) -> Result<Uri, String> {
+    if userinfo(value).is_some() {
+        return Err(
+            "credentials do not belong in the URL, where logs and the status page would show \
+                    them: set the registry's `username` and `password` (or `password_file`) instead"
+                .to_owned(),
+        );
+    }
     let uri: Uri = value.trim_end_matches('/').parse().map_err(|e| format!("{e}"))?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http" | "https"), Some(_)) if uri.path() == "/" || uri.path().is_empty() => Ok(uri),
         (Some("http" | "https"), Some(_)) => Err("a path prefix is not supported".to_owned()),
         _ => Err("expected an http:// or https:// URL".to_owned()),
+    }
+}
+
+/// The `user:password@` of a URL's authority, if it has one.
+fn userinfo(value: &str) -> Option<&str> {
+    let rest = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.rsplit_once('@').map(|(userinfo, _)| userinfo)
+}
+
+/// `value` as an error may show it: a URL's `user:password@` replaced by `…@`.
+pub fn shown(value: &str) -> String {
+    match userinfo(value) {
+        Some(userinfo) => value.replacen(&format!("{userinfo}@"), "…@", 1),
+        None => value.to_owned(),
     }
 }
 
@@ -92,6 +114,6 @@ pub mod de {
     }
 
     fn invalid<'de, D: Deserializer<'de>>(value: &str, reason: impl Display) -> D::Error {
-        serde::de::Error::custom(format!("invalid value '{value}': {reason}"))
+        serde::de::Error::custom(format!("invalid value '{}': {reason}", super::shown(value)))
     }
 }

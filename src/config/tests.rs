@@ -324,3 +324,56 @@ fn the_readme_lists_every_serve_option() {
         assert!(listed, "README's flag table has no row for --{long} with {env}");
     }
 }
+
+#[test]
+fn an_upstream_url_with_credentials_is_refused_without_showing_them() {
+    let line = refused(&["regmirror", "serve", "--upstream", "https://me:s3cret@hub.lan"]).expect("refused");
+    assert!(line.starts_with("invalid --upstream 'https://…@hub.lan'"), "{line}");
+    assert!(line.contains("`username` and `password`"), "{line}");
+    assert!(!line.contains("s3cret") && !line.contains("me:"), "{line}");
+    let (_dir, path) =
+        config_file("insecure_http = true\n[[registries]]\nname = \"ghcr.io\"\nurl = \"https://bot:t0ken@ghcr.io\"\n");
+    let options = ServeOptions {
+        config: Some(path),
+        ..Default::default()
+    };
+    let error = Config::from_options(options, None, None)
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("registries") && error.contains("username"), "{error}");
+    assert!(!error.contains("t0ken"), "{error}");
+}
+
+#[test]
+fn passwords_come_from_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hub, ghcr) = (dir.path().join("hub-token"), dir.path().join("ghcr-token"));
+    std::fs::write(&hub, "dckr_pat_x\n").expect("write");
+    std::fs::write(&ghcr, "ghp_y\r\n").expect("write");
+    let text = format!(
+        "insecure_http = true\n[upstream_credentials]\nusername = \"me\"\npassword_file = {hub:?}\n\
+         [[registries]]\nname = \"ghcr.io\"\nurl = \"https://ghcr.io\"\nusername = \"bot\"\npassword_file = {ghcr:?}\n"
+    );
+    let (_config_dir, path) = config_file(&text);
+    let options = ServeOptions {
+        config: Some(path),
+        ..Default::default()
+    };
+    let config = Config::from_options(options, None, None).expect("valid");
+    assert_eq!(config.credentials.expect("hub").password, "dckr_pat_x");
+    assert_eq!(
+        config.registries[0].credentials.as_ref().expect("ghcr").password,
+        "ghp_y"
+    );
+    let both =
+        "insecure_http = true\n[upstream_credentials]\nusername = \"me\"\npassword = \"p\"\npassword_file = \"f\"\n";
+    let (_both_dir, path) = config_file(both);
+    let options = ServeOptions {
+        config: Some(path),
+        ..Default::default()
+    };
+    let error = Config::from_options(options, None, None)
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("exactly one of password and password_file"), "{error}");
+}

@@ -170,3 +170,33 @@ async fn a_switch_variable_takes_1_yes_and_on() {
         );
     }
 }
+
+/// systemd's `LoadCredential=` puts secrets in `$CREDENTIALS_DIRECTORY`; a relative
+/// `password_file` is looked up there, and a missing one stops startup naming where it looked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_password_file_is_read_from_the_credentials_directory() {
+    let fake = FakeRegistry::start().await;
+    let creds = tempfile::tempdir().expect("temp dir");
+    let file = "[[registries]]\nname = \"r.lan\"\nurl = \"http://127.0.0.1:9\"\nusername = \"bot\"\n\
+                password_file = \"r-token\"\n";
+    let creds_dir = creds.path().to_str().expect("utf-8 path");
+    let given = Given {
+        env: &[("CREDENTIALS_DIRECTORY", creds_dir)],
+        file: Some(file),
+        ..NOTHING
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut process = configured(&fake, dir.path(), &given).launch();
+    let status = process.wait_exit(WAIT).await;
+    let stderr = process.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{creds_dir}/r-token")),
+        "names where it looked: {stderr}"
+    );
+
+    std::fs::write(creds.path().join("r-token"), "s3cret\n").expect("write");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mirror = configured(&fake, dir.path(), &given).spawn().await;
+    assert!(!mirror.log().contains("s3cret"), "the password is never logged");
+}

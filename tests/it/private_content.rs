@@ -237,3 +237,29 @@ async fn a_client_allowed_only_the_public_repository_never_gets_secret_bytes() {
     assert_not_served(&reply, &Method::GET, "MANIFEST_UNKNOWN", &secret.manifest.bytes);
     assert_eq!(lan.blob_gets(&layer.digest), 1, "alice's pull was the only GET");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_upstream_credentials_the_data_directory_is_closed_to_other_users() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |mirror: &Mirror| {
+        let metadata = std::fs::metadata(mirror.data_dir().root()).expect("data dir");
+        metadata.permissions().mode() & 0o777
+    };
+    let hub = FakeRegistry::start().await;
+    let (lan, _, _) = private_registry().await;
+    let open = Mirror::start(&hub).await;
+    std::fs::set_permissions(open.data_dir().root(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let open = open.restart().await;
+    // Answered once, the server is past its setup.
+    assert_eq!(open.get("/v2/").await.status, 200);
+    assert_eq!(mode(&open), 0o755, "without credentials the mode is left alone");
+    let private = Mirror::builder(&hub)
+        .registry(LAN, &lan, Some(CREDENTIALS))
+        .start()
+        .await;
+    // Made as the umask says (tempfile's own would already be 0700), then restarted.
+    std::fs::set_permissions(private.data_dir().root(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let private = private.restart().await;
+    assert_eq!(private.get("/v2/").await.status, 200);
+    assert_eq!(mode(&private), 0o700);
+}

@@ -16,6 +16,11 @@ impl DataDir {
         DataDir { root: root.to_owned() }
     }
 
+    /// The data directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Where the store keeps verified content for a `sha256:<hex>` digest.
     pub fn blob_path(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
