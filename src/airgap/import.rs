@@ -16,6 +16,7 @@ use super::docker_save::{self, Hashed};
 use super::layout;
 use super::staging::{self, Staging};
 use crate::cache::store::{Store, TagRecord};
+use crate::cache::vouched;
 use crate::digest::Digest;
 use crate::image::{self, Descriptor, Node};
 use crate::manifest;
@@ -193,6 +194,21 @@ fn saved_file(bundle: &Staging<'_>, entry: &str) -> Result<Hashed, Error> {
     })
 }
 
+/// Records the image's manifests and all they vouch for as held by its repository, so that it
+/// is served under that name (offline too) and no other.
+async fn link_image(store: &Store, image: &ImageRef, top: &Digest, manifests: &[(Digest, String)]) -> io::Result<()> {
+    let registry = Registry::docker_hub();
+    let mut pending = vec![top.clone()];
+    while let Some(digest) = pending.pop() {
+        store.link(&registry, &image.repo, &digest).await?;
+        if let Some((_, media_type)) = manifests.iter().find(|(d, _)| *d == digest) {
+            let bytes = store.read(&digest).await?.unwrap_or_default();
+            pending.extend(vouched(media_type, &bytes).into_iter().map(|d| d.digest));
+        }
+    }
+    Ok(())
+}
+
 /// Commits the plan: content, then media types, then tags, so a server beside the import
 /// never sees a tag whose content is not there yet.
 async fn commit(store: &Store, mut bundle: Staging<'_>, plan: Plan) -> Result<Summary, Error> {
@@ -224,6 +240,7 @@ async fn commit(store: &Store, mut bundle: Staging<'_>, plan: Plan) -> Result<Su
         store.put_media_type(digest, media_type).await?;
     }
     for (image, digest) in &plan.tags {
+        link_image(store, image, digest, &plan.manifests).await?;
         if let Reference::Tag(tag) = &image.reference {
             store
                 .put_tag(&Registry::docker_hub(), &image.repo, tag, &TagRecord::new(digest))

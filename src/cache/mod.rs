@@ -6,6 +6,7 @@
 mod fill;
 mod fills;
 mod index;
+mod links;
 pub mod maintenance;
 pub mod store;
 
@@ -23,6 +24,8 @@ pub use fill::{Claim, Failure, Fill, Opened, Source, SourceError};
 use fills::{Fills, OnAbsent, State};
 pub use index::Entry;
 use index::Index;
+pub use links::vouched;
+use links::Links;
 use store::{Store, TagRecord};
 
 pub struct Cache {
@@ -31,6 +34,7 @@ pub struct Cache {
     fills: Fills,
     limits: Limits,
     metrics: Arc<Metrics>,
+    links: Links,
 }
 
 /// Bounds on what the cache takes in.
@@ -72,7 +76,11 @@ impl Cache {
     pub fn load(dir: &Path, limits: Limits, metrics: Arc<Metrics>) -> io::Result<Cache> {
         let store = Arc::new(Store::init(dir)?);
         let index = Index::new(store.clone(), limits.max_bytes, metrics.clone());
-        for found in store.scan()? {
+        let content = store.scan()?;
+        if !store.links_built() {
+            links::build_from_tags(&store, &content)?;
+        }
+        for found in content {
             let entry = Entry {
                 size: found.size,
                 media_type: found.media_type.map(Arc::from),
@@ -85,6 +93,7 @@ impl Cache {
             fills: Fills::default(),
             limits,
             metrics,
+            links: Links::default(),
         })
     }
 

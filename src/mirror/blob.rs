@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::private::Kind;
+use super::isolation::Kind;
 use super::{Error, Mirror, Want};
 use crate::body::Body;
 use crate::cache::{Failure, Fill, Lookup, Opened, Source, SourceError};
@@ -44,21 +44,37 @@ impl Mirror {
     }
 
     async fn blob_body(&self, repo: &RepoName, digest: &Digest) -> Result<BlobAnswer, Error> {
-        // Private content is confirmed for this repository before any of it is served, cached
-        // or from a fill that another repository may have started.
-        self.confirm(repo, digest, Kind::Blob).await?;
+        let linked = self.cache.linked(&self.registry, repo, digest).await?;
         let lookup = match self.offline {
             true => self.cache.find(digest).await?,
             false => self.cache.find_or_claim(digest).await?,
         };
         match lookup {
-            Lookup::Cached { file, size } => Ok(BlobAnswer::Cached { file, size }),
-            Lookup::Filling(fill) => self.follow(repo, digest, fill, Want::Body).await,
-            Lookup::Claimed(claim) => {
-                let fill = claim.start(self.source(repo, digest));
+            // What the cache holds, or another request is fetching (perhaps through another
+            // repository), is served through this one only once it is known to be here.
+            Lookup::Cached { file, size } => {
+                self.confirm_unless(linked, repo, digest).await?;
+                Ok(BlobAnswer::Cached { file, size })
+            }
+            Lookup::Filling(fill) => {
+                self.confirm_unless(linked, repo, digest).await?;
                 self.follow(repo, digest, fill, Want::Body).await
             }
+            // Fetched through this repository: the upstream's answer is the confirmation.
+            Lookup::Claimed(claim) => {
+                let fill = claim.start(self.source(repo, digest));
+                let answer = self.follow(repo, digest, fill, Want::Body).await?;
+                self.link(repo, digest).await?;
+                Ok(answer)
+            }
             Lookup::Absent => Err(Error::OfflineBlob),
+        }
+    }
+
+    async fn confirm_unless(&self, linked: bool, repo: &RepoName, digest: &Digest) -> Result<(), Error> {
+        match linked {
+            true => Ok(()),
+            false => self.confirm(repo, digest, Kind::Blob).await,
         }
     }
 

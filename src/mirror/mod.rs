@@ -8,12 +8,12 @@
 
 mod blob;
 mod error;
-mod private;
+mod isolation;
 mod tags;
 
 pub use blob::BlobAnswer;
 pub use error::Error;
-use private::{Kind, MAX_LINKS};
+use isolation::Kind;
 pub use tags::TagList;
 use tags::MAX_TAG_LISTS;
 
@@ -43,9 +43,6 @@ pub struct Mirror {
     offline: bool,
     max_stale: Option<Duration>,
     tag_lists: moka::sync::Cache<(RepoName, Option<String>), TagList>,
-    /// Which content belongs to which repository, kept only for registries reached with
-    /// credentials; see `confirm`.
-    links: Option<moka::sync::Cache<(RepoName, Digest), ()>>,
 }
 
 /// Where an answer came from, for the request log.
@@ -122,8 +119,6 @@ impl Mirror {
             offline: config.offline,
             max_stale: config.max_stale,
             tag_lists: moka::sync::Cache::new(MAX_TAG_LISTS),
-            // Offline there is no upstream to confirm with: the site serves what it imported.
-            links: (registry.credentials.is_some() && !config.offline).then(|| moka::sync::Cache::new(MAX_LINKS)),
         })
     }
 
@@ -152,7 +147,7 @@ impl Mirror {
             if matches!(reference, Reference::Digest(_)) {
                 self.confirm(repo, &resolved.digest, Kind::Manifest).await?;
             }
-            self.link_manifest(repo, &resolved.digest, &cached);
+            self.link_manifest(repo, &resolved.digest, &cached).await?;
             let source = if resolved.source == Source::Stale {
                 Source::Stale
             } else {
@@ -161,7 +156,7 @@ impl Mirror {
             return Ok(answer(resolved.digest, cached, source));
         }
         if let (Want::Size, Some((media_type, size))) = (want, resolved.head) {
-            self.link(repo, &resolved.digest);
+            self.link(repo, &resolved.digest).await?;
             return Ok(ManifestAnswer {
                 digest: resolved.digest,
                 media_type,
@@ -171,7 +166,7 @@ impl Mirror {
             });
         }
         let (digest, fetched) = self.fetch_manifest(repo, &Reference::Digest(resolved.digest)).await?;
-        self.link_manifest(repo, &digest, &fetched);
+        self.link_manifest(repo, &digest, &fetched).await?;
         Ok(answer(digest, fetched, Source::Upstream))
     }
 

@@ -24,6 +24,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::digest::{Algorithm, Digest};
 
+mod links;
 mod tags;
 pub use tags::{StoredTag, TagRecord};
 

@@ -130,7 +130,7 @@ fn collect_tags(registry: &Registry, root: &Path, dir: &Path, found: &mut Vec<St
                     });
                 }
             }
-        } else if path.is_dir() {
+        } else if path.is_dir() && path.file_name().is_none_or(|n| n != "_links") {
             collect_tags(registry, root, &path, found)?;
         }
     }

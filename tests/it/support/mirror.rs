@@ -175,7 +175,12 @@ impl Mirror {
 
     /// Shuts this server down, waits for it to exit cleanly, and starts a new one on the
     /// same data directory and settings (on a new port).
-    pub async fn restart(mut self) -> Mirror {
+    pub async fn restart(self) -> Mirror {
+        self.restart_with(|_| {}).await
+    }
+
+    /// As `restart`, with the settings changed first (`--offline`, say).
+    pub async fn restart_with(mut self, change: impl FnOnce(&mut Config)) -> Mirror {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -187,7 +192,9 @@ impl Mirror {
         if let Err(error) = result {
             panic!("mirror exited with an error: {error}");
         }
-        Mirror::spawn(self.config.clone(), Arc::clone(&self.data_dir)).await
+        let mut config = self.config.clone();
+        change(&mut config);
+        Mirror::spawn(config, Arc::clone(&self.data_dir)).await
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,178 @@
+//! The cache's side of repository links (`store/links`): the links known to exist kept in
+//! memory, so that a warm request checks one in-memory set, and the links of a cache written
+//! before they existed made once from its tag records.
+
+use std::collections::HashMap;
+use std::io;
+
+use sha2::{Digest as _, Sha256};
+
+use super::store::{Scanned, Store};
+use super::Cache;
+use crate::digest::Digest;
+use crate::image::{Descriptor, Node};
+use crate::reference::{Registry, RepoName};
+
+/// Links remembered in memory; a forgotten one is found on disk again.
+const KNOWN_LINKS: u64 = 1_000_000;
+
+/// Links known to exist, by a hash of (registry, repository, digest): a fixed-size key that
+/// a request's borrowed names can be looked up by without building an owned tuple.
+pub(super) struct Links(moka::sync::Cache<[u8; 16], ()>);
+
+impl Default for Links {
+    fn default() -> Links {
+        Links(moka::sync::Cache::new(KNOWN_LINKS))
+    }
+}
+
+fn key(registry: &Registry, repo: &RepoName, digest: &Digest) -> [u8; 16] {
+    let hash = Sha256::new()
+        .chain_update(registry.as_str())
+        .chain_update([0])
+        .chain_update(repo.as_str())
+        .chain_update([0])
+        .chain_update(digest.to_string())
+        .finalize();
+    let mut key = [0; 16];
+    key.copy_from_slice(&hash[..16]);
+    key
+}
+
+impl Cache {
+    /// Whether `registry`/`repo` is known to hold `digest`.
+    pub async fn linked(&self, registry: &Registry, repo: &RepoName, digest: &Digest) -> io::Result<bool> {
+        let key = key(registry, repo, digest);
+        if self.links.0.contains_key(&key) {
+            return Ok(true);
+        }
+        let linked = self.store.linked(registry, repo, digest).await?;
+        if linked {
+            self.links.0.insert(key, ());
+        }
+        Ok(linked)
+    }
+
+    /// Records that `registry`/`repo` holds `digest`.
+    pub async fn link(&self, registry: &Registry, repo: &RepoName, digest: &Digest) -> io::Result<()> {
+        let key = key(registry, repo, digest);
+        if !self.links.0.contains_key(&key) {
+            self.store.link(registry, repo, digest).await?;
+            self.links.0.insert(key, ());
+        }
+        Ok(())
+    }
+}
+
+/// What a manifest vouches for: its children, but not foreign layers (descriptors with
+/// `urls`), whose bytes live elsewhere and say nothing of what the repository holds.
+pub fn vouched(media_type: &str, bytes: &[u8]) -> Vec<Descriptor> {
+    let children = match Node::parse(media_type, bytes) {
+        Ok(Node::Index(children)) => children,
+        Ok(Node::Image { config, layers }) => std::iter::once(config).chain(layers).collect(),
+        Err(_) => Vec::new(),
+    };
+    children.into_iter().filter(|d| d.urls.is_empty()).collect()
+}
+
+/// Links for a cache written before links existed: each tag record's manifest, and all a
+/// manifest reaches through the cached manifests, belong to the tag's repository.
+pub(super) fn build_from_tags(store: &Store, content: &[Scanned]) -> io::Result<()> {
+    let media_types: HashMap<&Digest, &str> = (content.iter())
+        .filter_map(|c| Some((&c.digest, c.media_type.as_deref()?)))
+        .collect();
+    for tag in store.tags()? {
+        let mut pending = vec![tag.record.digest.clone()];
+        let mut seen = Vec::new();
+        while let Some(digest) = pending.pop() {
+            if seen.contains(&digest) {
+                continue;
+            }
+            store.link_blocking(&tag.registry, &tag.repo, &digest)?;
+            if let Some(media_type) = media_types.get(&digest) {
+                let bytes = std::fs::read(store.blob_path(&digest))?;
+                pending.extend(vouched(media_type, &bytes).into_iter().map(|d| d.digest));
+            }
+            seen.push(digest);
+        }
+    }
+    store.mark_links_built()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cache::store::TagRecord;
+    use crate::cache::Limits;
+    use crate::metrics::Metrics;
+    use crate::reference::Tag;
+
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+    fn descriptor(digest: &Digest, urls: &str) -> String {
+        format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{digest}","size":1{urls}}}"#)
+    }
+
+    /// A manifest with a config, a layer, and a foreign layer (`urls`); their digests.
+    fn manifest() -> (Vec<u8>, [Digest; 3]) {
+        let [config, layer, foreign] = [b"config", b"layer1", b"layer2"].map(|b| Digest::sha256_of(b));
+        let text = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{},"layers":[{},{}]}}"#,
+            descriptor(&config, ""),
+            descriptor(&layer, ""),
+            descriptor(&foreign, r#","urls":["https://elsewhere.example/l"]"#),
+        );
+        (text.into_bytes(), [config, layer, foreign])
+    }
+
+    #[test]
+    fn foreign_layers_vouch_for_nothing() {
+        let (bytes, [config, layer, _foreign]) = manifest();
+        let vouched: Vec<Digest> = vouched(OCI_MANIFEST, &bytes).into_iter().map(|d| d.digest).collect();
+        assert_eq!(vouched, [config, layer]);
+    }
+
+    fn load(dir: &Path) -> Cache {
+        let limits = Limits {
+            max_bytes: None,
+            min_free_disk: 0,
+            fill_timeout: Duration::from_secs(5),
+        };
+        Cache::load(dir, limits, Arc::new(Metrics::default())).expect("load")
+    }
+
+    /// A cache written before links existed: its tagged manifests and what they vouch for are
+    /// linked to the tag's repository at the first start, and nothing else is.
+    #[tokio::test]
+    async fn links_are_made_once_from_the_tags_of_an_older_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::init(dir.path()).expect("store");
+        let (bytes, [config, layer, foreign]) = manifest();
+        let digest = Digest::sha256_of(&bytes);
+        store.put(&digest, &bytes).await.expect("put");
+        store.put_media_type(&digest, OCI_MANIFEST).await.expect("media type");
+        let (hub, repo) = (
+            Registry::docker_hub(),
+            RepoName::on(&Registry::docker_hub(), "app").expect("repo"),
+        );
+        let tag: Tag = "1".parse().expect("tag");
+        store
+            .put_tag(&hub, &repo, &tag, &TagRecord::new(&digest))
+            .await
+            .expect("tag");
+        assert!(!store.links_built());
+
+        let cache = load(dir.path());
+        for held in [&digest, &config, &layer] {
+            assert!(cache.linked(&hub, &repo, held).await.expect("linked"), "{held}");
+        }
+        assert!(!cache.linked(&hub, &repo, &foreign).await.expect("linked"));
+        let other = RepoName::on(&hub, "other").expect("repo");
+        assert!(!cache.linked(&hub, &other, &digest).await.expect("linked"));
+        assert!(store.links_built(), "done once");
+    }
+}
