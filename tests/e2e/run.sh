@@ -167,6 +167,7 @@ token_skopeo
 token_ctr
 token_docker
 token_anonymous_docker
+isolation_matrix
 private_docker
 
 # ---------------------------------------------------------------------- result

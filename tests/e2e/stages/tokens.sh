@@ -128,3 +128,34 @@ token_anonymous_docker() {
     mapfile -t items < <(pull_items tiny "$digest" | grep '^blobs/')
     mirror_served "$what" "$mark" library/tiny "${items[@]}"
 }
+
+# isolation_matrix: the private image alice pulled as team/app, asked for by digest (its
+# manifest and every blob) through every other repository and registry, anonymously and as
+# alice: refused (401/403/404), never served.
+isolation_matrix() {
+    step "isolation: team/app's content through every other registry and repository"
+    local dir="$TMP/private/skopeo-app" digests=() names d name kind who code answers="" served=""
+    [[ -f $dir/manifest.json ]] || { fail "isolation: skopeo's copy of team/app is missing"; return; }
+    digests=("manifests/sha256:$(sha256_of "$dir/manifest.json")")
+    for d in "$dir"/*; do
+        [[ $(basename "$d") =~ ^[0-9a-f]{64}$ ]] && digests+=("blobs/sha256:$(basename "$d")")
+    done
+    names=(library/tiny library/anything someuser/tool "$PRIV_NAME/ci/builder" "$PRIV_NAME/team/other")
+    for name in "${names[@]}"; do
+        for kind in "${digests[@]}"; do
+            for who in anonymous alice; do
+                local auth=()
+                [[ $who == anonymous ]] || auth=(-u "${ALICE[0]}:${ALICE[1]}")
+                code=$(curl -sS --max-time 20 --cacert "$PRIV_CA" "${auth[@]}" -o /dev/null -w '%{http_code}' \
+                    -H "Accept: $ACCEPT_ALL" "https://$PRIV_M/v2/$name/$kind" || true)
+                answers+=" $code"
+                [[ $code =~ ^40[134]$ ]] || served+=" $who:$name/${kind:0:22}…=$code"
+            done
+        done
+    done
+    if [[ -z $served ]]; then
+        pass "isolation: ${#names[@]} names × ${#digests[@]} digests × 2 identities, all refused ($(tr ' ' '\n' <<<"$answers" | sort | uniq -c | tr -s ' \n' ' '))"
+    else
+        fail "isolation: team/app's content is refused through every other name" "served:$served"
+    fi
+}
