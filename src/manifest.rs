@@ -37,6 +37,15 @@ pub fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
         .any(|item| item == "*/*" || item.eq_ignore_ascii_case(media_type))
 }
 
+/// Whether `media_type` is one of the manifest types the mirror asks for and serves. Anything
+/// else (an upstream's `text/html` error page, say) is never stored or served as a manifest.
+pub fn is_manifest(media_type: &str) -> bool {
+    let bare = media_type.split(';').next().unwrap_or("").trim();
+    [DOCKER_V2, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX]
+        .iter()
+        .any(|known| bare.eq_ignore_ascii_case(known))
+}
+
 /// Legacy schema1 digests cover the payload without its signatures, not the bytes served,
 /// so they cannot be verified the way the cache verifies everything else.
 pub fn is_schema1(media_type: &str) -> bool {
@@ -54,6 +63,19 @@ mod tests {
             h.append(ACCEPT, HeaderValue::from_static(l));
         }
         h
+    }
+
+    #[test]
+    fn only_manifest_types_are_manifests() {
+        assert!(is_manifest(OCI_INDEX));
+        assert!(is_manifest(
+            "application/vnd.docker.distribution.manifest.v2+json; charset=utf-8"
+        ));
+        assert!(!is_manifest("text/html"));
+        assert!(!is_manifest("application/json"));
+        assert!(!is_manifest(
+            "application/vnd.docker.distribution.manifest.v1+prettyjws"
+        ));
     }
 
     #[test]

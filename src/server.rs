@@ -43,6 +43,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+const X_CONTENT_TYPE_OPTIONS: HeaderName = HeaderName::from_static("x-content-type-options");
 
 /// A request's number in the log, in hex, written straight into the span without a `String`.
 struct RequestId(u64);
@@ -338,6 +339,11 @@ fn account(metrics: &Arc<Metrics>, response: Response<Body>) -> Response<Body> {
     parts
         .headers
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    // Whatever a body is, a browser takes the declared type for it, never a guess: an upstream
+    // blob or manifest must not turn into a page of the mirror's origin.
+    parts
+        .headers
+        .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     let Some(origin) = origin else {
         return Response::from_parts(parts, body);
     };

@@ -173,7 +173,15 @@ fn mirror<'a>(registries: &'a Registries, registry: &Registry) -> Result<&'a Mir
 fn status(app: &App, identity: Option<&Identity>, request: &Parts, head: bool) -> Response<Body> {
     let host = client_host(request);
     let page = status_page::render(app, host, &|image| visible(app, identity, image));
-    text(head, "text/html; charset=utf-8", page)
+    let mut response = text(head, "text/html; charset=utf-8", page);
+    // The page is one document with its style inline: nothing to load, run or frame it.
+    response.headers_mut().insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    response
 }
 
 fn tags_response(list: TagList, head: bool) -> Result<Response<Body>, Error> {

@@ -259,6 +259,11 @@ impl Mirror {
         if manifest::is_schema1(&media_type) {
             return Err(bad("schema1 manifests cannot be verified and are not served"));
         }
+        if !manifest::is_manifest(&media_type) {
+            return Err(bad(&format!(
+                "the upstream sent Content-Type {media_type}, which is no manifest type"
+            )));
+        }
         let expected = match reference {
             Reference::Digest(digest) => Some(digest.clone()),
             Reference::Tag(_) => fetched.head.digest,
@@ -283,6 +288,7 @@ impl Mirror {
         Ok((actual, manifest))
     }
 }
+
 fn answer(digest: Digest, manifest: Manifest, source: Source) -> ManifestAnswer {
     ManifestAnswer {
         digest,

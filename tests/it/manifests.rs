@@ -161,3 +161,24 @@ async fn name_components_may_be_route_words() {
     assert_eq!(other_names, 0, "{:#?}", fake.requests());
     assert_eq!(fake.count(|r| r.method == Method::GET && r.kind == Kind::Manifest), 1);
 }
+
+/// An upstream answering a manifest request with something that is no manifest (an HTML
+/// page) gets a 502; the page is neither served from the mirror's origin nor cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_answer_that_is_no_manifest_is_refused_not_served() {
+    let fake = FakeRegistry::start().await;
+    let page = &b"<html><script>alert(document.cookie)</script></html>"[..];
+    // By digest: a tag of a type the client did not accept would be a 404 at the fake.
+    let digest = fake.add_manifest("library/page", "1", "text/html", page);
+    let mirror = Mirror::start(&fake).await;
+    for _ in 0..2 {
+        let reply = mirror.get(&format!("/v2/library/page/manifests/{digest}")).await;
+        reply.assert_error(502, "UNAVAILABLE");
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        assert!(
+            !String::from_utf8_lossy(reply.bytes()).contains("<script>"),
+            "{reply:?}"
+        );
+    }
+    assert_eq!(fake.manifest_gets("library/page"), 2, "nothing was cached");
+}

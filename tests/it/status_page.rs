@@ -186,3 +186,32 @@ fn assert_names(reply: &Reply, authority: &str, protocol: &str) {
         );
     }
 }
+
+/// Every answer, content and errors alike, tells a browser not to guess its type; the page
+/// itself allows nothing to load, run or frame it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_say_nosniff_and_the_page_allows_nothing_to_load() {
+    let fake = FakeRegistry::start().await;
+    let image = fake.push_image("library/alpine", "latest", Format::Docker);
+    let mirror = crate::support::Mirror::start(&fake).await;
+    let paths = [
+        "/".to_owned(),
+        "/v2/".to_owned(),
+        "/v2/alpine/manifests/latest".to_owned(),
+        format!("/v2/alpine/blobs/{}", image.layers[0].digest),
+        "/v2/alpine/manifests/absent".to_owned(),
+        "/nowhere".to_owned(),
+    ];
+    for path in &paths {
+        let reply = mirror.get_manifest(path).await;
+        assert_eq!(
+            reply.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}: {reply:?}"
+        );
+    }
+    let page = mirror.get("/").await;
+    let policy = page.header("content-security-policy").unwrap_or_default();
+    assert!(policy.starts_with("default-src 'none';"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+}
