@@ -15,7 +15,6 @@ pub use blob::BlobAnswer;
 pub use error::Error;
 use isolation::Kind;
 pub use tags::TagList;
-use tags::MAX_TAG_LISTS;
 
 use std::io;
 use std::sync::Arc;
@@ -118,7 +117,7 @@ impl Mirror {
             tag_ttl: registry.tag_ttl.unwrap_or(config.tag_ttl),
             offline: config.offline,
             max_stale: config.max_stale,
-            tag_lists: moka::sync::Cache::new(MAX_TAG_LISTS),
+            tag_lists: tags::tag_list_cache(),
         })
     }
 

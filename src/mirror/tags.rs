@@ -12,8 +12,36 @@ use crate::tag_page;
 use crate::upstream;
 
 const MAX_TAG_LIST: usize = 16 * 1024 * 1024;
-/// Pages of tag lists kept to stand in for an unreachable upstream.
-pub(super) const MAX_TAG_LISTS: u64 = 1024;
+/// Bytes of tag-list pages kept to stand in for an unreachable upstream.
+const MAX_TAG_LIST_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The pages kept, weighed by their bodies' bytes.
+pub(super) fn tag_list_cache() -> moka::sync::Cache<(RepoName, Option<String>), TagList> {
+    moka::sync::Cache::builder()
+        .weigher(|_, list: &TagList| u32::try_from(list.body.len()).unwrap_or(u32::MAX).max(1))
+        .max_capacity(MAX_TAG_LIST_BYTES)
+        .build()
+}
+
+/// The pagination a tag-list query asks for (`n`, `last`), and nothing else: what is passed
+/// upstream and what a kept page is known by, so that parameters nobody reads cannot make a
+/// new page per request.
+fn page_query(query: Option<&str>) -> Option<String> {
+    let mut page = form_urlencoded::Serializer::new(String::new());
+    let mut any = false;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let keep = match &*key {
+            "n" => value.parse::<u32>().is_ok(),
+            "last" => true,
+            _ => false,
+        };
+        if keep {
+            page.append_pair(&key, &value);
+            any = true;
+        }
+    }
+    any.then(|| page.finish())
+}
 
 #[derive(Clone)]
 pub struct TagList {
@@ -30,8 +58,9 @@ impl Mirror {
         if self.offline {
             return self.cached_tags(repo, query).await;
         }
-        let key = (repo.clone(), query.map(str::to_owned));
-        let fetched = match self.upstream.tags(repo, query).await {
+        let page = page_query(query);
+        let key = (repo.clone(), page.clone());
+        let fetched = match self.upstream.tags(repo, page.as_deref()).await {
             Ok(response) => read_tag_list(response).await,
             Err(e) => Err(e),
         };
@@ -93,4 +122,20 @@ async fn read_tag_list(response: upstream::Response) -> Result<TagList, upstream
         body,
         source: Source::Upstream,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pagination_is_kept_of_a_tag_list_query() {
+        assert_eq!(
+            page_query(Some("n=10&last=v1&pad=xxxx")).as_deref(),
+            Some("n=10&last=v1")
+        );
+        assert_eq!(page_query(Some("pad=1&other=2")), None);
+        assert_eq!(page_query(Some("n=lots")), None);
+        assert_eq!(page_query(None), None);
+    }
 }

@@ -124,15 +124,37 @@ impl Tokens {
         }
     }
 
+    /// Stores a token, and drops every expired one: a scope asked for once (a client naming
+    /// repository after repository) must not keep its entry forever.
     pub fn put(&self, scope: &str, value: HeaderValue, life: Duration) {
+        let now = Instant::now();
         let mut map = self.by_scope.locked();
-        map.insert(scope.to_owned(), (value, Instant::now() + life));
+        map.retain(|_, (_, expires)| *expires > now);
+        map.insert(scope.to_owned(), (value, now + life));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_scope.locked().len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_tokens_of_scopes_never_asked_again_are_dropped() {
+        let tokens = Tokens::default();
+        let value = HeaderValue::from_static("Bearer t");
+        for n in 0..100 {
+            tokens.put(&format!("repository:r{n}:pull"), value.clone(), Duration::from_secs(60));
+        }
+        assert_eq!(tokens.len(), 100);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        tokens.put("repository:other:pull", value, Duration::from_secs(60));
+        assert_eq!(tokens.len(), 1, "only the live token is kept");
+    }
 
     #[test]
     fn bearer_challenge() {
