@@ -1,0 +1,122 @@
+//! Where the upstream's answers may send the mirror: the origin rule for credentials, the
+//! resolution of a redirect's `Location`, and the places a redirect may not lead.
+
+use http::Uri;
+
+use super::Error;
+
+pub(super) fn same_origin(a: &Uri, b: &Uri) -> bool {
+    a.scheme() == b.scheme() && a.host() == b.host() && a.port_u16() == b.port_u16()
+}
+
+/// Where a redirect may lead: never from HTTPS down to plain HTTP, never to a link-local
+/// address (a cloud's metadata service), and to a loopback or private address only when the
+/// upstream itself is on one. Addresses are judged as written; a host name is not resolved here.
+pub(super) fn check_redirect(base: &Uri, from: &Uri, to: &Uri) -> Result<(), Error> {
+    let refused = |why: &str| Err(Error::Protocol(format!("refused a redirect to {to}: {why}")));
+    if from.scheme_str() == Some("https") && to.scheme_str() != Some("https") {
+        return refused("it leaves HTTPS");
+    }
+    let Some(target) = ip_of(to) else { return Ok(()) };
+    if is_link_local(target) {
+        return refused("a link-local address");
+    }
+    let inside = |ip: std::net::IpAddr| ip.is_loopback() || ip.is_unspecified() || is_private(ip);
+    if inside(target) && !ip_of(base).is_some_and(inside) {
+        return refused("a loopback or private address, where the upstream is not");
+    }
+    Ok(())
+}
+
+fn ip_of(uri: &Uri) -> Option<std::net::IpAddr> {
+    uri.host()?.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
+fn is_link_local(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+fn is_private(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_private() || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64,
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+/// Resolves a `Location` header, absolute or relative to the request it answers (RFC 3986).
+pub(super) fn resolve(base: &Uri, location: &str) -> Result<Uri, Error> {
+    let bad = || Error::Protocol(format!("bad redirect location {location}"));
+    let base = url::Url::parse(&base.to_string()).map_err(|_| bad())?;
+    let target = base.join(location).map_err(|_| bad())?;
+    target.as_str().parse().map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_never_downgrade_or_turn_inward() {
+        let check = |base: &'static str, from: &'static str, to: &'static str| {
+            check_redirect(&Uri::from_static(base), &Uri::from_static(from), &Uri::from_static(to)).is_ok()
+        };
+        let hub = "https://registry-1.docker.io";
+        assert!(check(
+            hub,
+            "https://registry-1.docker.io/v2/x",
+            "https://cdn.example/blob"
+        ));
+        assert!(!check(
+            hub,
+            "https://registry-1.docker.io/v2/x",
+            "http://cdn.example/blob"
+        ));
+        assert!(!check(
+            hub,
+            "https://registry-1.docker.io/v2/x",
+            "https://169.254.169.254/latest"
+        ));
+        assert!(!check(
+            hub,
+            "https://registry-1.docker.io/v2/x",
+            "https://127.0.0.1:8080/x"
+        ));
+        assert!(!check(hub, "https://registry-1.docker.io/v2/x", "https://10.0.0.5/x"));
+        assert!(!check(hub, "https://registry-1.docker.io/v2/x", "https://[fe80::1]/x"));
+        assert!(!check(hub, "https://registry-1.docker.io/v2/x", "https://[fd00::1]/x"));
+        let lan = "http://10.0.0.2:5000";
+        assert!(
+            check(lan, "http://10.0.0.2:5000/v2/x", "http://10.0.0.3:9000/blob"),
+            "a LAN upstream's own storage"
+        );
+        assert!(check(
+            "http://127.0.0.1:5000",
+            "http://127.0.0.1:5000/v2/x",
+            "http://127.0.0.1:5001/cdn"
+        ));
+        assert!(!check(
+            lan,
+            "http://10.0.0.2:5000/v2/x",
+            "http://169.254.169.254/latest"
+        ));
+    }
+
+    #[test]
+    fn redirects_resolve() {
+        let base: Uri = "https://registry-1.docker.io/v2/library/a/blobs/sha256:00"
+            .parse()
+            .expect("uri");
+        let abs = resolve(&base, "https://cdn.example/x?sig=1").expect("absolute");
+        assert_eq!(abs.host(), Some("cdn.example"));
+        assert!(!same_origin(&abs, &base));
+        let rel = resolve(&base, "/other?x=1").expect("relative");
+        assert_eq!(rel.to_string(), "https://registry-1.docker.io/other?x=1");
+        assert!(same_origin(&rel, &base));
+        let relative = resolve(&base, "../x").expect("relative path");
+        assert_eq!(relative.to_string(), "https://registry-1.docker.io/v2/library/a/x");
+        assert!(resolve(&base, "http://[::1").is_err());
+    }
+}
