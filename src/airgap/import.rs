@@ -112,7 +112,13 @@ async fn plan_layout(bundle: &Staging<'_>, index: &[u8]) -> Result<Plan, Error> 
 /// taken (the bundle may hold only some platforms); an image must be complete.
 async fn walk(bundle: &Staging<'_>, image: &str, top: &Descriptor, plan: &mut Plan) -> Result<(), Error> {
     let mut pending = vec![top.clone()];
+    // Each manifest once: a crafted bundle of indexes that list each other's children over
+    // and over would otherwise be walked an exponential number of times.
+    let mut seen = HashSet::new();
     while let Some(descriptor) = pending.pop() {
+        if !seen.insert(descriptor.digest.clone()) {
+            continue;
+        }
         let digest = &descriptor.digest;
         let size = bundle.size_of(digest).ok_or_else(|| Error::Missing {
             image: image.to_owned(),
@@ -199,7 +205,11 @@ fn saved_file(bundle: &Staging<'_>, entry: &str) -> Result<Hashed, Error> {
 async fn link_image(store: &Store, image: &ImageRef, top: &Digest, manifests: &[(Digest, String)]) -> io::Result<()> {
     let registry = Registry::docker_hub();
     let mut pending = vec![top.clone()];
+    let mut seen = HashSet::new();
     while let Some(digest) = pending.pop() {
+        if !seen.insert(digest.clone()) {
+            continue;
+        }
         store.link(&registry, &image.repo, &digest).await?;
         if let Some((_, media_type)) = manifests.iter().find(|(d, _)| *d == digest) {
             let bytes = store.read(&digest).await?.unwrap_or_default();

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt as _;
@@ -37,6 +38,8 @@ pub enum Error {
     Entry { entry: String, source: io::Error },
     #[error("{entry}: {size} bytes is too large for a layout's metadata")]
     Metadata { entry: String, size: u64 },
+    #[error("{entry}: not a regular file or directory (symbolic links and devices are refused)")]
+    NotRegular { entry: String },
     #[error("cache: {0}")]
     Cache(#[from] io::Error),
 }
@@ -228,7 +231,8 @@ async fn read_tar(path: &Path, bundle: &mut Staging<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads a layout unpacked into a directory; symbolic links are followed by the file system.
+/// Reads a layout unpacked into a directory. Only directories and regular files are taken: a
+/// symbolic link (to `/dev/zero`, or out of the bundle) or a device is refused, never followed.
 async fn read_dir(root: &Path, dir: &Path, bundle: &mut Staging<'_>) -> Result<(), Error> {
     let read = |source| Error::Read {
         path: dir.to_owned(),
@@ -242,12 +246,23 @@ async fn read_dir(root: &Path, dir: &Path, bundle: &mut Staging<'_>) -> Result<(
         .map_err(read)?;
     entries.sort();
     for path in entries {
-        if path.is_dir() {
+        let name = clean(&path.strip_prefix(root).unwrap_or(&path).to_string_lossy());
+        let kind = std::fs::symlink_metadata(&path)
+            .map_err(|source| read_error(&name, source))?
+            .file_type();
+        if kind.is_dir() {
             Box::pin(read_dir(root, &path, bundle)).await?;
             continue;
         }
-        let name = clean(&path.strip_prefix(root).unwrap_or(&path).to_string_lossy());
-        let mut file = File::open(&path).map_err(|source| read_error(&name, source))?;
+        if !kind.is_file() {
+            return Err(Error::NotRegular { entry: name });
+        }
+        // O_NOFOLLOW: a file swapped for a link since it was looked at is still not followed.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+            .map_err(|source| read_error(&name, source))?;
         let size = file.metadata().map_err(|source| read_error(&name, source))?.len();
         bundle.file(&name, size, &mut file).await?;
     }
@@ -285,5 +300,28 @@ mod tests {
         assert_eq!(clean("./blobs/sha256/ab"), "blobs/sha256/ab");
         assert_eq!(clean("a/../b/layer.tar"), "b/layer.tar");
         assert_eq!(clean("blobs/"), "blobs");
+    }
+
+    /// A directory bundle whose blob is a link to `/dev/zero`, or to a file outside it, is
+    /// refused naming the entry, before anything is read through the link.
+    #[tokio::test]
+    async fn links_in_a_directory_bundle_are_refused_not_followed() {
+        let data = tempfile::tempdir().expect("data dir");
+        let store = Store::init(data.path()).expect("store");
+        for target in ["/dev/zero", "/etc/hostname"] {
+            let bundle = tempfile::tempdir().expect("bundle");
+            std::fs::write(bundle.path().join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
+            let blobs = bundle.path().join("blobs/sha256");
+            std::fs::create_dir_all(&blobs).expect("mkdir");
+            let name = "a".repeat(64);
+            std::os::unix::fs::symlink(target, blobs.join(&name)).expect("symlink");
+            let refused = Staging::read(&store, bundle.path()).await.err().expect("refused");
+            assert!(
+                matches!(&refused, Error::NotRegular { entry } if *entry == format!("blobs/sha256/{name}")),
+                "{refused}"
+            );
+        }
+        let leftovers = std::fs::read_dir(data.path().join("tmp")).expect("tmp").count();
+        assert_eq!(leftovers, 0, "nothing was staged");
     }
 }

@@ -83,9 +83,9 @@ pub(super) fn build_from_tags(store: &Store, content: &[Scanned]) -> io::Result<
         .collect();
     for tag in store.tags()? {
         let mut pending = vec![tag.record.digest.clone()];
-        let mut seen = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         while let Some(digest) = pending.pop() {
-            if seen.contains(&digest) {
+            if !seen.insert(digest.clone()) {
                 continue;
             }
             store.link_blocking(&tag.registry, &tag.repo, &digest)?;
@@ -93,7 +93,6 @@ pub(super) fn build_from_tags(store: &Store, content: &[Scanned]) -> io::Result<
                 let bytes = std::fs::read(store.blob_path(&digest))?;
                 pending.extend(vouched(media_type, &bytes).into_iter().map(|d| d.digest));
             }
-            seen.push(digest);
         }
     }
     store.mark_links_built()
