@@ -34,7 +34,8 @@ pub enum Error {
 /// Why a request may not go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// Credentials are needed, or the ones sent were wrong: answered with a Basic challenge.
+    /// Credentials are needed, or the ones sent were wrong: a 401 with a challenge (Bearer on
+    /// the registry API, Basic on the status page and metrics).
     Unauthenticated(String),
     /// The client is known but not allowed; the message names the rule.
     Denied(String),
