@@ -32,7 +32,9 @@ fn key(registry: &Registry, repo: &RepoName, digest: &Digest) -> [u8; 16] {
         .chain_update([0])
         .chain_update(repo.as_str())
         .chain_update([0])
-        .chain_update(digest.to_string())
+        .chain_update(digest.algorithm().name())
+        .chain_update([b':'])
+        .chain_update(digest.hex())
         .finalize();
     let mut key = [0; 16];
     key.copy_from_slice(&hash[..16]);
