@@ -59,6 +59,15 @@ fn serve(args: &[&str]) -> ServeOptions {
     }
 }
 
+/// The config that the file at `path` alone gives.
+fn from_file(path: &Path) -> Result<Config, Error> {
+    let options = ServeOptions {
+        config: Some(path.to_owned()),
+        ..Default::default()
+    };
+    Config::from_options(options, None, None)
+}
+
 fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("c.toml");
@@ -88,11 +97,7 @@ fn the_upstream_ca_reaches_docker_hub_and_not_other_registries() {
         "upstream = \"https://hub.lan\"\nupstream_ca = \"/etc/ca/hub.pem\"\ninsecure_http = true\n\n\
          [[registries]]\nname = \"ghcr.io\"\nurl = \"https://ghcr.io\"\n",
     );
-    let options = ServeOptions {
-        config: Some(path),
-        ..Default::default()
-    };
-    let config = Config::from_options(options, None, None).expect("valid");
+    let config = from_file(&path).expect("valid");
     let all = config.all_registries();
     assert_eq!(all[0].ca, Some(PathBuf::from("/etc/ca/hub.pem")));
     assert_eq!(all[1].ca, None);
@@ -333,13 +338,7 @@ fn an_upstream_url_with_credentials_is_refused_without_showing_them() {
     assert!(!line.contains("s3cret") && !line.contains("me:"), "{line}");
     let (_dir, path) =
         config_file("insecure_http = true\n[[registries]]\nname = \"ghcr.io\"\nurl = \"https://bot:t0ken@ghcr.io\"\n");
-    let options = ServeOptions {
-        config: Some(path),
-        ..Default::default()
-    };
-    let error = Config::from_options(options, None, None)
-        .expect_err("refused")
-        .to_string();
+    let error = from_file(&path).expect_err("refused").to_string();
     assert!(error.contains("registries") && error.contains("username"), "{error}");
     assert!(!error.contains("t0ken"), "{error}");
 }
@@ -355,11 +354,7 @@ fn passwords_come_from_files() {
          [[registries]]\nname = \"ghcr.io\"\nurl = \"https://ghcr.io\"\nusername = \"bot\"\npassword_file = {ghcr:?}\n"
     );
     let (_config_dir, path) = config_file(&text);
-    let options = ServeOptions {
-        config: Some(path),
-        ..Default::default()
-    };
-    let config = Config::from_options(options, None, None).expect("valid");
+    let config = from_file(&path).expect("valid");
     assert_eq!(config.credentials.expect("hub").password, "dckr_pat_x");
     assert_eq!(
         config.registries[0].credentials.as_ref().expect("ghcr").password,
@@ -368,12 +363,6 @@ fn passwords_come_from_files() {
     let both =
         "insecure_http = true\n[upstream_credentials]\nusername = \"me\"\npassword = \"p\"\npassword_file = \"f\"\n";
     let (_both_dir, path) = config_file(both);
-    let options = ServeOptions {
-        config: Some(path),
-        ..Default::default()
-    };
-    let error = Config::from_options(options, None, None)
-        .expect_err("refused")
-        .to_string();
+    let error = from_file(&path).expect_err("refused").to_string();
     assert!(error.contains("exactly one of password and password_file"), "{error}");
 }

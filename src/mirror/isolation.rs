@@ -46,7 +46,11 @@ impl Mirror {
             Kind::Blob => self.upstream.blob_size(repo, digest).await.map(drop),
         };
         confirmed.map_err(|e| Error::from_upstream(e, kind.unknown(false)))?;
-        self.link(repo, digest).await
+        match kind {
+            Kind::Blob => self.link(repo, digest).await,
+            // `link_manifest` links it, after what it vouches for.
+            Kind::Manifest => Ok(()),
+        }
     }
 
     pub(super) async fn link(&self, repo: &RepoName, digest: &Digest) -> Result<(), Error> {

@@ -127,3 +127,28 @@ async fn content_is_served_only_through_the_repository_that_holds_it_online_rest
     pull(&mirror, &secret, &site.secret, Some(&alice)).await;
     pull(&mirror, "library/alpine", &site.alpine, None).await;
 }
+
+/// A cached manifest that another repository's upstream confirms by digest vouches, through
+/// that repository, for what it lists: its blobs are served there offline too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_confirmed_for_another_repository_links_its_blobs_there() {
+    let (site, mirror) = site().await;
+    let alpine = &site.alpine;
+    let manifest = &alpine.manifest;
+    site.hub
+        .add_manifest("someuser/copy", "1", manifest.media_type, manifest.bytes.clone());
+    for blob in alpine.blobs() {
+        site.hub.add_blob("someuser/copy", blob.bytes.clone());
+    }
+    pull(&mirror, "library/alpine", alpine, None).await;
+    get(
+        &mirror,
+        &format!("/v2/someuser/copy/manifests/{}", manifest.digest),
+        None,
+    )
+    .await
+    .assert_manifest(manifest);
+    site.hub.stop().await;
+    let mirror = mirror.restart_with(|config| config.offline = true).await;
+    pull(&mirror, "someuser/copy", alpine, None).await;
+}

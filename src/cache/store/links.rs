@@ -17,10 +17,7 @@ const LINKS_BUILT: &str = "links-built";
 
 impl Store {
     fn link_path(&self, registry: &Registry, repo: &RepoName, digest: &Digest) -> PathBuf {
-        self.root
-            .join("tags")
-            .join(registry.as_str())
-            .join(repo.as_str())
+        self.repo_dir(registry, repo)
             .join("_links")
             .join(digest.algorithm().name())
             .join(digest.hex())

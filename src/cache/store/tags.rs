@@ -48,13 +48,13 @@ fn unix_now() -> u64 {
 }
 
 impl Store {
+    /// A repository's directory: its tag records under `_tags`, its links under `_links`.
+    pub(super) fn repo_dir(&self, registry: &Registry, repo: &RepoName) -> PathBuf {
+        self.root.join("tags").join(registry.as_str()).join(repo.as_str())
+    }
+
     fn tag_path(&self, registry: &Registry, repo: &RepoName, tag: &Tag) -> PathBuf {
-        self.root
-            .join("tags")
-            .join(registry.as_str())
-            .join(repo.as_str())
-            .join("_tags")
-            .join(tag.as_str())
+        self.repo_dir(registry, repo).join("_tags").join(tag.as_str())
     }
 
     /// Every tag record of every registry.
@@ -79,12 +79,7 @@ impl Store {
 
     /// The tags of one repository, sorted; none if it has no directory.
     pub async fn repo_tags(&self, registry: &Registry, repo: &RepoName) -> io::Result<Vec<String>> {
-        let dir = self
-            .root
-            .join("tags")
-            .join(registry.as_str())
-            .join(repo.as_str())
-            .join("_tags");
+        let dir = self.repo_dir(registry, repo).join("_tags");
         let mut tags = Vec::new();
         let Some(mut entries) = optional(fs::read_dir(dir).await)? else {
             return Ok(tags);
