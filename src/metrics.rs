@@ -25,6 +25,16 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapLabels {
+    pub cap: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadlineLabels {
+    pub deadline: &'static str,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     Cache,
@@ -71,6 +81,9 @@ pub struct Metrics {
     pub evictions: Counter,
     pub digest_mismatches: Counter,
     pub stale_serves: Counter,
+    pub connections_open: Gauge,
+    connections_refused: Family<CapLabels, Counter>,
+    connections_timed_out: Family<DeadlineLabels, Counter>,
     cache_bytes: Gauge,
     cache_entries: Gauge,
     ratelimit_remaining: Gauge,
@@ -121,6 +134,15 @@ impl Default for Metrics {
             stale_serves: r.add(
                 "regmirror_stale_serves",
                 "Tags served from the cache because the upstream failed",
+            ),
+            connections_open: r.add("regmirror_connections_open", "Client connections open"),
+            connections_refused: r.add(
+                "regmirror_connections_refused",
+                "Connections closed as accepted, by the cap they would have passed (total, client)",
+            ),
+            connections_timed_out: r.add(
+                "regmirror_connections_timed_out",
+                "Connections closed for missing a deadline (first_request, idle)",
             ),
             cache_bytes: r.add("regmirror_cache_bytes", "Bytes of cached content"),
             cache_entries: r.add("regmirror_cache_entries", "Pieces of cached content"),
@@ -184,6 +206,16 @@ impl Metrics {
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         top.truncate(n);
         top
+    }
+
+    pub fn connection_refused(&self, cap: &'static str) {
+        self.connections_refused.get_or_create(&CapLabels { cap }).inc();
+    }
+
+    pub fn connection_timed_out(&self, deadline: &'static str) {
+        self.connections_timed_out
+            .get_or_create(&DeadlineLabels { deadline })
+            .inc();
     }
 
     pub fn observe_upstream(&self, elapsed: Duration) {

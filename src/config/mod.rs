@@ -12,6 +12,7 @@ mod registries;
 mod tests;
 
 use std::net::{Ipv6Addr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,6 +30,14 @@ const DEFAULT_TAG_TTL: Duration = Duration::from_secs(60);
 const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
 const DEFAULT_FILL_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// A site's machines each keep a handful of connections (dockerd 3 layers at a time, containerd
+/// a few more); a build host or a NAT gateway in front of a cluster may need tens.
+const DEFAULT_CONNECTIONS: ConnectionLimits = ConnectionLimits {
+    max_open: 4096,
+    max_per_client: 256,
+    first_request_timeout: Duration::from_secs(10),
+    idle_timeout: Duration::from_secs(60),
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -73,6 +82,7 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// How long transfers in flight may go on after a shutdown signal.
     pub shutdown_grace: Duration,
+    pub connections: ConnectionLimits,
     pub credentials: Option<Credentials>,
     /// Who may pull what; everything is open when nothing in it is set.
     pub access: AccessConfig,
@@ -80,6 +90,18 @@ pub struct Config {
     pub registries: Vec<RegistryConfig>,
     /// Never contact the upstream: tags resolve from the cache, misses are 404 (air-gapped sites).
     pub offline: bool,
+}
+
+/// What one listener allows its clients' connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_open: usize,
+    /// Per IPv4 address or IPv6 /64.
+    pub max_per_client: usize,
+    /// From accept to the first request's headers, TLS handshake included.
+    pub first_request_timeout: Duration,
+    /// How long a connection with no request in flight stays open.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +135,7 @@ impl Config {
             fill_timeout: DEFAULT_FILL_TIMEOUT,
             admin_listen: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            connections: DEFAULT_CONNECTIONS,
             credentials: None,
             registries: Vec::new(),
             access: AccessConfig::default(),
@@ -186,6 +209,16 @@ impl Config {
             fill_timeout: given.fill_timeout.unwrap_or(DEFAULT_FILL_TIMEOUT),
             admin_listen: given.admin_listen,
             shutdown_grace: given.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            connections: ConnectionLimits {
+                max_open: given
+                    .max_connections
+                    .map_or(DEFAULT_CONNECTIONS.max_open, NonZeroUsize::get),
+                max_per_client: (given.max_client_connections)
+                    .map_or(DEFAULT_CONNECTIONS.max_per_client, NonZeroUsize::get),
+                first_request_timeout: (given.first_request_timeout)
+                    .unwrap_or(DEFAULT_CONNECTIONS.first_request_timeout),
+                idle_timeout: given.idle_timeout.unwrap_or(DEFAULT_CONNECTIONS.idle_timeout),
+            },
             credentials: given.upstream_credentials,
             registries: (given.registries.into_iter().flatten())
                 .map(FileRegistry::validate)

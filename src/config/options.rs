@@ -4,6 +4,7 @@
 //! variable takes `1`/`0`, `true`/`false`, `yes`/`no` or `on`/`off`.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -131,6 +132,24 @@ layered! {
         #[arg(long, env = "REGMIRROR_SHUTDOWN_GRACE", value_parser = parse::duration)]
         #[serde(default, deserialize_with = "parse::de::duration")]
         pub shutdown_grace: Option<Duration>,
+
+        /// Connections open at once; beyond it new ones are closed as accepted [default: 4096].
+        #[arg(long, env = "REGMIRROR_MAX_CONNECTIONS")]
+        pub max_connections: Option<NonZeroUsize>,
+
+        /// Connections open at once from one IPv4 address or IPv6 /64 [default: 256].
+        #[arg(long, env = "REGMIRROR_MAX_CLIENT_CONNECTIONS")]
+        pub max_client_connections: Option<NonZeroUsize>,
+
+        /// Time from accept to a connection's first request, TLS handshake included [default: 10s].
+        #[arg(long, env = "REGMIRROR_FIRST_REQUEST_TIMEOUT", value_parser = parse::duration)]
+        #[serde(default, deserialize_with = "parse::de::duration")]
+        pub first_request_timeout: Option<Duration>,
+
+        /// How long a connection with no request in flight stays open [default: 60s].
+        #[arg(long, env = "REGMIRROR_IDLE_TIMEOUT", value_parser = parse::duration)]
+        #[serde(default, deserialize_with = "parse::de::duration")]
+        pub idle_timeout: Option<Duration>,
 
         /// Time a blob fill may take, plus one second per MiB, before it is given up [default: 5m].
         #[arg(long, env = "REGMIRROR_FILL_TIMEOUT", value_parser = parse::duration)]

@@ -16,6 +16,7 @@ mod auth;
 mod blobs;
 mod concurrency;
 mod config;
+mod connections;
 mod crash;
 mod disk;
 mod errors;

@@ -19,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use regmirror::certs::{self, CertDir, NamePolicy, Names};
-use regmirror::config::{Credentials, RegistryConfig};
+use regmirror::config::{ConnectionLimits, Credentials, RegistryConfig};
 use regmirror::{Config, Tls};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -81,6 +81,12 @@ impl Builder {
     /// A fill's time limit before its per-MiB allowance.
     pub fn fill_timeout(mut self, timeout: Duration) -> Builder {
         self.config.fill_timeout = timeout;
+        self
+    }
+
+    /// The connection caps and deadlines, from the defaults.
+    pub fn connections(mut self, change: impl FnOnce(&mut ConnectionLimits)) -> Builder {
+        change(&mut self.config.connections);
         self
     }
 
