@@ -265,9 +265,24 @@ def main(argv):
     md += ["", "<details><summary>Every sample</summary>", "", "```"]
     md += [f"{k}\t{units[k]}\t" + " ".join(f"{v:g}" for v in vs) for k, vs in sorted(samples.items())]
     md += ["```", "", "</details>", ""]
+    md += kept_sections(argv[3])
     with open(argv[3], "w") as f:
         f.write("\n".join(md))
     return 0
+
+
+def kept_sections(path):
+    """The sections other scripts write into the same file (bench/hostile.sh's), kept as
+    they were: this run does not measure them."""
+    try:
+        text = open(path).read()
+    except FileNotFoundError:
+        return []
+    start = text.find("\n## Hostile load")
+    if start < 0:
+        return []
+    end = text.find("\n## ", start + 1)
+    return text[start + 1:end if end >= 0 else len(text)].rstrip("\n").split("\n") + [""]
 
 
 if __name__ == "__main__":
