@@ -46,6 +46,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// say what went wrong.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(25);
 const MAX_REDIRECTS: usize = 5;
+/// Idle connections kept per host, and for how long: enough for the next burst of pulls,
+/// without a past burst's hundreds of connections (and their buffers) lingering.
+const POOL_MAX_IDLE_PER_HOST: usize = 32;
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Below this many pulls left in Docker Hub's window, every drop is logged.
 const LOW_RATE_LIMIT: i64 = 10;
 
@@ -135,7 +139,10 @@ impl Upstream {
             ),
         };
         let https = roots.https_or_http().enable_http1().enable_http2().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).build(https);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .build(https);
         Ok(Upstream {
             client,
             realm_hosts: realm_hosts_of(&base, realm_hosts),
