@@ -22,6 +22,7 @@ pub use self::registries::{env_credentials, Credentials, FileRegistry, RegistryC
 use crate::access::{AccessConfig, ClientCertificates};
 use crate::reference::Registry;
 use crate::tls::ClientAuth;
+use crate::upstream::Dns;
 
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V6(Ipv6Addr::UNSPECIFIED), 5000);
 const DEFAULT_UPSTREAM: &str = "https://registry-1.docker.io";
@@ -83,6 +84,9 @@ pub struct Config {
     pub registries: Vec<RegistryConfig>,
     /// Never contact the upstream: tags resolve from the cache, misses are 404 (air-gapped sites).
     pub offline: bool,
+    /// How upstream host names resolve: the system's resolver, unless a test or an embedder
+    /// fixes them.
+    pub dns: Dns,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +125,7 @@ impl Config {
             registries: Vec::new(),
             access: AccessConfig::default(),
             offline: false,
+            dns: Dns::System,
         }
     }
 
@@ -197,6 +202,7 @@ impl Config {
                 .collect::<Result<_, _>>()?,
             access: given.access.unwrap_or_default(),
             offline: given.offline,
+            dns: Dns::System,
         })
     }
 }

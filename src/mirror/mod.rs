@@ -106,6 +106,7 @@ impl Mirror {
             registry.credentials.clone(),
             registry.ca.as_deref(),
             &registry.realm_hosts,
+            config.dns.clone(),
             metrics.clone(),
         )
         .map_err(|e| io::Error::other(format!("registry {}: {e}", registry.registry)))?;
