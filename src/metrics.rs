@@ -91,7 +91,8 @@ pub struct Metrics {
     pulls: Mutex<HashMap<TaggedImage, u64>>,
 }
 
-/// Images tracked for the top list; beyond this, new names are not counted.
+/// Images tracked for the top list (a few hundred bytes each); beyond this, new names are
+/// not counted. No time to live: the counts are totals since the start.
 const MAX_TRACKED_IMAGES: usize = 10_000;
 
 impl Default for Metrics {
@@ -272,6 +273,22 @@ mod tests {
                 ("docker.io/library/b:1".to_owned(), 2)
             ]
         );
+    }
+
+    #[test]
+    fn pulls_are_counted_for_a_bounded_number_of_images() {
+        let m = Metrics::default();
+        let hub = Registry::docker_hub();
+        let tag: Tag = "1".parse().expect("tag");
+        let repo = |n: usize| -> RepoName { format!("r{n}").parse().expect("name") };
+        for n in 0..=MAX_TRACKED_IMAGES {
+            m.count_pull(&hub, &repo(n), &tag);
+        }
+        assert_eq!(m.pulls.locked().len(), MAX_TRACKED_IMAGES);
+        m.count_pull(&hub, &repo(0), &tag);
+        let top = m.top_pulls(1);
+        assert_eq!(top[0].0.repo, repo(0));
+        assert_eq!(top[0].1, 2, "an image counted already still counts");
     }
 
     #[test]

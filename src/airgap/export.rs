@@ -154,7 +154,11 @@ fn walk(
         image: image.clone(),
         digest: digest.clone(),
     };
-    let bytes = std::fs::read(store.blob_path(&manifest.digest)).map_err(|_| incomplete(&manifest.digest))?;
+    let bytes = match store.read_manifest_blocking(&manifest.digest) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(incomplete(&manifest.digest)),
+        Err(e) => return Err(Error::Io(e.into())),
+    };
     let node = Node::parse(&manifest.media_type, &bytes).map_err(|source| Error::Manifest {
         image: image.clone(),
         digest: manifest.digest.clone(),

@@ -41,6 +41,11 @@ pub enum Error {
     Absent { entry: String },
     #[error("{entry}: {source}")]
     Manifest { entry: String, source: image::Error },
+    #[error(
+        "{digest}: a manifest of {size} bytes; the mirror reads and serves manifests of at most {}",
+        manifest::MAX_SIZE
+    )]
+    ManifestTooLarge { digest: Digest, size: u64 },
     #[error("{entry}: {source}")]
     Json { entry: String, source: serde_json::Error },
     #[error(transparent)]
@@ -135,6 +140,12 @@ async fn walk(bundle: &Staging<'_>, image: &str, top: &Descriptor, plan: &mut Pl
         if !image::is_manifest(&descriptor.media_type) {
             continue;
         }
+        if size > manifest::MAX_SIZE as u64 {
+            return Err(Error::ManifestTooLarge {
+                digest: digest.clone(),
+                size,
+            });
+        }
         let bytes = bundle.bytes(digest).await?;
         let node = Node::parse(&descriptor.media_type, &bytes).map_err(|source| Error::Manifest {
             entry: layout::blob_path(digest),
@@ -212,7 +223,8 @@ async fn link_image(store: &Store, image: &ImageRef, top: &Digest, manifests: &[
         }
         store.link(&registry, &image.repo, &digest).await?;
         if let Some((_, media_type)) = manifests.iter().find(|(d, _)| *d == digest) {
-            let bytes = store.read(&digest).await?.unwrap_or_default();
+            let bytes = store.read_manifest(&digest).await.map_err(io::Error::from)?;
+            let bytes = bytes.unwrap_or_default();
             pending.extend(vouched(media_type, &bytes).into_iter().map(|d| d.digest));
         }
     }

@@ -164,11 +164,13 @@ impl<'s> Staging<'s> {
             .or_else(|| self.cached_size(digest))
     }
 
+    /// A manifest's (or config's) bytes, from the bundle or the cache.
     pub async fn bytes(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
-        match self.staged.get(digest) {
-            Some((staged, _)) => Ok(self.store.read_staged(staged).await?),
-            None => Ok(self.store.read(digest).await?.unwrap_or_default()),
-        }
+        let read = match self.staged.get(digest) {
+            Some((staged, _)) => self.store.read_staged(staged, digest).await,
+            None => self.store.read_manifest(digest).await.map(Option::unwrap_or_default),
+        };
+        Ok(read.map_err(io::Error::from)?)
     }
 
     /// The file at `path`, following links.

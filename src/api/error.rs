@@ -113,6 +113,8 @@ fn mirror_status(error: &mirror::Error) -> (StatusCode, &'static str) {
         mirror::Error::ManifestUnknown | mirror::Error::OfflineManifest => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
         mirror::Error::BlobUnknown | mirror::Error::OfflineBlob => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
         mirror::Error::BadManifest(_) => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
+        // Content the mirror holds and will not read: neither the client's fault nor the upstream's.
+        mirror::Error::ManifestTooLarge(_) => (StatusCode::INTERNAL_SERVER_ERROR, "MANIFEST_INVALID"),
         mirror::Error::Upstream(e) => upstream_status(e),
         mirror::Error::Cache(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }
@@ -162,6 +164,15 @@ mod tests {
         check(mirror::Error::OfflineManifest.into(), 404, "MANIFEST_UNKNOWN");
         check(mirror::Error::OfflineBlob.into(), 404, "BLOB_UNKNOWN");
         check(Error::RegistryUnknown, 404, "NAME_UNKNOWN");
+        let too_large = crate::cache::store::TooLarge {
+            digest: crate::digest::Digest::sha256_of(b"huge"),
+            size: 5 << 20,
+        };
+        check(
+            mirror::Error::ManifestTooLarge(too_large).into(),
+            500,
+            "MANIFEST_INVALID",
+        );
         let from_upstream = |e, unknown| Error::from(mirror::Error::from_upstream(e, unknown));
         check(
             from_upstream(upstream::Error::Denied, mirror::Error::ManifestUnknown),

@@ -1,6 +1,6 @@
 //! The in-memory index of what the store holds: content by digest (size, and media type for
-//! manifests), the bytes of small manifests, and tags by repository. Lookups on the hit path
-//! touch no disk.
+//! manifests), the bytes of manifests, and tags by repository. Lookups on the hit path touch
+//! no disk.
 //!
 //! Content entries are weighed by size, so with a cap moka evicts the least valuable content
 //! and the eviction listener deletes its file (and drops the manifest's bytes with it).
@@ -13,23 +13,20 @@ use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
 use super::store::{Store, TagRecord};
-use super::Manifest;
+use super::{Limits, Manifest};
 use crate::digest::Digest;
 use crate::metrics::Metrics;
 use crate::reference::{Registry, RepoName, Tag};
 
 /// moka weighs entries in u32; KiB units let one entry be up to 4 TiB.
 const WEIGHT_UNIT: u64 = 1024;
-const MAX_TAGS: u64 = 100_000;
-/// Manifests up to this size keep their bytes in memory, so a warm manifest request reads no
-/// file; images' manifests are a few KiB, indexes of many platforms some tens.
-const MAX_KEPT_MANIFEST: usize = 64 * 1024;
-/// Memory for kept manifest bytes in all.
-const KEPT_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
-/// Kept bytes are dropped this long after they were read, so the file is read again now and
-/// then: its access time stays fresh for `cache prune`, and a file deleted or quarantined beside
-/// the server stops being served.
-const KEPT_MANIFEST_TTL: Duration = Duration::from_secs(60);
+/// Tag records kept in memory (about 0.5 KiB each); the others are read from disk when asked for.
+const MAX_TAGS: u64 = 20_000;
+/// Kept manifest bytes and tag records are dropped this long after they were read, so the
+/// files are read again now and then: a manifest's access time stays fresh for `cache prune`,
+/// a manifest deleted or quarantined beside the server stops being served, and a tag that
+/// `prefetch` or `import` moved beside the server is seen.
+const REREAD_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -40,17 +37,19 @@ pub struct Entry {
 
 pub struct Index {
     content: Cache<Digest, Entry>,
-    /// Bytes of small manifests, read only while `content` also holds the digest.
+    /// Bytes of manifests, read only while `content` also holds the digest.
     manifests: Cache<Digest, Bytes>,
+    /// Memory for `manifests`, in bytes.
+    manifest_memory: u64,
     tags: Cache<(Registry, RepoName, Tag), TagRecord>,
 }
 
 impl Index {
-    pub fn new(store: Arc<Store>, max_bytes: Option<u64>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: Arc<Store>, limits: &Limits, metrics: Arc<Metrics>) -> Self {
         let manifests = Cache::builder()
             .weigher(|_: &Digest, b: &Bytes| u32::try_from(b.len()).unwrap_or(u32::MAX))
-            .max_capacity(KEPT_MANIFEST_BYTES)
-            .time_to_live(KEPT_MANIFEST_TTL)
+            .max_capacity(limits.manifest_memory)
+            .time_to_live(REREAD_AFTER)
             .build();
         let kept = manifests.clone();
         let mut content = Cache::builder()
@@ -66,13 +65,17 @@ impl Index {
                     }
                 }
             });
-        if let Some(max) = max_bytes {
+        if let Some(max) = limits.max_bytes {
             content = content.max_capacity(max.div_ceil(WEIGHT_UNIT));
         }
         Index {
             content: content.build(),
             manifests,
-            tags: Cache::new(MAX_TAGS),
+            manifest_memory: limits.manifest_memory,
+            tags: Cache::builder()
+                .max_capacity(MAX_TAGS)
+                .time_to_live(REREAD_AFTER)
+                .build(),
         }
     }
 
@@ -99,14 +102,14 @@ impl Index {
         Some(Manifest { bytes, media_type })
     }
 
-    /// Indexes a manifest, keeping its bytes in memory when it is small.
+    /// Indexes a manifest, keeping its bytes in memory unless they would fill it alone.
     pub fn insert_manifest(&self, digest: &Digest, manifest: &Manifest) {
         let entry = Entry {
             size: manifest.bytes.len() as u64,
             media_type: Some(manifest.media_type.clone()),
         };
         // Bytes first: should the entry be evicted at once, the listener drops them too.
-        if manifest.bytes.len() <= MAX_KEPT_MANIFEST {
+        if (manifest.bytes.len() as u64) < self.manifest_memory {
             self.manifests.insert(digest.clone(), manifest.bytes.clone());
         }
         self.insert(digest.clone(), entry);
@@ -135,12 +138,23 @@ impl Index {
 mod tests {
     use super::*;
 
+    /// An index over `store` with a cap on content and on kept manifest bytes.
+    fn index(store: Arc<Store>, max_bytes: Option<u64>, manifest_memory: u64, metrics: Arc<Metrics>) -> Index {
+        let limits = Limits {
+            max_bytes,
+            min_free_disk: 0,
+            fill_timeout: Duration::from_secs(5),
+            manifest_memory,
+        };
+        Index::new(store, &limits, metrics)
+    }
+
     #[tokio::test]
     async fn eviction_deletes_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::init(dir.path()).expect("open"));
         let metrics = Arc::new(Metrics::default());
-        let index = Index::new(store.clone(), Some(3 * WEIGHT_UNIT), metrics.clone());
+        let index = index(store.clone(), Some(3 * WEIGHT_UNIT), 1 << 20, metrics.clone());
         let mut digests = Vec::new();
         for i in 0..8u8 {
             let bytes = vec![i; WEIGHT_UNIT as usize];
@@ -178,18 +192,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn small_manifests_are_kept_in_memory_until_forgotten() {
+    async fn manifests_are_kept_in_memory_until_forgotten() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::init(dir.path()).expect("open"));
-        let index = Index::new(store, None, Arc::new(Metrics::default()));
+        let index = index(store, None, 4 * WEIGHT_UNIT, Arc::new(Metrics::default()));
         let (small, small_manifest) = manifest(b"{}".to_vec());
-        let (large, large_manifest) = manifest(vec![b' '; MAX_KEPT_MANIFEST + 1]);
+        let (large, large_manifest) = manifest(vec![b' '; 4 * WEIGHT_UNIT as usize]);
         index.insert_manifest(&small, &small_manifest);
         index.insert_manifest(&large, &large_manifest);
         let kept = index.manifest(&small).expect("kept");
         assert_eq!(kept.bytes, small_manifest.bytes);
         assert_eq!(kept.media_type, small_manifest.media_type);
-        assert!(index.manifest(&large).is_none(), "a large manifest is read from disk");
+        assert!(
+            index.manifest(&large).is_none(),
+            "a manifest that would fill the memory alone is read from disk"
+        );
         assert_eq!(
             index.get(&large).map(|e| e.size),
             Some(large_manifest.bytes.len() as u64)
@@ -199,10 +216,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn kept_manifest_bytes_stay_within_their_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::init(dir.path()).expect("open"));
+        let memory = 4 * WEIGHT_UNIT;
+        let index = index(store, None, memory, Arc::new(Metrics::default()));
+        let manifests: Vec<_> = (0..32u8).map(|i| manifest(vec![i; 1000])).collect();
+        for (digest, manifest) in &manifests {
+            index.insert_manifest(digest, manifest);
+        }
+        index.manifests.run_pending_tasks();
+        assert!(
+            index.manifests.weighted_size() <= memory,
+            "{}",
+            index.manifests.weighted_size()
+        );
+        assert!(index.manifests.entry_count() > 0, "some are kept");
+        assert_eq!(index.entry_count(), 32, "all are indexed");
+        assert_eq!(index.manifests.policy().time_to_live(), Some(REREAD_AFTER));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let none = self::index(
+            Arc::new(Store::init(dir.path()).expect("open")),
+            None,
+            0,
+            Default::default(),
+        );
+        none.insert_manifest(&manifests[0].0, &manifests[0].1);
+        assert!(none.manifest(&manifests[0].0).is_none(), "no memory, none kept");
+    }
+
+    #[test]
+    fn tag_records_are_bounded_and_read_again_after_a_while() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::init(dir.path()).expect("open"));
+        let index = index(store, None, 0, Arc::new(Metrics::default()));
+        assert_eq!(index.tags.policy().max_capacity(), Some(MAX_TAGS));
+        assert_eq!(index.tags.policy().time_to_live(), Some(REREAD_AFTER));
+    }
+
+    #[tokio::test]
     async fn evicted_manifests_are_not_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::init(dir.path()).expect("open"));
-        let index = Index::new(store, Some(2 * WEIGHT_UNIT), Arc::new(Metrics::default()));
+        let index = index(store, Some(2 * WEIGHT_UNIT), 1 << 20, Arc::new(Metrics::default()));
         let manifests: Vec<_> = (0..8u8).map(|i| manifest(vec![i; WEIGHT_UNIT as usize])).collect();
         for (digest, manifest) in &manifests {
             index.insert_manifest(digest, manifest);

@@ -7,14 +7,16 @@ use std::io;
 
 use sha2::{Digest as _, Sha256};
 
-use super::store::{Scanned, Store};
+use super::store::{ReadError, Scanned, Store};
 use super::Cache;
 use crate::digest::Digest;
 use crate::image::{Descriptor, Node};
 use crate::reference::{Registry, RepoName};
 
-/// Links remembered in memory; a forgotten one is found on disk again.
-const KNOWN_LINKS: u64 = 1_000_000;
+/// Links remembered in memory, about 0.3 KiB each with moka's bookkeeping; a forgotten one
+/// costs a `stat` of its file. No time to live: link files are never removed, so a link
+/// known once stays true.
+const KNOWN_LINKS: u64 = 100_000;
 
 /// Links known to exist, by a hash of (registry, repository, digest): a fixed-size key that
 /// a request's borrowed names can be looked up by without building an owned tuple.
@@ -92,7 +94,12 @@ pub(super) fn build_from_tags(store: &Store, content: &[Scanned]) -> io::Result<
             }
             store.link_blocking(&tag.registry, &tag.repo, &digest)?;
             if let Some(media_type) = media_types.get(&digest) {
-                let bytes = std::fs::read(store.blob_path(&digest))?;
+                let bytes = match store.read_manifest_blocking(&digest) {
+                    Ok(bytes) => bytes.unwrap_or_default(),
+                    // As with one that does not parse: it vouches for nothing.
+                    Err(ReadError::TooLarge(_)) => Vec::new(),
+                    Err(ReadError::Io(e)) => return Err(e),
+                };
                 pending.extend(vouched(media_type, &bytes).into_iter().map(|d| d.digest));
             }
         }
@@ -137,11 +144,19 @@ mod tests {
         assert_eq!(vouched, [config, layer]);
     }
 
+    #[test]
+    fn links_kept_in_memory_are_bounded() {
+        let links = Links::default();
+        assert_eq!(links.0.policy().max_capacity(), Some(KNOWN_LINKS));
+        assert_eq!(links.0.policy().time_to_live(), None, "a link never goes stale");
+    }
+
     fn load(dir: &Path) -> Cache {
         let limits = Limits {
             max_bytes: None,
             min_free_disk: 0,
             fill_timeout: Duration::from_secs(5),
+            manifest_memory: 1 << 20,
         };
         Cache::load(dir, limits, Arc::new(Metrics::default())).expect("load")
     }

@@ -26,7 +26,7 @@ pub use index::Entry;
 use index::Index;
 pub use links::vouched;
 use links::Links;
-use store::{Store, TagRecord};
+use store::{ReadError, Store, TagRecord};
 
 pub struct Cache {
     store: Arc<Store>,
@@ -46,6 +46,8 @@ pub struct Limits {
     pub min_free_disk: u64,
     /// A fill's time limit is this plus one second per MiB of blob.
     pub fill_timeout: Duration,
+    /// Memory for the bytes of manifests served without reading their files.
+    pub manifest_memory: u64,
 }
 
 /// Where a blob stands.
@@ -75,7 +77,7 @@ impl Cache {
     /// Opens the store and rebuilds the index from what is on disk.
     pub fn load(dir: &Path, limits: Limits, metrics: Arc<Metrics>) -> io::Result<Cache> {
         let store = Arc::new(Store::init(dir)?);
-        let index = Index::new(store.clone(), limits.max_bytes, metrics.clone());
+        let index = Index::new(store.clone(), &limits, metrics.clone());
         let content = store.scan()?;
         if !store.links_built() {
             links::build_from_tags(&store, &content)?;
@@ -175,7 +177,9 @@ impl Cache {
         Ok(Some(Lookup::Cached { file, size }))
     }
 
-    pub async fn manifest(&self, digest: &Digest) -> io::Result<Option<Manifest>> {
+    /// A cached manifest, from memory when its bytes are kept there; content over the
+    /// manifest size limit is refused by its size, unread.
+    pub async fn manifest(&self, digest: &Digest) -> Result<Option<Manifest>, ReadError> {
         if let Some(kept) = self.index.manifest(digest) {
             return Ok(Some(kept));
         }
@@ -187,7 +191,7 @@ impl Cache {
                 None => return Ok(None),
             },
         };
-        match self.store.read(digest).await? {
+        match self.store.read_manifest(digest).await? {
             Some(bytes) => {
                 let manifest = Manifest {
                     bytes: Bytes::from(bytes),
@@ -254,6 +258,7 @@ mod tests {
             max_bytes: None,
             min_free_disk: 0,
             fill_timeout: Duration::from_secs(5),
+            manifest_memory: 1 << 20,
         };
         Arc::new(Cache::load(dir, limits, Arc::new(Metrics::default())).expect("load"))
     }
@@ -269,6 +274,20 @@ mod tests {
         std::fs::write(dir.path().join("blobs/sha256").join(digest.hex()), &bytes).expect("write");
         let found = cache.find_or_claim(&digest).await.expect("lookup");
         assert!(matches!(found, Lookup::Cached { size: 5, .. }));
+    }
+
+    /// Content over the manifest size limit is refused by its size, never read into memory.
+    #[tokio::test]
+    async fn a_stored_manifest_over_the_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = cache(dir.path());
+        let digest = Digest::sha256_of(b"huge");
+        let media_type = crate::manifest::OCI_MANIFEST;
+        cache.store.put_media_type(&digest, media_type).await.expect("type");
+        let file = std::fs::File::create(cache.store.blob_path(&digest)).expect("create");
+        file.set_len(crate::manifest::MAX_SIZE as u64 + 1).expect("grow");
+        let read = cache.manifest(&digest).await.map(|m| m.is_some());
+        assert!(matches!(read, Err(ReadError::TooLarge(_))), "{read:?}");
     }
 
     /// Once a request has claimed a blob, the next one joins that fill; a claim given up

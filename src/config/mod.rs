@@ -23,11 +23,13 @@ pub use self::registries::{env_credentials, Credentials, FileRegistry, RegistryC
 use crate::access::{AccessConfig, ClientCertificates};
 use crate::reference::Registry;
 use crate::tls::ClientAuth;
+use crate::upstream::Dns;
 
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V6(Ipv6Addr::UNSPECIFIED), 5000);
 const DEFAULT_UPSTREAM: &str = "https://registry-1.docker.io";
 const DEFAULT_TAG_TTL: Duration = Duration::from_secs(60);
 const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
+const DEFAULT_MANIFEST_CACHE_SIZE: u64 = 64 << 20;
 const DEFAULT_FILL_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// A site's machines each keep a handful of connections (dockerd 3 layers at a time, containerd
@@ -71,6 +73,8 @@ pub struct Config {
     pub tls: Tls,
     pub tag_ttl: Duration,
     pub max_cache_size: Option<u64>,
+    /// Memory for the bytes of manifests, so that a warm manifest request reads no file.
+    pub manifest_cache_size: u64,
     /// Fills are not started while the data directory's file system has less free space than
     /// this (plus the blob); such blobs pass through uncached.
     pub min_free_disk: u64,
@@ -90,6 +94,9 @@ pub struct Config {
     pub registries: Vec<RegistryConfig>,
     /// Never contact the upstream: tags resolve from the cache, misses are 404 (air-gapped sites).
     pub offline: bool,
+    /// How upstream host names resolve: the system's resolver, unless a test or an embedder
+    /// fixes them.
+    pub dns: Dns,
 }
 
 /// What one listener allows its clients' connections.
@@ -130,6 +137,7 @@ impl Config {
             tls: Tls::Off,
             tag_ttl: DEFAULT_TAG_TTL,
             max_cache_size: None,
+            manifest_cache_size: DEFAULT_MANIFEST_CACHE_SIZE,
             min_free_disk: DEFAULT_MIN_FREE_DISK,
             max_stale: None,
             fill_timeout: DEFAULT_FILL_TIMEOUT,
@@ -140,6 +148,7 @@ impl Config {
             registries: Vec::new(),
             access: AccessConfig::default(),
             offline: false,
+            dns: Dns::System,
         }
     }
 
@@ -204,6 +213,7 @@ impl Config {
             tls,
             tag_ttl: given.tag_ttl.unwrap_or(DEFAULT_TAG_TTL),
             max_cache_size: given.max_cache_size,
+            manifest_cache_size: given.manifest_cache_size.unwrap_or(DEFAULT_MANIFEST_CACHE_SIZE),
             min_free_disk: given.min_free_disk.unwrap_or(DEFAULT_MIN_FREE_DISK),
             max_stale: given.max_stale,
             fill_timeout: given.fill_timeout.unwrap_or(DEFAULT_FILL_TIMEOUT),
@@ -225,6 +235,7 @@ impl Config {
                 .collect::<Result<_, _>>()?,
             access: given.access.unwrap_or_default(),
             offline: given.offline,
+            dns: Dns::System,
         })
     }
 }

@@ -112,6 +112,11 @@ layered! {
         #[serde(default, deserialize_with = "parse::de::size")]
         pub max_cache_size: Option<u64>,
 
+        /// Memory for manifests served without reading their files; 0 keeps none [default: 64MiB].
+        #[arg(long, env = "REGMIRROR_MANIFEST_CACHE_SIZE", value_parser = parse::size)]
+        #[serde(default, deserialize_with = "parse::de::size")]
+        pub manifest_cache_size: Option<u64>,
+
         /// Free space to leave on the data directory's file system; blobs that would eat into it
         /// pass through uncached [default: 1GiB].
         #[arg(long, env = "REGMIRROR_MIN_FREE_DISK", value_parser = parse::size)]

@@ -92,6 +92,20 @@ fn flags_win_over_file() {
 }
 
 #[test]
+fn manifest_memory_is_64_mib_unless_a_layer_sets_it() {
+    let defaults = Config::from_options(serve(&["--insecure-http"]), None, None).expect("valid");
+    assert_eq!(defaults.manifest_cache_size, 64 << 20);
+    let (_dir, path) = config_file("manifest_cache_size = \"8MiB\"\ninsecure_http = true\n");
+    assert_eq!(from_file(&path).expect("valid").manifest_cache_size, 8 << 20);
+    let options = ServeOptions {
+        config: Some(path),
+        ..serve(&["--manifest-cache-size", "0"])
+    };
+    let flagged = Config::from_options(options, None, None).expect("valid");
+    assert_eq!(flagged.manifest_cache_size, 0, "the flag wins, and 0 keeps none");
+}
+
+#[test]
 fn the_upstream_ca_reaches_docker_hub_and_not_other_registries() {
     let (_dir, path) = config_file(
         "upstream = \"https://hub.lan\"\nupstream_ca = \"/etc/ca/hub.pem\"\ninsecure_http = true\n\n\

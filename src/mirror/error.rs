@@ -4,6 +4,7 @@
 
 use std::io;
 
+use crate::cache::store;
 use crate::upstream;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +25,19 @@ pub enum Error {
     BadManifest(String),
     #[error(transparent)]
     Upstream(upstream::Error),
+    #[error("the cached manifest is not served: {0}")]
+    ManifestTooLarge(store::TooLarge),
     #[error("cache i/o failed: {0}")]
     Cache(#[from] io::Error),
+}
+
+impl From<store::ReadError> for Error {
+    fn from(error: store::ReadError) -> Error {
+        match error {
+            store::ReadError::TooLarge(e) => Error::ManifestTooLarge(e),
+            store::ReadError::Io(e) => Error::Cache(e),
+        }
+    }
 }
 
 impl Error {

@@ -106,6 +106,7 @@ impl Mirror {
             registry.credentials.clone(),
             registry.ca.as_deref(),
             &registry.realm_hosts,
+            config.dns.clone(),
             metrics.clone(),
         )
         .map_err(|e| io::Error::other(format!("registry {}: {e}", registry.registry)))?;
@@ -117,7 +118,7 @@ impl Mirror {
             tag_ttl: registry.tag_ttl.unwrap_or(config.tag_ttl),
             offline: config.offline,
             max_stale: config.max_stale,
-            tag_lists: tags::tag_list_cache(),
+            tag_lists: tags::tag_list_cache(config.max_stale),
         })
     }
 
@@ -304,6 +305,7 @@ pub fn limits(config: &Config) -> Limits {
         max_bytes: config.max_cache_size,
         min_free_disk: config.min_free_disk,
         fill_timeout: config.fill_timeout,
+        manifest_memory: config.manifest_cache_size,
     }
 }
 

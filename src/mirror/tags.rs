@@ -1,6 +1,8 @@
 //! Tag lists: passed through with the client's pagination, the last good copy of each page
 //! standing in while the upstream is down, and made from the cached tags when offline.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LINK};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -12,15 +14,31 @@ use crate::tag_page;
 use crate::upstream;
 
 const MAX_TAG_LIST: usize = 16 * 1024 * 1024;
-/// Bytes of tag-list pages kept to stand in for an unreachable upstream.
+/// Memory for the tag-list pages kept to stand in for an unreachable upstream.
 const MAX_TAG_LIST_BYTES: u64 = 64 * 1024 * 1024;
+/// What a kept page costs beyond its body, headers and key: moka's bookkeeping, roughly.
+const PAGE_OVERHEAD: usize = 512;
+/// The longest a kept page stands in for the upstream (`--max-stale` when shorter): a tag list
+/// older than that says little of the repository as it is.
+const KEPT_PAGE_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// The pages kept, weighed by their bodies' bytes.
-pub(super) fn tag_list_cache() -> moka::sync::Cache<(RepoName, Option<String>), TagList> {
+type PageKey = (RepoName, Option<String>);
+
+/// The pages kept, weighed by all they hold, so that pages asked for with long `last` values
+/// cannot outgrow the bound on tiny bodies.
+pub(super) fn tag_list_cache(max_stale: Option<Duration>) -> moka::sync::Cache<PageKey, TagList> {
     moka::sync::Cache::builder()
-        .weigher(|_, list: &TagList| u32::try_from(list.body.len()).unwrap_or(u32::MAX).max(1))
+        .weigher(|key, list| u32::try_from(weight(key, list)).unwrap_or(u32::MAX))
         .max_capacity(MAX_TAG_LIST_BYTES)
+        .time_to_live(max_stale.map_or(KEPT_PAGE_TTL, |max| max.min(KEPT_PAGE_TTL)))
         .build()
+}
+
+fn weight((repo, page): &PageKey, list: &TagList) -> usize {
+    let headers: usize = (list.headers.iter())
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    list.body.len() + headers + repo.as_str().len() + page.as_ref().map_or(0, String::len) + PAGE_OVERHEAD
 }
 
 /// The pagination a tag-list query asks for (`n`, `last`), and nothing else: what is passed
@@ -137,5 +155,27 @@ mod tests {
         assert_eq!(page_query(Some("pad=1&other=2")), None);
         assert_eq!(page_query(Some("n=lots")), None);
         assert_eq!(page_query(None), None);
+    }
+
+    #[test]
+    fn kept_pages_are_weighed_whole_and_expire() {
+        let list = TagList {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(b"{}"),
+            source: Source::Upstream,
+        };
+        let repo: RepoName = "a/b".parse().expect("repo");
+        let long_key = (repo.clone(), Some(format!("last={}", "x".repeat(8000))));
+        assert!(weight(&long_key, &list) > 8000, "the key is weighed, not only the body");
+        assert!(weight(&(repo, None), &list) >= PAGE_OVERHEAD);
+
+        let pages = tag_list_cache(None);
+        assert_eq!(pages.policy().max_capacity(), Some(MAX_TAG_LIST_BYTES));
+        assert_eq!(pages.policy().time_to_live(), Some(KEPT_PAGE_TTL));
+        let hour = Duration::from_secs(3600);
+        assert_eq!(tag_list_cache(Some(hour)).policy().time_to_live(), Some(hour));
+        let long = Duration::from_secs(30 * 86_400);
+        assert_eq!(tag_list_cache(Some(long)).policy().time_to_live(), Some(KEPT_PAGE_TTL));
     }
 }

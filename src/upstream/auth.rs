@@ -104,38 +104,89 @@ pub fn token_life(expires_in: Option<u64>) -> Duration {
     life.saturating_sub(EXPIRY_MARGIN).max(SHORTEST_TOKEN_LIFE.min(life))
 }
 
-/// `Authorization` values by scope. A std mutex: the critical sections are a map lookup and
+/// Memory for kept tokens, scopes included: a thousand or so of Docker Hub's (a few KiB each).
+/// When full, the tokens that expire soonest make room.
+const MAX_TOKEN_BYTES: usize = 4 * 1024 * 1024;
+
+/// `Authorization` values by scope. A std mutex: the critical sections are map operations and
 /// never span an `.await`.
 #[derive(Default)]
 pub struct Tokens {
-    by_scope: Mutex<HashMap<String, (HeaderValue, Instant)>>,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    by_scope: HashMap<String, (HeaderValue, Instant)>,
+    /// Bytes of the scopes and values in `by_scope`.
+    bytes: usize,
+}
+
+fn weight(scope: &str, value: &HeaderValue) -> usize {
+    scope.len() + value.len()
+}
+
+impl Kept {
+    fn remove(&mut self, scope: &str) {
+        if let Some((value, _)) = self.by_scope.remove(scope) {
+            self.bytes -= weight(scope, &value);
+        }
+    }
+
+    /// A scope asked for once (a client naming repository after repository) must not keep
+    /// its entry forever.
+    fn drop_expired(&mut self, now: Instant) {
+        self.by_scope.retain(|_, (_, expires)| *expires > now);
+        self.bytes = (self.by_scope.iter())
+            .map(|(scope, (value, _))| weight(scope, value))
+            .sum();
+    }
+
+    /// Drops the tokens that expire soonest until `needed` more bytes fit.
+    fn make_room(&mut self, needed: usize) {
+        while self.bytes + needed > MAX_TOKEN_BYTES {
+            let soonest = (self.by_scope.iter())
+                .min_by_key(|(_, (_, expires))| *expires)
+                .map(|(scope, _)| scope.clone());
+            match soonest {
+                Some(scope) => self.remove(&scope),
+                None => return,
+            }
+        }
+    }
 }
 
 impl Tokens {
     pub fn get(&self, scope: &str) -> Option<HeaderValue> {
-        let mut map = self.by_scope.locked();
-        match map.get(scope) {
+        let mut kept = self.kept.locked();
+        match kept.by_scope.get(scope) {
             Some((value, expires)) if *expires > Instant::now() => Some(value.clone()),
             Some(_) => {
-                map.remove(scope);
+                kept.remove(scope);
                 None
             }
             None => None,
         }
     }
 
-    /// Stores a token, and drops every expired one: a scope asked for once (a client naming
-    /// repository after repository) must not keep its entry forever.
+    /// Stores a token, dropping every expired one, and the soonest to expire when full.
     pub fn put(&self, scope: &str, value: HeaderValue, life: Duration) {
         let now = Instant::now();
-        let mut map = self.by_scope.locked();
-        map.retain(|_, (_, expires)| *expires > now);
-        map.insert(scope.to_owned(), (value, now + life));
+        let needed = weight(scope, &value);
+        let mut kept = self.kept.locked();
+        kept.drop_expired(now);
+        kept.remove(scope);
+        if needed > MAX_TOKEN_BYTES {
+            return;
+        }
+        kept.make_room(needed);
+        kept.bytes += needed;
+        kept.by_scope.insert(scope.to_owned(), (value, now + life));
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.by_scope.locked().len()
+        self.kept.locked().by_scope.len()
     }
 }
 
@@ -154,6 +205,27 @@ mod tests {
         tokio::time::advance(Duration::from_secs(61)).await;
         tokens.put("repository:other:pull", value, Duration::from_secs(60));
         assert_eq!(tokens.len(), 1, "only the live token is kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kept_tokens_stay_within_their_memory_and_the_soonest_to_expire_make_room() {
+        let tokens = Tokens::default();
+        let value = bearer(&"t".repeat(4000)).expect("header");
+        let scope = |n: usize| format!("repository:r{n}:pull");
+        let count = MAX_TOKEN_BYTES / 4000 + 10;
+        for n in 0..count {
+            let life = Duration::from_secs(60 + n as u64);
+            tokens.put(&scope(n), value.clone(), life);
+        }
+        let kept = tokens.kept.locked().bytes;
+        assert!(kept <= MAX_TOKEN_BYTES, "{kept} bytes kept");
+        let summed: usize = (tokens.kept.locked().by_scope.iter())
+            .map(|(s, (v, _))| weight(s, v))
+            .sum();
+        assert_eq!(kept, summed, "the running count is right");
+        assert!(tokens.len() < count);
+        assert_eq!(tokens.get(&scope(0)), None, "the soonest to expire made room");
+        assert_eq!(tokens.get(&scope(count - 1)), Some(value), "the latest is kept");
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //!
 //! Redirects are followed here rather than by the HTTP client because Docker Hub sends blobs
 //! to CDN hosts that reject a request carrying `Authorization`, and because a credential must
-//! never follow a request to another host.
+//! never follow a request to another host. Every connection resolves its host through
+//! `dns::Guard`, so a redirect cannot lead inward by a name either.
 
 pub mod auth;
 mod blob;
+mod connect;
+mod dns;
 mod manifest;
 mod redirect;
 mod token;
@@ -14,6 +17,7 @@ mod token;
 use redirect::{check_redirect, resolve, same_origin};
 
 pub use blob::{pass_through, BlobStream};
+pub use dns::Dns;
 pub use manifest::{FetchedManifest, ManifestHead};
 
 use std::path::Path;
@@ -26,22 +30,17 @@ use http::header::{AUTHORIZATION, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Empty;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::config::Credentials;
 use crate::metrics::Metrics;
 use crate::reference::RepoName;
 use crate::sync::LockExt;
 use auth::Tokens;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
+use connect::HttpClient;
+use dns::Guard;
 
 pub type Response = http::Response<Incoming>;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// containerd gives a mirror 30 s to answer; the upstream gets less so the mirror can still
 /// say what went wrong.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(25);
@@ -89,7 +88,9 @@ impl Error {
 }
 
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: HttpClient,
+    /// The client's resolver, which also says whether the upstream is inward.
+    guard: Guard,
     base: Uri,
     /// Which roots certificates are checked against, as a TLS failure reports it.
     trust: String,
@@ -112,33 +113,23 @@ pub struct Health {
 
 impl Upstream {
     /// A client for the registry at `base`, trusting the public web roots or, when given, only
-    /// the CA certificates in the PEM file `ca` (a private registry's own CA).
+    /// the CA certificates in the PEM file `ca` (a private registry's own CA), and resolving
+    /// host names with `dns`.
     pub fn new(
         base: Uri,
         credentials: Option<Credentials>,
         ca: Option<&Path>,
         realm_hosts: &[String],
+        dns: Dns,
         metrics: Arc<Metrics>,
     ) -> Result<Self, Error> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        http.set_nodelay(true);
-        let (roots, trust) = match ca {
-            Some(path) => (
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(private_roots(path)?),
-                format!("only the CA file {}", path.display()),
-            ),
-            None => (
-                hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
-                "the public web roots".to_owned(),
-            ),
-        };
-        let https = roots.https_or_http().enable_http1().enable_http2().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).build(https);
+        let realm_hosts = realm_hosts_of(&base, realm_hosts);
+        let guard = Guard::new(dns, &base, &realm_hosts);
+        let (client, trust) = connect::client(guard.clone(), ca)?;
         Ok(Upstream {
             client,
-            realm_hosts: realm_hosts_of(&base, realm_hosts),
+            guard,
+            realm_hosts,
             base,
             trust,
             credentials,
@@ -245,7 +236,7 @@ impl Upstream {
             let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok());
             let location = location.ok_or_else(|| Error::Protocol("redirect without Location".into()))?;
             let next = resolve(&uri, location)?;
-            check_redirect(&self.base, &uri, &next)?;
+            check_redirect(&self.guard, &uri, &next).await?;
             uri = next;
         }
         Err(Error::Protocol(format!("more than {MAX_REDIRECTS} redirects")))
@@ -257,13 +248,7 @@ impl Upstream {
         self.metrics.observe_upstream(started.elapsed());
         let result = match outcome {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(match tls_failure(&e) {
-                Some(reason) => Error::Tls {
-                    reason,
-                    trust: self.trust.clone(),
-                },
-                None => Error::Unreachable(error_chain(&e)),
-            }),
+            Ok(Err(e)) => Err(connect::failure(&e, &self.trust)),
             Err(_) => Err(Error::Timeout(RESPONSE_TIMEOUT)),
         };
         self.note_health(&result);
@@ -286,23 +271,6 @@ impl Upstream {
     pub fn base(&self) -> &Uri {
         &self.base
     }
-}
-
-fn private_roots(path: &Path) -> Result<rustls::ClientConfig, Error> {
-    let bad = |why: String| Error::Protocol(format!("CA file {}: {why}", path.display()));
-    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        roots
-            .add(cert.map_err(|e| bad(e.to_string()))?)
-            .map_err(|e| bad(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("no certificates in it".into()));
-    }
-    Ok(rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// Turns non-success answers into errors; Docker Hub answers 401 for repositories that do not
@@ -332,53 +300,4 @@ fn realm_hosts_of(base: &Uri, configured: &[String]) -> Vec<String> {
         .filter(|(registry, _)| base.host() == Some(*registry))
         .map(|(_, realm)| (*realm).to_owned());
     configured.iter().cloned().chain(known).collect()
-}
-
-/// The TLS error behind a failed request, if that is what failed it. rustls's error comes
-/// wrapped in `io::Error`s (hyper-rustls wraps tokio-rustls's), whose `source()` skips the
-/// error they wrap, so the walk steps into each of them.
-fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut cause = Some(error);
-    while let Some(current) = cause {
-        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
-        }
-        cause = match current
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-        {
-            Some(wrapped) => Some(wrapped),
-            None => current.source(),
-        };
-    }
-    None
-}
-
-/// hyper's client errors say "client error (Connect)"; the cause is further down the chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tls_failures_are_found_inside_wrapped_io_errors() {
-        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        let wrapped = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, refused));
-        assert_eq!(
-            tls_failure(&wrapped).as_deref(),
-            Some("invalid peer certificate: UnknownIssuer")
-        );
-        let refused_connection = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert_eq!(tls_failure(&refused_connection), None);
-    }
 }

@@ -3,6 +3,7 @@
 
 use http::Uri;
 
+use super::dns::{reach, Guard, Reach};
 use super::Error;
 
 pub(super) fn same_origin(a: &Uri, b: &Uri) -> bool {
@@ -11,39 +12,24 @@ pub(super) fn same_origin(a: &Uri, b: &Uri) -> bool {
 
 /// Where a redirect may lead: never from HTTPS down to plain HTTP, never to a link-local
 /// address (a cloud's metadata service), and to a loopback or private address only when the
-/// upstream itself is on one. Addresses are judged as written; a host name is not resolved here.
-pub(super) fn check_redirect(base: &Uri, from: &Uri, to: &Uri) -> Result<(), Error> {
+/// upstream itself is on one (its address, or what its name resolves to). Here an address is
+/// judged as written; a host name is judged as it resolves, by the `Guard` it connects through.
+pub(super) async fn check_redirect(guard: &Guard, from: &Uri, to: &Uri) -> Result<(), Error> {
     let refused = |why: &str| Err(Error::Protocol(format!("refused a redirect to {to}: {why}")));
     if from.scheme_str() == Some("https") && to.scheme_str() != Some("https") {
         return refused("it leaves HTTPS");
     }
     let Some(target) = ip_of(to) else { return Ok(()) };
-    if is_link_local(target) {
-        return refused("a link-local address");
+    match reach(target) {
+        Reach::Outward => Ok(()),
+        Reach::LinkLocal => refused("a link-local address"),
+        Reach::Inward if guard.upstream_inward().await => Ok(()),
+        Reach::Inward => refused("a loopback or private address, where the upstream is not"),
     }
-    let inside = |ip: std::net::IpAddr| ip.is_loopback() || ip.is_unspecified() || is_private(ip);
-    if inside(target) && !ip_of(base).is_some_and(inside) {
-        return refused("a loopback or private address, where the upstream is not");
-    }
-    Ok(())
 }
 
 fn ip_of(uri: &Uri) -> Option<std::net::IpAddr> {
     uri.host()?.trim_start_matches('[').trim_end_matches(']').parse().ok()
-}
-
-fn is_link_local(ip: std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.is_link_local(),
-        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
-    }
-}
-
-fn is_private(ip: std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.is_private() || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64,
-        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
-    }
 }
 
 /// Resolves a `Location` header, absolute or relative to the request it answers (RFC 3986).
@@ -57,51 +43,63 @@ pub(super) fn resolve(base: &Uri, location: &str) -> Result<Uri, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::Dns;
 
-    #[test]
-    fn redirects_never_downgrade_or_turn_inward() {
-        let check = |base: &'static str, from: &'static str, to: &'static str| {
-            check_redirect(&Uri::from_static(base), &Uri::from_static(from), &Uri::from_static(to)).is_ok()
-        };
+    /// Whether a redirect from `from` to `to` is followed for the upstream at `base`, whose
+    /// name (if it has one) resolves through `dns`.
+    async fn allowed(dns: &Dns, base: &'static str, from: &'static str, to: &'static str) -> bool {
+        let guard = Guard::new(dns.clone(), &Uri::from_static(base), &[]);
+        check_redirect(&guard, &Uri::from_static(from), &Uri::from_static(to))
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn redirects_never_downgrade_or_turn_inward() {
+        let dns = Dns::Fixed(vec![("registry.lan".to_owned(), [10, 0, 0, 2].into())]);
+        let check = |base, from, to| allowed(&dns, base, from, to);
         let hub = "https://registry-1.docker.io";
-        assert!(check(
-            hub,
-            "https://registry-1.docker.io/v2/x",
-            "https://cdn.example/blob"
-        ));
-        assert!(!check(
-            hub,
-            "https://registry-1.docker.io/v2/x",
-            "http://cdn.example/blob"
-        ));
-        assert!(!check(
-            hub,
-            "https://registry-1.docker.io/v2/x",
-            "https://169.254.169.254/latest"
-        ));
-        assert!(!check(
-            hub,
-            "https://registry-1.docker.io/v2/x",
-            "https://127.0.0.1:8080/x"
-        ));
-        assert!(!check(hub, "https://registry-1.docker.io/v2/x", "https://10.0.0.5/x"));
-        assert!(!check(hub, "https://registry-1.docker.io/v2/x", "https://[fe80::1]/x"));
-        assert!(!check(hub, "https://registry-1.docker.io/v2/x", "https://[fd00::1]/x"));
+        assert!(check(hub, "https://registry-1.docker.io/v2/x", "https://cdn.example/blob").await);
+        assert!(!check(hub, "https://registry-1.docker.io/v2/x", "http://cdn.example/blob").await);
+        assert!(
+            !check(
+                hub,
+                "https://registry-1.docker.io/v2/x",
+                "https://169.254.169.254/latest"
+            )
+            .await
+        );
+        assert!(!check(hub, "https://registry-1.docker.io/v2/x", "https://127.0.0.1:8080/x").await);
+        assert!(!check(hub, "https://registry-1.docker.io/v2/x", "https://10.0.0.5/x").await);
+        assert!(!check(hub, "https://registry-1.docker.io/v2/x", "https://[fe80::1]/x").await);
+        assert!(!check(hub, "https://registry-1.docker.io/v2/x", "https://[fd00::1]/x").await);
+        assert!(
+            !check(hub, "https://registry-1.docker.io/v2/x", "https://[::ffff:127.0.0.1]/x").await,
+            "a mapped IPv4 address is that address"
+        );
         let lan = "http://10.0.0.2:5000";
         assert!(
-            check(lan, "http://10.0.0.2:5000/v2/x", "http://10.0.0.3:9000/blob"),
+            check(lan, "http://10.0.0.2:5000/v2/x", "http://10.0.0.3:9000/blob").await,
             "a LAN upstream's own storage"
         );
-        assert!(check(
-            "http://127.0.0.1:5000",
-            "http://127.0.0.1:5000/v2/x",
-            "http://127.0.0.1:5001/cdn"
-        ));
-        assert!(!check(
-            lan,
-            "http://10.0.0.2:5000/v2/x",
-            "http://169.254.169.254/latest"
-        ));
+        assert!(
+            check(
+                "http://registry.lan:5000",
+                "http://registry.lan:5000/v2/x",
+                "http://10.0.0.3:9000/blob"
+            )
+            .await,
+            "a LAN upstream known by its name"
+        );
+        assert!(
+            check(
+                "http://127.0.0.1:5000",
+                "http://127.0.0.1:5000/v2/x",
+                "http://127.0.0.1:5001/cdn"
+            )
+            .await
+        );
+        assert!(!check(lan, "http://10.0.0.2:5000/v2/x", "http://169.254.169.254/latest").await);
     }
 
     #[test]

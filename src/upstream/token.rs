@@ -121,7 +121,8 @@ mod tests {
 
     fn upstream(base: &'static str, realm_hosts: &[&str]) -> Upstream {
         let hosts: Vec<String> = realm_hosts.iter().map(|h| (*h).to_owned()).collect();
-        Upstream::new(Uri::from_static(base), None, None, &hosts, Default::default()).expect("upstream")
+        let dns = crate::upstream::Dns::System;
+        Upstream::new(Uri::from_static(base), None, None, &hosts, dns, Default::default()).expect("upstream")
     }
 
     fn allowed(upstream: &Upstream, realm: &'static str) -> bool {

@@ -154,7 +154,7 @@ async fn corrupt_and_truncated_bundles_are_refused_naming_the_entry_and_add_noth
 }
 
 /// A layer left out, a descriptor whose size is wrong, a manifest that is not one (under its
-/// true digest), and an `index.json` that is not JSON.
+/// true digest), one over the 4 MiB manifest limit, and an `index.json` that is not JSON.
 #[tokio::test]
 async fn incomplete_and_inconsistent_bundles_are_refused_naming_the_entry() {
     let work = TempDir::new().unwrap();
@@ -192,6 +192,19 @@ async fn incomplete_and_inconsistent_bundles_are_refused_naming_the_entry() {
     });
     let error = refusal(site.path(), &bad).await;
     assert!(error.starts_with(&format!("{}: ", entry_of(&digest))), "{error}");
+
+    // Still JSON with any amount of whitespace after it: only its size is wrong.
+    let mut oversized = manifest.bytes.to_vec();
+    oversized.resize((4 << 20) + 1, b' ');
+    let digest = sha256(&oversized);
+    rewrite(&good, &bad, |name, bytes| match name {
+        "index.json" => Some((name.to_owned(), descriptor(&bytes, &digest, oversized.len()))),
+        _ if name == entry_of(&manifest.digest) => Some((entry_of(&digest), oversized.clone())),
+        _ => Some((name.to_owned(), bytes)),
+    });
+    let error = refusal(site.path(), &bad).await;
+    let expected = format!("{digest}: a manifest of {} bytes; ", oversized.len());
+    assert!(error.starts_with(&expected), "{error}");
 
     rewrite(&good, &bad, |name, bytes| match name {
         "index.json" => Some((name.to_owned(), b"{\"manifests\": [".to_vec())),

@@ -24,6 +24,7 @@ mod fake_upstream;
 mod health;
 mod import_refusals;
 mod integrity;
+mod inward_redirects;
 mod isolation;
 mod logs;
 mod manifests;

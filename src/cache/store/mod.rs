@@ -26,7 +26,9 @@ use crate::digest::{Algorithm, Digest};
 
 mod links;
 mod tags;
+mod whole;
 pub use tags::{StoredTag, TagRecord};
+pub use whole::{ReadError, TooLarge};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -171,10 +173,6 @@ impl Store {
         }
     }
 
-    pub async fn read(&self, digest: &Digest) -> io::Result<Option<Vec<u8>>> {
-        optional(fs::read(self.blob_path(digest)).await)
-    }
-
     pub async fn temp(&self) -> io::Result<TempFile> {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = self.root.join("tmp").join(format!("{}-{n}", std::process::id()));
@@ -210,11 +208,6 @@ impl Store {
         fs::rename(&staged.path, &target).await?;
         staged.committed = true;
         sync_parent(target).await
-    }
-
-    /// Verified content staged earlier, read back before it is committed.
-    pub async fn read_staged(&self, staged: &Staged) -> io::Result<Vec<u8>> {
-        fs::read(&staged.path).await
     }
 
     pub async fn put(&self, digest: &Digest, bytes: &[u8]) -> io::Result<()> {
@@ -339,7 +332,10 @@ mod tests {
             (scanned[0].size, scanned[0].media_type.as_deref()),
             (5, Some("application/x"))
         );
-        assert_eq!(store.read(&digest).await.expect("read"), Some(b"hello".to_vec()));
+        assert_eq!(
+            store.read_manifest(&digest).await.expect("read"),
+            Some(b"hello".to_vec())
+        );
     }
 
     #[tokio::test]
