@@ -45,6 +45,11 @@ pub struct OriginLabels {
     pub source: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapLabels {
+    pub cap: &'static str,
+}
+
 /// An image as its tag was pulled: the key of the status page's top list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaggedImage {
@@ -71,6 +76,8 @@ pub struct Metrics {
     pub evictions: Counter,
     pub digest_mismatches: Counter,
     pub stale_serves: Counter,
+    pub transfer_waits: Counter,
+    transfer_refusals: Family<CapLabels, Counter>,
     cache_bytes: Gauge,
     cache_entries: Gauge,
     ratelimit_remaining: Gauge,
@@ -122,6 +129,14 @@ impl Default for Metrics {
                 "regmirror_stale_serves",
                 "Tags served from the cache because the upstream failed",
             ),
+            transfer_waits: r.add(
+                "regmirror_transfer_waits",
+                "Requests that waited for an upstream transfer to end, the transfers being at their cap",
+            ),
+            transfer_refusals: r.add(
+                "regmirror_transfer_refusals",
+                "Requests refused after that wait, by the cap that stopped them (address or overall)",
+            ),
             cache_bytes: r.add("regmirror_cache_bytes", "Bytes of cached content"),
             cache_entries: r.add("regmirror_cache_entries", "Pieces of cached content"),
             ratelimit_remaining: r.add(
@@ -135,6 +150,9 @@ impl Default for Metrics {
         // and a dashboard's ratio of the two has both sides.
         for origin in [Origin::Cache, Origin::Upstream] {
             metrics.served(origin, 0);
+        }
+        for cap in ["address", "overall"] {
+            metrics.transfer_refusals.get_or_create(&CapLabels { cap }).inc_by(0);
         }
         metrics
     }
@@ -194,6 +212,11 @@ impl Metrics {
         self.bytes_served
             .get_or_create(&OriginLabels { source: origin.label() })
             .inc_by(bytes);
+    }
+
+    /// Counts a transfer refused at `cap` (`address` or `overall`).
+    pub fn refused_transfer(&self, cap: &'static str) {
+        self.transfer_refusals.get_or_create(&CapLabels { cap }).inc();
     }
 
     pub fn bytes_served_from(&self, origin: Origin) -> u64 {

@@ -29,6 +29,12 @@ const DEFAULT_TAG_TTL: Duration = Duration::from_secs(60);
 const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
 const DEFAULT_FILL_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_TRANSFERS: usize = 64;
+const DEFAULT_MAX_TRANSFERS_PER_ADDRESS: usize = 16;
+/// How long a request waits for an upstream transfer to end when the caps are reached: long
+/// enough to ride out a burst of small blobs, short enough that a client is told (and can
+/// back off) well within its own timeouts.
+const DEFAULT_TRANSFER_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -73,6 +79,12 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// How long transfers in flight may go on after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Upstream transfers (fills and pass-throughs) at a time, overall and per client address.
+    pub max_transfers: usize,
+    pub max_transfers_per_address: usize,
+    /// How long a request waits for a transfer to end beyond those caps; not an option (see
+    /// its default), a field so that tests can shorten it.
+    pub transfer_wait: Duration,
     pub credentials: Option<Credentials>,
     /// Who may pull what; everything is open when nothing in it is set.
     pub access: AccessConfig,
@@ -113,6 +125,9 @@ impl Config {
             fill_timeout: DEFAULT_FILL_TIMEOUT,
             admin_listen: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_transfers: DEFAULT_MAX_TRANSFERS,
+            max_transfers_per_address: DEFAULT_MAX_TRANSFERS_PER_ADDRESS,
+            transfer_wait: DEFAULT_TRANSFER_WAIT,
             credentials: None,
             registries: Vec::new(),
             access: AccessConfig::default(),
@@ -186,6 +201,9 @@ impl Config {
             fill_timeout: given.fill_timeout.unwrap_or(DEFAULT_FILL_TIMEOUT),
             admin_listen: given.admin_listen,
             shutdown_grace: given.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            max_transfers: given.max_transfers.unwrap_or(DEFAULT_MAX_TRANSFERS),
+            max_transfers_per_address: (given.max_transfers_per_address).unwrap_or(DEFAULT_MAX_TRANSFERS_PER_ADDRESS),
+            transfer_wait: DEFAULT_TRANSFER_WAIT,
             credentials: given.upstream_credentials,
             registries: (given.registries.into_iter().flatten())
                 .map(FileRegistry::validate)

@@ -137,6 +137,18 @@ layered! {
         #[serde(default, deserialize_with = "parse::de::duration")]
         pub fill_timeout: Option<Duration>,
 
+        /// Upstream transfers (new blob fills and pass-throughs) at a time; beyond it a request
+        /// waits a little, then gets 503 [default: 64].
+        #[arg(long, env = "REGMIRROR_MAX_TRANSFERS", value_parser = parse::count)]
+        #[serde(default, deserialize_with = "parse::de::count")]
+        pub max_transfers: Option<usize>,
+
+        /// Upstream transfers at a time for one client address (an IPv6 /64); beyond it a
+        /// request waits a little, then gets 429 [default: 16].
+        #[arg(long, env = "REGMIRROR_MAX_TRANSFERS_PER_ADDRESS", value_parser = parse::count)]
+        #[serde(default, deserialize_with = "parse::de::count")]
+        pub max_transfers_per_address: Option<usize>,
+
         /// Never contact the upstream: serve only what the cache holds (air-gapped sites).
         #[arg(long, env = "REGMIRROR_OFFLINE", value_parser = BoolishValueParser::new())]
         #[serde(default)]

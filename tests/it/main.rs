@@ -39,5 +39,6 @@ mod stale;
 mod status_page;
 mod tags;
 mod tokens;
+mod transfer_caps;
 mod upstream_origin;
 mod upstream_tls;
