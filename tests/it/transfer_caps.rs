@@ -165,3 +165,53 @@ async fn a_waiting_request_takes_the_place_a_finished_transfer_gives_back() {
     held.await.expect("client task").assert_blob(&blobs[0]);
     waiting.await.expect("client task").assert_blob(&blobs[1]);
 }
+
+/// Fills write on threads of their own. With the cap's worth of fills held halfway through
+/// their bodies and tokio's blocking pool no larger than that cap, a cached blob (whose file
+/// is opened on that pool) is still served at once.
+#[test]
+fn a_warm_blob_is_served_promptly_while_the_caps_worth_of_fills_are_held() {
+    const CAP: usize = 4;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(CAP)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let fake = FakeRegistry::start().await;
+        let warm = Blob::new(random_bytes(256 * 1024));
+        fake.add_blob(REPO, warm.bytes.clone());
+        let mirror = Mirror::builder(&fake).configure(|config| config.max_transfers = CAP);
+        let mirror = mirror.start().await;
+        mirror.get(&blob_path(&warm)).await.assert_blob(&warm);
+        assert!(
+            mirror.data_dir().committed(&warm.digest).await,
+            "the warm blob is cached"
+        );
+
+        let mut gates = Vec::new();
+        let mut readers = Vec::new();
+        for _ in 0..CAP {
+            let blob = Blob::new(random_bytes(1024 * 1024));
+            fake.add_blob(REPO, blob.bytes.clone());
+            let gate = Gate::new();
+            fake.fail_next(Target::reference(&blob.digest), 1, Fault::HoldMidBody(gate.clone()));
+            let mut reader = mirror.open(&blob_path(&blob), &[]).await;
+            reader.read_at_least(64 * 1024).await;
+            readers.push((reader, blob));
+            gates.push(gate);
+        }
+        all_reached(&gates).await;
+
+        let hit = tokio::time::timeout(Duration::from_secs(3), mirror.get(&blob_path(&warm))).await;
+        hit.expect("a warm hit within 3 s while every fill is held")
+            .assert_blob(&warm);
+        for gate in &gates {
+            gate.open();
+        }
+        for (reader, blob) in readers {
+            assert!(reader.finish().await.expect("the held fill's body")[..] == blob.bytes[..]);
+        }
+    });
+}

@@ -1,14 +1,19 @@
-//! The spool writer: hashes the source's bytes and writes them into the spool on a
-//! blocking-pool thread of its own, so neither holds up the runtime nor the readers, which are
-//! sent the frames themselves until they are written.
+//! The spool writer: hashes the source's bytes and writes them into the spool on a thread of
+//! its own, so neither holds up the runtime nor the readers, which are sent the frames
+//! themselves until they are written.
+//!
+//! The thread is the writer's own, not one of tokio's blocking pool: a writer lives as long as
+//! its transfer (minutes, for a big layer on a slow link), and cache hits open and read their
+//! files on that pool. Writers there would hold a pool thread per fill, so a warm pull's
+//! latency would come to depend on how many fills run. Fills are capped
+//! (`mirror::transfers`), so their threads are too.
 
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Fill;
 use crate::digest::Hasher;
@@ -19,14 +24,20 @@ const QUEUED_FRAMES: usize = 2;
 
 pub(super) struct SpoolWriter {
     queue: mpsc::Sender<Bytes>,
-    thread: JoinHandle<io::Result<(Hasher, u64)>>,
+    done: oneshot::Receiver<io::Result<(Hasher, u64)>>,
 }
 
 impl SpoolWriter {
-    pub(super) fn start(file: std::fs::File, hasher: Hasher, fill: Arc<Fill>) -> Self {
+    pub(super) fn start(file: std::fs::File, hasher: Hasher, fill: Arc<Fill>) -> io::Result<Self> {
         let (queue, frames) = mpsc::channel(QUEUED_FRAMES);
-        let thread = tokio::task::spawn_blocking(move || write_spool(&file, hasher, frames, &fill));
-        SpoolWriter { queue, thread }
+        let (report, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("regmirror-spool".into())
+            .spawn(move || {
+                // The fill may have given up waiting; then nobody needs the outcome.
+                let _ = report.send(write_spool(&file, hasher, frames, &fill));
+            })?;
+        Ok(SpoolWriter { queue, done })
     }
 
     /// False once the writer has stopped on an error, which `finish` returns.
@@ -37,7 +48,10 @@ impl SpoolWriter {
     /// Waits until everything queued is written: the hash and the length of it all.
     pub(super) async fn finish(self) -> io::Result<(Hasher, u64)> {
         drop(self.queue);
-        self.thread.await.map_err(io::Error::other)?
+        match self.done.await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(io::Error::other("the spool writer thread died")),
+        }
     }
 }
 

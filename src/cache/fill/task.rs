@@ -79,6 +79,8 @@ impl Task {
             }
         };
         let file = temp.writer().map_err(|e| spool_error(&e))?;
+        let hasher = Hasher::new(self.digest.algorithm());
+        let writer = SpoolWriter::start(file, hasher, self.fill.clone()).map_err(|e| spool_error(&e))?;
         let size = opened.size;
         self.fill
             .progress
@@ -86,7 +88,7 @@ impl Task {
         let mut transfer = Transfer {
             size,
             received: 0,
-            writer: SpoolWriter::start(file, Hasher::new(self.digest.algorithm()), self.fill.clone()),
+            writer,
         };
         let limit = self.time_limit(size);
         let receive = self.receive(source, &mut transfer, opened);
