@@ -142,6 +142,8 @@ mod tests {
             max_bytes: None,
             min_free_disk: 0,
             fill_timeout: Duration::from_secs(5),
+            max_blob_size: 1 << 30,
+            source_idle: Duration::from_secs(60),
         };
         Cache::load(dir, limits, Arc::new(Metrics::default())).expect("load")
     }

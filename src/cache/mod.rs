@@ -44,8 +44,26 @@ pub struct Limits {
     pub max_bytes: Option<u64>,
     /// Free space a fill must leave on the file system.
     pub min_free_disk: u64,
-    /// A fill's time limit is this plus one second per MiB of blob.
+    /// A fill's time limit is this plus one second per MiB of blob (an hour at most).
     pub fill_timeout: Duration,
+    /// The largest blob a fill takes, whatever the source announces.
+    pub max_blob_size: u64,
+    /// How long a source may be silent before it is given up on (and resumed).
+    pub source_idle: Duration,
+}
+
+impl Limits {
+    /// Whether a blob the source announces at `size` may be taken: never one larger than
+    /// `max_blob_size`, refused before any disk space is claimed for it.
+    pub fn admit_size(&self, size: Option<u64>) -> Result<(), String> {
+        match size {
+            Some(size) if size > self.max_blob_size => Err(format!(
+                "the upstream announced a blob of {size} bytes, more than the {} this mirror takes",
+                self.max_blob_size
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Where a blob stands.
@@ -254,6 +272,8 @@ mod tests {
             max_bytes: None,
             min_free_disk: 0,
             fill_timeout: Duration::from_secs(5),
+            max_blob_size: 1 << 30,
+            source_idle: Duration::from_secs(60),
         };
         Arc::new(Cache::load(dir, limits, Arc::new(Metrics::default())).expect("load"))
     }

@@ -29,6 +29,11 @@ const DEFAULT_TAG_TTL: Duration = Duration::from_secs(60);
 const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
 const DEFAULT_FILL_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_BLOB_SIZE: u64 = 16 << 30;
+/// A silent upstream body is given up on after this long (a fill resumes it, a pass-through
+/// fails): long enough for a CDN that pauses, short enough that a dead connection does not
+/// hold a transfer's place for the whole fill timeout.
+const DEFAULT_SOURCE_IDLE: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_TRANSFERS: usize = 64;
 const DEFAULT_MAX_TRANSFERS_PER_ADDRESS: usize = 16;
 /// How long a request waits for an upstream transfer to end when the caps are reached: long
@@ -73,8 +78,13 @@ pub struct Config {
     pub min_free_disk: u64,
     /// How long a cached tag may be served while the upstream is failing; `None`: no limit.
     pub max_stale: Option<Duration>,
-    /// A fill may take this long plus one second per MiB before it is given up.
+    /// A fill may take this long plus one second per MiB (an hour at most) before it is given up.
     pub fill_timeout: Duration,
+    /// The largest blob taken from the upstream, whatever it announces.
+    pub max_blob_size: u64,
+    /// How long an upstream body may be silent; not an option (see its default), a field so
+    /// that tests can shorten it.
+    pub source_idle: Duration,
     /// A second, plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` only.
     pub admin_listen: Option<SocketAddr>,
     /// How long transfers in flight may go on after a shutdown signal.
@@ -123,6 +133,8 @@ impl Config {
             min_free_disk: DEFAULT_MIN_FREE_DISK,
             max_stale: None,
             fill_timeout: DEFAULT_FILL_TIMEOUT,
+            max_blob_size: DEFAULT_MAX_BLOB_SIZE,
+            source_idle: DEFAULT_SOURCE_IDLE,
             admin_listen: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_transfers: DEFAULT_MAX_TRANSFERS,
@@ -199,6 +211,8 @@ impl Config {
             min_free_disk: given.min_free_disk.unwrap_or(DEFAULT_MIN_FREE_DISK),
             max_stale: given.max_stale,
             fill_timeout: given.fill_timeout.unwrap_or(DEFAULT_FILL_TIMEOUT),
+            max_blob_size: given.max_blob_size.unwrap_or(DEFAULT_MAX_BLOB_SIZE),
+            source_idle: DEFAULT_SOURCE_IDLE,
             admin_listen: given.admin_listen,
             shutdown_grace: given.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             max_transfers: given.max_transfers.unwrap_or(DEFAULT_MAX_TRANSFERS),

@@ -132,10 +132,17 @@ layered! {
         #[serde(default, deserialize_with = "parse::de::duration")]
         pub shutdown_grace: Option<Duration>,
 
-        /// Time a blob fill may take, plus one second per MiB, before it is given up [default: 5m].
+        /// Time a blob fill may take, plus one second per MiB (an hour at most), before it is
+        /// given up [default: 5m].
         #[arg(long, env = "REGMIRROR_FILL_TIMEOUT", value_parser = parse::duration)]
         #[serde(default, deserialize_with = "parse::de::duration")]
         pub fill_timeout: Option<Duration>,
+
+        /// The largest blob taken from the upstream; one announced larger is refused, and a body
+        /// of unknown length is cut off past it [default: 16GiB].
+        #[arg(long, env = "REGMIRROR_MAX_BLOB_SIZE", value_parser = parse::size)]
+        #[serde(default, deserialize_with = "parse::de::size")]
+        pub max_blob_size: Option<u64>,
 
         /// Upstream transfers (new blob fills and pass-throughs) at a time; beyond it a request
         /// waits a little, then gets 503 [default: 64].

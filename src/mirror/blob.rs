@@ -16,7 +16,7 @@ use crate::body::Body;
 use crate::cache::{Failure, Fill, Lookup, Opened, Source, SourceError};
 use crate::digest::Digest;
 use crate::reference::RepoName;
-use crate::upstream::{self, BlobStream, Upstream};
+use crate::upstream::{self, BlobStream, Expect, Upstream};
 
 pub enum BlobAnswer {
     Cached {
@@ -161,7 +161,7 @@ impl Mirror {
                 }
             }
             Err(Failure::Refused(e)) => Err(refusal(&e)),
-            Err(Failure::Aborted(reason)) => Err(Error::protocol(reason)),
+            Err(Failure::Aborted(reason) | Failure::BadSize(reason)) => Err(Error::protocol(reason)),
         }
     }
 
@@ -171,11 +171,20 @@ impl Mirror {
         let permit = self.transfers.acquire(asked.requester).await.map_err(Error::Busy)?;
         let stream = self.upstream.open_blob(asked.repo, asked.digest, 0).await;
         let stream = stream.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
+        self.cache.limits().admit_size(stream.size).map_err(Error::protocol)?;
         Ok(self.relay(asked.digest, opened(stream, &Arc::new(permit))))
     }
 
+    /// Relays opened bytes whose announced size the cache's limits admitted, held to the same
+    /// bounds as a fill: the size, or the largest blob taken, and the silence allowed.
     fn relay(&self, digest: &Digest, opened: Opened) -> BlobAnswer {
-        let body = upstream::pass_through(digest.clone(), opened.size, opened.bytes, self.metrics.clone());
+        let limits = self.cache.limits();
+        let expect = Expect {
+            size: opened.size,
+            max_size: limits.max_blob_size,
+            idle: limits.source_idle,
+        };
+        let body = upstream::pass_through(digest.clone(), expect, opened.bytes, self.metrics.clone());
         BlobAnswer::Streaming {
             body,
             size: opened.size,

@@ -312,6 +312,8 @@ pub fn limits(config: &Config) -> Limits {
         max_bytes: config.max_cache_size,
         min_free_disk: config.min_free_disk,
         fill_timeout: config.fill_timeout,
+        max_blob_size: config.max_blob_size,
+        source_idle: config.source_idle,
     }
 }
 

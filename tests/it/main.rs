@@ -13,6 +13,7 @@ mod accept;
 mod access;
 mod airgap;
 mod auth;
+mod blob_sizes;
 mod blobs;
 mod concurrency;
 mod config;

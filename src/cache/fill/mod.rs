@@ -78,6 +78,10 @@ pub enum Failure {
     /// The transfer went wrong after it started: bad bytes, a short body, a dead upstream.
     #[error("blob transfer aborted: {0}")]
     Aborted(String),
+    /// The source announced a size the cache will not take: more than the largest blob it
+    /// takes. Nothing was reserved or sent, and it must not be passed through either.
+    #[error("{0}")]
+    BadSize(String),
     /// The cache cannot take the blob (no spool file, or not enough free disk); nothing was
     /// sent, so it can still be passed through.
     #[error("the cache cannot take the blob: {0}")]
