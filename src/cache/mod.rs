@@ -53,15 +53,23 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Whether a blob the source announces at `size` may be taken: never one larger than
-    /// `max_blob_size`, refused before any disk space is claimed for it.
-    pub fn admit_size(&self, size: Option<u64>) -> Result<(), String> {
-        match size {
+    /// The size to take a blob at, from what its source `announced` and what the manifest
+    /// descriptor that led to it `described`: refused, before any disk space is claimed, when
+    /// the two differ or the size is over `max_blob_size`.
+    pub fn admit_size(&self, announced: Option<u64>, described: Option<u64>) -> Result<Option<u64>, String> {
+        if let (Some(announced), Some(described)) = (announced, described) {
+            if announced != described {
+                return Err(format!(
+                    "the upstream announced {announced} bytes for a blob its manifest says has {described}"
+                ));
+            }
+        }
+        match announced.or(described) {
             Some(size) if size > self.max_blob_size => Err(format!(
-                "the upstream announced a blob of {size} bytes, more than the {} this mirror takes",
+                "a blob of {size} bytes is more than the {} this mirror takes",
                 self.max_blob_size
             )),
-            _ => Ok(()),
+            size => Ok(size),
         }
     }
 }

@@ -13,6 +13,7 @@ use super::isolation::Kind;
 use super::transfers::{Permit, Requester};
 use super::{Error, Mirror, Want};
 use crate::body::Body;
+use crate::cache::store::Link;
 use crate::cache::{Failure, Fill, Lookup, Opened, Source, SourceError};
 use crate::digest::Digest;
 use crate::reference::RepoName;
@@ -44,6 +45,15 @@ struct Asked<'a> {
     repo: &'a RepoName,
     digest: &'a Digest,
     requester: Requester,
+    /// The repository's link to the blob, if it is known to hold it.
+    link: Option<Link>,
+}
+
+impl Asked<'_> {
+    /// The size the manifest that listed the blob in this repository gives it, if one did.
+    fn described(&self) -> Option<u64> {
+        self.link.and_then(|link| link.size)
+    }
 }
 
 impl Mirror {
@@ -59,6 +69,7 @@ impl Mirror {
             repo,
             digest,
             requester,
+            link: self.cache.linked(&self.registry, repo, digest).await?,
         };
         match want {
             Want::Body => self.blob_body(&asked).await,
@@ -67,51 +78,50 @@ impl Mirror {
     }
 
     async fn blob_body(&self, asked: &Asked<'_>) -> Result<BlobAnswer, Error> {
-        let linked = self.cache.linked(&self.registry, asked.repo, asked.digest).await?;
         match self.cache.find(asked.digest).await? {
-            Lookup::Absent if !self.offline => self.fetch(asked, linked).await,
-            found => self.serve_found(asked, linked, found).await,
+            Lookup::Absent if !self.offline => self.fetch(asked).await,
+            found => self.serve_found(asked, found).await,
         }
     }
 
     /// A blob nobody is fetching: a place among the upstream transfers first, then the claim.
     /// A fill someone else started meanwhile is followed instead, even after waiting in vain
     /// for a place: following costs no transfer.
-    async fn fetch(&self, asked: &Asked<'_>, linked: bool) -> Result<BlobAnswer, Error> {
+    async fn fetch(&self, asked: &Asked<'_>) -> Result<BlobAnswer, Error> {
         let permit = match self.transfers.acquire(asked.requester).await {
             Ok(permit) => permit,
             Err(busy) => {
                 return match self.cache.find(asked.digest).await? {
                     Lookup::Absent => Err(Error::Busy(busy)),
-                    found => self.serve_found(asked, linked, found).await,
+                    found => self.serve_found(asked, found).await,
                 }
             }
         };
         match self.cache.find_or_claim(asked.digest).await? {
             // Fetched through this repository: the upstream's answer is the confirmation.
             Lookup::Claimed(claim) => {
-                let fill = claim.start(self.source(asked, permit));
+                let fill = claim.start(self.source(asked, permit), asked.described());
                 let answer = self.follow(asked, fill, Want::Body).await?;
-                self.link(asked.repo, asked.digest).await?;
+                self.link(asked.repo, asked.digest, None).await?;
                 Ok(answer)
             }
             found => {
                 drop(permit);
-                self.serve_found(asked, linked, found).await
+                self.serve_found(asked, found).await
             }
         }
     }
 
     /// What the cache holds, or another request is fetching (perhaps through another
     /// repository), is served through this one only once it is known to be here.
-    async fn serve_found(&self, asked: &Asked<'_>, linked: bool, found: Lookup) -> Result<BlobAnswer, Error> {
+    async fn serve_found(&self, asked: &Asked<'_>, found: Lookup) -> Result<BlobAnswer, Error> {
         match found {
             Lookup::Cached { file, size } => {
-                self.confirm_unless(linked, asked).await?;
+                self.confirm_unless_linked(asked).await?;
                 Ok(BlobAnswer::Cached { file, size })
             }
             Lookup::Filling(fill) => {
-                self.confirm_unless(linked, asked).await?;
+                self.confirm_unless_linked(asked).await?;
                 self.follow(asked, fill, Want::Body).await
             }
             // Only `fetch` claims, and it starts what it claims.
@@ -119,21 +129,21 @@ impl Mirror {
         }
     }
 
-    async fn confirm_unless(&self, linked: bool, asked: &Asked<'_>) -> Result<(), Error> {
-        match linked {
-            true => Ok(()),
-            false => self.confirm(asked.repo, asked.digest, Kind::Blob).await,
+    async fn confirm_unless_linked(&self, asked: &Asked<'_>) -> Result<(), Error> {
+        match asked.link {
+            Some(_) => Ok(()),
+            None => self.confirm(asked.repo, asked.digest, Kind::Blob).await,
         }
     }
 
     async fn blob_size(&self, asked: &Asked<'_>) -> Result<BlobAnswer, Error> {
         match self.cache.find(asked.digest).await? {
             Lookup::Cached { file, size } => {
-                self.confirm(asked.repo, asked.digest, Kind::Blob).await?;
+                self.confirm_unless_linked(asked).await?;
                 Ok(BlobAnswer::Cached { file, size })
             }
             Lookup::Filling(fill) => {
-                self.confirm(asked.repo, asked.digest, Kind::Blob).await?;
+                self.confirm_unless_linked(asked).await?;
                 self.follow(asked, fill, Want::Size).await
             }
             Lookup::Absent | Lookup::Claimed(_) => self.size_upstream(asked).await,
@@ -156,7 +166,7 @@ impl Mirror {
             Err(Failure::Uncacheable(reason)) => {
                 tracing::warn!(digest = %asked.digest, reason, "passing the blob through uncached");
                 match fill.take_unused() {
-                    Some(opened) => Ok(self.relay(asked.digest, opened)),
+                    Some(opened) => Ok(self.relay(asked, opened)),
                     None => self.pass_through(asked).await,
                 }
             }
@@ -171,24 +181,25 @@ impl Mirror {
         let permit = self.transfers.acquire(asked.requester).await.map_err(Error::Busy)?;
         let stream = self.upstream.open_blob(asked.repo, asked.digest, 0).await;
         let stream = stream.map_err(|e| Error::from_upstream(e, Error::BlobUnknown))?;
-        self.cache.limits().admit_size(stream.size).map_err(Error::protocol)?;
-        Ok(self.relay(asked.digest, opened(stream, &Arc::new(permit))))
+        (self.cache.limits())
+            .admit_size(stream.size, asked.described())
+            .map_err(Error::protocol)?;
+        Ok(self.relay(asked, opened(stream, &Arc::new(permit))))
     }
 
     /// Relays opened bytes whose announced size the cache's limits admitted, held to the same
-    /// bounds as a fill: the size, or the largest blob taken, and the silence allowed.
-    fn relay(&self, digest: &Digest, opened: Opened) -> BlobAnswer {
+    /// bounds as a fill: the size (announced, or described), or the largest blob taken, and
+    /// the silence allowed.
+    fn relay(&self, asked: &Asked<'_>, opened: Opened) -> BlobAnswer {
         let limits = self.cache.limits();
+        let size = opened.size.or(asked.described());
         let expect = Expect {
-            size: opened.size,
+            size,
             max_size: limits.max_blob_size,
             idle: limits.source_idle,
         };
-        let body = upstream::pass_through(digest.clone(), expect, opened.bytes, self.metrics.clone());
-        BlobAnswer::Streaming {
-            body,
-            size: opened.size,
-        }
+        let body = upstream::pass_through(asked.digest.clone(), expect, opened.bytes, self.metrics.clone());
+        BlobAnswer::Streaming { body, size }
     }
 
     /// The fill's source: always through this repository, and through the registry again on

@@ -163,7 +163,7 @@ impl Mirror {
             return Ok(answer(resolved.digest, cached, source));
         }
         if let (Want::Size, Some((media_type, size))) = (want, resolved.head) {
-            self.link(repo, &resolved.digest).await?;
+            self.link(repo, &resolved.digest, None).await?;
             return Ok(ManifestAnswer {
                 digest: resolved.digest,
                 media_type,

@@ -1,15 +1,17 @@
 //! Upstream sizes are not taken on trust (README, `--max-blob-size`; docs/protocol.md §10): a
 //! blob announced larger than the largest the mirror takes is refused before any disk space is
 //! claimed, a body of unknown length is cut off past it, and a pass-through whose upstream
-//! goes silent is given up on instead of holding its transfer's place for ever.
+//! goes silent is given up on instead of holding its transfer's place for ever. A blob's size
+//! in the manifest that lists it bounds it too: an upstream that says otherwise is refused.
 
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
+use serde_json::json;
 
 use crate::support::content::{random_bytes, Blob, MIB};
 use crate::support::mirror::assert_not_delivered;
-use crate::support::{poll_until, FakeRegistry, Fault, Gate, Mirror, Target};
+use crate::support::{poll_until, FakeRegistry, Fault, Gate, Mirror, Target, OCI_MANIFEST};
 
 const REPO: &str = "library/postgres";
 const MAX_BLOB: u64 = MIB as u64;
@@ -131,4 +133,63 @@ async fn a_silent_pass_through_upstream_is_cut_off_after_the_idle_timeout() {
     mirror.get(&blob_path(&next)).await.assert_blob(&next);
     assert!(!mirror.data_dir().has_blob(&next.digest), "passed through, not cached");
     gate.open();
+}
+
+/// An image whose manifest gives its second layer one byte more than the blob has.
+fn image_with_a_missized_layer(fake: &FakeRegistry) -> [Blob; 3] {
+    let blobs = [64 * 1024, 32 * 1024, 16 * 1024].map(|size| Blob::new(random_bytes(size)));
+    let descriptor = |blob: &Blob, size: usize| json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": blob.digest, "size": size });
+    let [config, wrong, chunked] = &blobs;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(config, config.bytes.len()),
+        "layers": [descriptor(wrong, wrong.bytes.len() + 1), descriptor(chunked, chunked.bytes.len())],
+    });
+    for blob in &blobs {
+        fake.add_blob(REPO, blob.bytes.clone());
+    }
+    fake.fail_always(Target::reference(&chunked.digest), Fault::Unsized);
+    fake.add_manifest(REPO, "1", OCI_MANIFEST, serde_json::to_vec(&manifest).expect("JSON"));
+    blobs
+}
+
+/// Once the mirror has the manifest, a layer the upstream sizes otherwise than the manifest
+/// does is a 502, never cached, though its bytes match its digest; one the upstream sends
+/// without a length is served with the manifest's; the rest is served and cached as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_whose_upstream_size_differs_from_its_descriptor_is_a_502_and_not_cached() {
+    let fake = FakeRegistry::start().await;
+    let [config, wrong, chunked] = image_with_a_missized_layer(&fake);
+    let mirror = Mirror::start(&fake).await;
+    assert_eq!(
+        mirror.get_manifest(&format!("/v2/{REPO}/manifests/1")).await.status,
+        StatusCode::OK
+    );
+
+    let reply = mirror.get(&blob_path(&wrong)).await;
+    reply.assert_error(502, "UNAVAILABLE");
+    let message = reply.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let expected = format!(
+        "{} bytes for a blob its manifest says has {}",
+        wrong.bytes.len(),
+        wrong.bytes.len() + 1
+    );
+    assert!(message.contains(&expected), "{message}");
+    assert!(mirror.data_dir().tmp_files().is_empty(), "a spool was made");
+    assert!(!mirror.data_dir().has_blob(&wrong.digest));
+
+    let reply = mirror.get(&blob_path(&chunked)).await;
+    assert_eq!(
+        reply.header("content-length"),
+        Some(chunked.bytes.len().to_string().as_str())
+    );
+    reply.assert_blob(&chunked);
+    mirror.get(&blob_path(&config)).await.assert_blob(&config);
+    for blob in [&chunked, &config] {
+        assert!(mirror.data_dir().committed(&blob.digest).await, "{}", blob.digest);
+    }
 }

@@ -25,6 +25,8 @@ const MAX_STRETCH: Duration = Duration::from_secs(3600);
 pub(super) struct Task {
     cache: Arc<Cache>,
     digest: Digest,
+    /// The size the manifest descriptor that led to the blob gives, when known.
+    described: Option<u64>,
     fill: Arc<Fill>,
 }
 
@@ -44,8 +46,13 @@ enum Pumped {
 }
 
 impl Task {
-    pub(super) fn new(cache: Arc<Cache>, digest: Digest, fill: Arc<Fill>) -> Task {
-        Task { cache, digest, fill }
+    pub(super) fn new(cache: Arc<Cache>, digest: Digest, described: Option<u64>, fill: Arc<Fill>) -> Task {
+        Task {
+            cache,
+            digest,
+            described,
+            fill,
+        }
     }
 
     pub(super) async fn run(self, source: impl Source) {
@@ -76,8 +83,10 @@ impl Task {
     /// Fetches the blob into the spool: the verified spool and its size, ready to commit.
     async fn transfer(&self, source: &impl Source) -> Result<(TempFile, u64), Failure> {
         let opened = source.open(0).await.map_err(Failure::Refused)?;
-        self.cache.limits.admit_size(opened.size).map_err(Failure::BadSize)?;
-        let temp = match self.spool(opened.size).await {
+        let size = (self.cache.limits)
+            .admit_size(opened.size, self.described)
+            .map_err(Failure::BadSize)?;
+        let temp = match self.spool(size).await {
             Ok(temp) => temp,
             Err(failure) => {
                 *self.fill.unused.locked() = Some(opened);
@@ -85,7 +94,6 @@ impl Task {
             }
         };
         let file = temp.writer().map_err(|e| spool_error(&e))?;
-        let size = opened.size;
         // A spool of unknown length claimed no space up front: it watches the disk as it grows.
         let keep_free = size.is_none().then_some(self.cache.limits.min_free_disk);
         let hasher = Hasher::new(self.digest.algorithm());

@@ -26,6 +26,7 @@ use crate::digest::{Algorithm, Digest};
 
 mod links;
 mod tags;
+pub use links::Link;
 pub use tags::{StoredTag, TagRecord};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
