@@ -84,6 +84,8 @@ pub struct Metrics {
     pub connections_open: Gauge,
     connections_refused: Family<CapLabels, Counter>,
     connections_timed_out: Family<DeadlineLabels, Counter>,
+    pub transfer_waits: Counter,
+    transfer_refusals: Family<CapLabels, Counter>,
     cache_bytes: Gauge,
     cache_entries: Gauge,
     ratelimit_remaining: Gauge,
@@ -139,11 +141,19 @@ impl Default for Metrics {
             connections_open: r.add("regmirror_connections_open", "Client connections open"),
             connections_refused: r.add(
                 "regmirror_connections_refused",
-                "Connections closed as accepted, by the cap they would have passed (total, client)",
+                "Connections closed as accepted, by the cap they would have passed (address, overall)",
             ),
             connections_timed_out: r.add(
                 "regmirror_connections_timed_out",
                 "Connections closed for missing a deadline (first_request, idle)",
+            ),
+            transfer_waits: r.add(
+                "regmirror_transfer_waits",
+                "Requests that waited for an upstream transfer to end, the transfers being at their cap",
+            ),
+            transfer_refusals: r.add(
+                "regmirror_transfer_refusals",
+                "Requests refused after that wait, by the cap that stopped them (address or overall)",
             ),
             cache_bytes: r.add("regmirror_cache_bytes", "Bytes of cached content"),
             cache_entries: r.add("regmirror_cache_entries", "Pieces of cached content"),
@@ -158,6 +168,15 @@ impl Default for Metrics {
         // and a dashboard's ratio of the two has both sides.
         for origin in [Origin::Cache, Origin::Upstream] {
             metrics.served(origin, 0);
+        }
+        for cap in ["address", "overall"] {
+            metrics.transfer_refusals.get_or_create(&CapLabels { cap }).inc_by(0);
+            metrics.connections_refused.get_or_create(&CapLabels { cap }).inc_by(0);
+        }
+        for deadline in ["first_request", "idle"] {
+            (metrics.connections_timed_out)
+                .get_or_create(&DeadlineLabels { deadline })
+                .inc_by(0);
         }
         metrics
     }
@@ -227,6 +246,11 @@ impl Metrics {
         self.bytes_served
             .get_or_create(&OriginLabels { source: origin.label() })
             .inc_by(bytes);
+    }
+
+    /// Counts a transfer refused at `cap` (`address` or `overall`).
+    pub fn refused_transfer(&self, cap: &'static str) {
+        self.transfer_refusals.get_or_create(&CapLabels { cap }).inc();
     }
 
     pub fn bytes_served_from(&self, origin: Origin) -> u64 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::metrics::{Metrics, Origin, Snapshot, TaggedImage};
-use crate::mirror::{self, Mirror};
+use crate::mirror::{self, Mirror, Transfers};
 use crate::reference::Registry;
 use crate::upstream::Health;
 
@@ -43,10 +43,11 @@ impl Registries {
     pub fn new(config: &Config) -> io::Result<Registries> {
         let metrics = Arc::new(Metrics::default());
         let cache = Arc::new(Cache::load(&config.data_dir, mirror::limits(config), metrics.clone())?);
+        let transfers = Transfers::new(mirror::transfer_limits(config), metrics.clone());
         let mirrors = config
             .all_registries()
             .iter()
-            .map(|registry| Mirror::on(registry, config, cache.clone(), metrics.clone()))
+            .map(|registry| Mirror::on(registry, config, cache.clone(), metrics.clone(), transfers.clone()))
             .collect::<io::Result<Vec<_>>>()?;
         for mirror in &mirrors {
             tracing::info!(registry = %mirror.registry(), upstream = %mirror.upstream().base(), "mirroring");

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use super::docker_save::{self, Hashed};
 use super::layout;
 use super::staging::{self, Staging};
-use crate::cache::store::{Store, TagRecord};
+use crate::cache::store::{Link, Store, TagRecord};
 use crate::cache::vouched;
 use crate::digest::Digest;
 use crate::image::{self, Descriptor, Node};
@@ -215,17 +215,21 @@ fn saved_file(bundle: &Staging<'_>, entry: &str) -> Result<Hashed, Error> {
 /// is served under that name (offline too) and no other.
 async fn link_image(store: &Store, image: &ImageRef, top: &Digest, manifests: &[(Digest, String)]) -> io::Result<()> {
     let registry = Registry::docker_hub();
-    let mut pending = vec![top.clone()];
+    let mut pending = vec![(top.clone(), None)];
     let mut seen = HashSet::new();
-    while let Some(digest) = pending.pop() {
+    while let Some((digest, size)) = pending.pop() {
         if !seen.insert(digest.clone()) {
             continue;
         }
-        store.link(&registry, &image.repo, &digest).await?;
+        store.link(&registry, &image.repo, &digest, Link { size }).await?;
         if let Some((_, media_type)) = manifests.iter().find(|(d, _)| *d == digest) {
             let bytes = store.read_manifest(&digest).await.map_err(io::Error::from)?;
             let bytes = bytes.unwrap_or_default();
-            pending.extend(vouched(media_type, &bytes).into_iter().map(|d| d.digest));
+            pending.extend(
+                vouched(media_type, &bytes)
+                    .into_iter()
+                    .map(|d| (d.digest, Some(d.size))),
+            );
         }
     }
     Ok(())

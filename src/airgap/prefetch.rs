@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use super::progress::Bars;
 use crate::digest::Digest;
 use crate::image::{self, Descriptor, Node, Platforms};
-use crate::mirror::{self, BlobAnswer, Mirror, Want};
+use crate::mirror::{self, BlobAnswer, Mirror, Requester, Want};
 use crate::reference::{self, ImageRef, Reference, RepoName};
 
 #[derive(Debug, thiserror::Error)]
@@ -214,7 +214,10 @@ impl Job {
     /// Fetches one blob unless it is cached; whether it was fetched now.
     async fn blob(&self, repo: &RepoName, blob: &Descriptor, bar: &ProgressBar) -> Result<bool, Error> {
         let _permit = self.permits.acquire().await;
-        let fill = match self.mirror.blob(repo, &blob.digest, Want::Body).await? {
+        let asked = self
+            .mirror
+            .blob(repo, &blob.digest, Want::Body, Requester::this_process());
+        let fill = match asked.await? {
             BlobAnswer::Cached { .. } => {
                 self.advance(bar, blob.size);
                 return Ok(false);

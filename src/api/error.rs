@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::access::Refusal;
 use crate::body::{self, Body};
 use crate::digest;
-use crate::mirror;
+use crate::mirror::{self, Busy, Cap};
 use crate::upstream;
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ impl Error {
             })) => {
                 response = response.header(RETRY_AFTER, value.clone());
             }
-            Error::TooManyFailures { retry_after } => {
+            Error::TooManyFailures { retry_after } | Error::Mirror(mirror::Error::Busy(Busy { retry_after, .. })) => {
                 response = response.header(RETRY_AFTER, retry_after.as_secs());
             }
             Error::Unauthorized(_) => {
@@ -117,6 +117,12 @@ fn mirror_status(error: &mirror::Error) -> (StatusCode, &'static str) {
         mirror::Error::ManifestTooLarge(_) => (StatusCode::INTERNAL_SERVER_ERROR, "MANIFEST_INVALID"),
         mirror::Error::Upstream(e) => upstream_status(e),
         mirror::Error::Cache(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+        // One client asking for too much is that client's to slow down; a mirror busy with
+        // everyone's transfers is unavailable for a while.
+        mirror::Error::Busy(busy) => match busy.cap {
+            Cap::Address => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+            Cap::Overall => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        },
     }
 }
 
@@ -207,6 +213,26 @@ mod tests {
             502,
             "UNAVAILABLE",
         );
+    }
+
+    #[test]
+    fn transfer_caps_answer_429_for_the_address_and_503_for_the_mirror_with_retry_after() {
+        for (cap, status, code) in [
+            (Cap::Address, 429, "TOOMANYREQUESTS"),
+            (Cap::Overall, 503, "UNAVAILABLE"),
+        ] {
+            let busy = Busy {
+                cap,
+                limit: 16,
+                retry_after: std::time::Duration::from_secs(10),
+            };
+            let e = Error::from(mirror::Error::Busy(busy));
+            assert_eq!(
+                e.status_and_code(),
+                (StatusCode::from_u16(status).expect("status"), code)
+            );
+            assert_eq!(e.into_response().headers()[RETRY_AFTER], "10");
+        }
     }
 
     #[test]

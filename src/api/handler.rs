@@ -18,7 +18,7 @@ use crate::body::{self, Body};
 use crate::digest::Digest;
 use crate::manifest;
 use crate::metrics::TaggedImage;
-use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Source, TagList, Want};
+use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Requester, Source, TagList, Want};
 use crate::reference::{Reference, Registry};
 use crate::registries::Registries;
 
@@ -41,7 +41,7 @@ where
     let response = match route {
         Ok(Route::Token) => token::answer(app, peer, request, body).await,
         Ok(route) => match admit(app, &route, peer, request).await {
-            Ok(identity) => respond(app, route, identity.as_ref(), request).await,
+            Ok(identity) => respond(app, route, identity.as_ref(), peer, request).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -110,6 +110,7 @@ async fn respond(
     app: &App,
     route: Route,
     identity: Option<&Identity>,
+    peer: &Peer,
     request: &Parts,
 ) -> Result<Response<Body>, Error> {
     let registries = &app.registries;
@@ -153,7 +154,10 @@ async fn respond(
             manifest_response(answer, head)
         }
         Route::Blob { registry, repo, digest } => {
-            let answer = mirror(registries, &registry)?.blob(&repo, &digest, want).await?;
+            let requester = Requester::client(peer.ip);
+            let answer = mirror(registries, &registry)?
+                .blob(&repo, &digest, want, requester)
+                .await?;
             blob_response(answer, &digest, &request.headers, head)
         }
         Route::Tags { registry, repo } => {

@@ -145,6 +145,8 @@ mod tests {
             min_free_disk: 0,
             fill_timeout: Duration::from_secs(5),
             manifest_memory,
+            max_blob_size: 1 << 30,
+            source_idle: Duration::from_secs(60),
         };
         Index::new(store, &limits, metrics)
     }

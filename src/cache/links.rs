@@ -1,13 +1,14 @@
 //! The cache's side of repository links (`store/links`): the links known to exist kept in
-//! memory, so that a warm request checks one in-memory set, and the links of a cache written
-//! before they existed made once from its tag records.
+//! memory, so that a warm request checks one in-memory map, and the links of a cache written
+//! before they existed made once from its tag records. A link made from a manifest keeps the
+//! size its descriptor gives, which bounds the blob's fill.
 
 use std::collections::HashMap;
 use std::io;
 
 use sha2::{Digest as _, Sha256};
 
-use super::store::{ReadError, Scanned, Store};
+use super::store::{Link, ReadError, Scanned, Store};
 use super::Cache;
 use crate::digest::Digest;
 use crate::image::{Descriptor, Node};
@@ -20,7 +21,7 @@ const KNOWN_LINKS: u64 = 100_000;
 
 /// Links known to exist, by a hash of (registry, repository, digest): a fixed-size key that
 /// a request's borrowed names can be looked up by without building an owned tuple.
-pub(super) struct Links(moka::sync::Cache<[u8; 16], ()>);
+pub(super) struct Links(moka::sync::Cache<[u8; 16], Link>);
 
 impl Default for Links {
     fn default() -> Links {
@@ -44,26 +45,36 @@ fn key(registry: &Registry, repo: &RepoName, digest: &Digest) -> [u8; 16] {
 }
 
 impl Cache {
-    /// Whether `registry`/`repo` is known to hold `digest`.
-    pub async fn linked(&self, registry: &Registry, repo: &RepoName, digest: &Digest) -> io::Result<bool> {
+    /// The link saying `registry`/`repo` holds `digest`, if there is one.
+    pub async fn linked(&self, registry: &Registry, repo: &RepoName, digest: &Digest) -> io::Result<Option<Link>> {
         let key = key(registry, repo, digest);
-        if self.links.0.contains_key(&key) {
-            return Ok(true);
+        if let Some(link) = self.links.0.get(&key) {
+            return Ok(Some(link));
         }
         let linked = self.store.linked(registry, repo, digest).await?;
-        if linked {
-            self.links.0.insert(key, ());
+        if let Some(link) = linked {
+            self.links.0.insert(key, link);
         }
         Ok(linked)
     }
 
-    /// Records that `registry`/`repo` holds `digest`.
-    pub async fn link(&self, registry: &Registry, repo: &RepoName, digest: &Digest) -> io::Result<()> {
-        let key = key(registry, repo, digest);
-        if !self.links.0.contains_key(&key) {
-            self.store.link(registry, repo, digest).await?;
-            self.links.0.insert(key, ());
+    /// Records that `registry`/`repo` holds `digest`, of `size` when a manifest said. A link
+    /// that exists stands, unless this gives it a size it lacked or another one (a manifest
+    /// pulled later): a link made without one never drops a size.
+    pub async fn link(
+        &self,
+        registry: &Registry,
+        repo: &RepoName,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> io::Result<()> {
+        let known = self.linked(registry, repo, digest).await?;
+        if known.is_some_and(|link| size.is_none() || link.size == size) {
+            return Ok(());
         }
+        let link = Link { size };
+        self.store.link(registry, repo, digest, link).await?;
+        self.links.0.insert(key(registry, repo, digest), link);
         Ok(())
     }
 }
@@ -86,13 +97,13 @@ pub(super) fn build_from_tags(store: &Store, content: &[Scanned]) -> io::Result<
         .filter_map(|c| Some((&c.digest, c.media_type.as_deref()?)))
         .collect();
     for tag in store.tags()? {
-        let mut pending = vec![tag.record.digest.clone()];
+        let mut pending = vec![(tag.record.digest.clone(), None)];
         let mut seen = std::collections::HashSet::new();
-        while let Some(digest) = pending.pop() {
+        while let Some((digest, size)) = pending.pop() {
             if !seen.insert(digest.clone()) {
                 continue;
             }
-            store.link_blocking(&tag.registry, &tag.repo, &digest)?;
+            store.link_blocking(&tag.registry, &tag.repo, &digest, Link { size })?;
             if let Some(media_type) = media_types.get(&digest) {
                 let bytes = match store.read_manifest_blocking(&digest) {
                     Ok(bytes) => bytes.unwrap_or_default(),
@@ -100,7 +111,11 @@ pub(super) fn build_from_tags(store: &Store, content: &[Scanned]) -> io::Result<
                     Err(ReadError::TooLarge(_)) => Vec::new(),
                     Err(ReadError::Io(e)) => return Err(e),
                 };
-                pending.extend(vouched(media_type, &bytes).into_iter().map(|d| d.digest));
+                pending.extend(
+                    vouched(media_type, &bytes)
+                        .into_iter()
+                        .map(|d| (d.digest, Some(d.size))),
+                );
             }
         }
     }
@@ -157,6 +172,8 @@ mod tests {
             min_free_disk: 0,
             fill_timeout: Duration::from_secs(5),
             manifest_memory: 1 << 20,
+            max_blob_size: 1 << 30,
+            source_idle: Duration::from_secs(60),
         };
         Cache::load(dir, limits, Arc::new(Metrics::default())).expect("load")
     }
@@ -183,12 +200,44 @@ mod tests {
         assert!(!store.links_built());
 
         let cache = load(dir.path());
-        for held in [&digest, &config, &layer] {
-            assert!(cache.linked(&hub, &repo, held).await.expect("linked"), "{held}");
+        let linked = |digest| cache.linked(&hub, &repo, digest);
+        assert_eq!(linked(&digest).await.expect("linked"), Some(Link { size: None }));
+        for held in [&config, &layer] {
+            let link = linked(held).await.expect("linked");
+            assert_eq!(link, Some(Link { size: Some(1) }), "{held}: the descriptor's size");
         }
-        assert!(!cache.linked(&hub, &repo, &foreign).await.expect("linked"));
+        assert_eq!(linked(&foreign).await.expect("linked"), None);
         let other = RepoName::on(&hub, "other").expect("repo");
-        assert!(!cache.linked(&hub, &other, &digest).await.expect("linked"));
+        assert_eq!(cache.linked(&hub, &other, &digest).await.expect("linked"), None);
         assert!(store.links_built(), "done once");
+    }
+
+    /// A link made without a size (a blob fetched or confirmed through the repository) keeps
+    /// the size a manifest gave it, in memory and on disk; a manifest's size replaces it.
+    #[tokio::test]
+    async fn a_link_keeps_its_descriptor_size_until_a_manifest_gives_another() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = Registry::docker_hub();
+        let repo = RepoName::on(&hub, "app").expect("repo");
+        let digest = Digest::sha256_of(b"layer");
+        let cache = load(dir.path());
+        cache.link(&hub, &repo, &digest, None).await.expect("link");
+        cache.link(&hub, &repo, &digest, Some(5)).await.expect("link");
+        cache.link(&hub, &repo, &digest, None).await.expect("link");
+        assert_eq!(
+            cache.linked(&hub, &repo, &digest).await.expect("linked"),
+            Some(Link { size: Some(5) })
+        );
+        let reloaded = load(dir.path());
+        reloaded.link(&hub, &repo, &digest, None).await.expect("link");
+        assert_eq!(
+            reloaded.linked(&hub, &repo, &digest).await.expect("linked"),
+            Some(Link { size: Some(5) })
+        );
+        reloaded.link(&hub, &repo, &digest, Some(6)).await.expect("link");
+        assert_eq!(
+            load(dir.path()).linked(&hub, &repo, &digest).await.expect("linked"),
+            Some(Link { size: Some(6) })
+        );
     }
 }

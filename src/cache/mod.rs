@@ -44,10 +44,36 @@ pub struct Limits {
     pub max_bytes: Option<u64>,
     /// Free space a fill must leave on the file system.
     pub min_free_disk: u64,
-    /// A fill's time limit is this plus one second per MiB of blob.
+    /// A fill's time limit is this plus one second per MiB of blob (an hour at most).
     pub fill_timeout: Duration,
     /// Memory for the bytes of manifests served without reading their files.
     pub manifest_memory: u64,
+    /// The largest blob a fill takes, whatever the source announces.
+    pub max_blob_size: u64,
+    /// How long a source may be silent before it is given up on (and resumed).
+    pub source_idle: Duration,
+}
+
+impl Limits {
+    /// The size to take a blob at, from what its source `announced` and what the manifest
+    /// descriptor that led to it `described`: refused, before any disk space is claimed, when
+    /// the two differ or the size is over `max_blob_size`.
+    pub fn admit_size(&self, announced: Option<u64>, described: Option<u64>) -> Result<Option<u64>, String> {
+        if let (Some(announced), Some(described)) = (announced, described) {
+            if announced != described {
+                return Err(format!(
+                    "the upstream announced {announced} bytes for a blob its manifest says has {described}"
+                ));
+            }
+        }
+        match announced.or(described) {
+            Some(size) if size > self.max_blob_size => Err(format!(
+                "a blob of {size} bytes is more than the {} this mirror takes",
+                self.max_blob_size
+            )),
+            size => Ok(size),
+        }
+    }
 }
 
 /// Where a blob stands.
@@ -259,6 +285,8 @@ mod tests {
             min_free_disk: 0,
             fill_timeout: Duration::from_secs(5),
             manifest_memory: 1 << 20,
+            max_blob_size: 1 << 30,
+            source_idle: Duration::from_secs(60),
         };
         Arc::new(Cache::load(dir, limits, Arc::new(Metrics::default())).expect("load"))
     }

@@ -40,6 +40,17 @@ const DEFAULT_CONNECTIONS: ConnectionLimits = ConnectionLimits {
     first_request_timeout: Duration::from_secs(10),
     idle_timeout: Duration::from_secs(60),
 };
+const DEFAULT_MAX_BLOB_SIZE: u64 = 16 << 30;
+/// A silent upstream body is given up on after this long (a fill resumes it, a pass-through
+/// fails): long enough for a CDN that pauses, short enough that a dead connection does not
+/// hold a transfer's place for the whole fill timeout.
+const DEFAULT_SOURCE_IDLE: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_TRANSFERS: usize = 64;
+const DEFAULT_MAX_TRANSFERS_PER_ADDRESS: usize = 16;
+/// How long a request waits for an upstream transfer to end when the caps are reached: long
+/// enough to ride out a burst of small blobs, short enough that a client is told (and can
+/// back off) well within its own timeouts.
+const DEFAULT_TRANSFER_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -80,13 +91,24 @@ pub struct Config {
     pub min_free_disk: u64,
     /// How long a cached tag may be served while the upstream is failing; `None`: no limit.
     pub max_stale: Option<Duration>,
-    /// A fill may take this long plus one second per MiB before it is given up.
+    /// A fill may take this long plus one second per MiB (an hour at most) before it is given up.
     pub fill_timeout: Duration,
+    /// The largest blob taken from the upstream, whatever it announces.
+    pub max_blob_size: u64,
+    /// How long an upstream body may be silent; not an option (see its default), a field so
+    /// that tests can shorten it.
+    pub source_idle: Duration,
     /// A second, plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` only.
     pub admin_listen: Option<SocketAddr>,
     /// How long transfers in flight may go on after a shutdown signal.
     pub shutdown_grace: Duration,
     pub connections: ConnectionLimits,
+    /// Upstream transfers (fills and pass-throughs) at a time, overall and per client address.
+    pub max_transfers: usize,
+    pub max_transfers_per_address: usize,
+    /// How long a request waits for a transfer to end beyond those caps; not an option (see
+    /// its default), a field so that tests can shorten it.
+    pub transfer_wait: Duration,
     pub credentials: Option<Credentials>,
     /// Who may pull what; everything is open when nothing in it is set.
     pub access: AccessConfig,
@@ -141,9 +163,14 @@ impl Config {
             min_free_disk: DEFAULT_MIN_FREE_DISK,
             max_stale: None,
             fill_timeout: DEFAULT_FILL_TIMEOUT,
+            max_blob_size: DEFAULT_MAX_BLOB_SIZE,
+            source_idle: DEFAULT_SOURCE_IDLE,
             admin_listen: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             connections: DEFAULT_CONNECTIONS,
+            max_transfers: DEFAULT_MAX_TRANSFERS,
+            max_transfers_per_address: DEFAULT_MAX_TRANSFERS_PER_ADDRESS,
+            transfer_wait: DEFAULT_TRANSFER_WAIT,
             credentials: None,
             registries: Vec::new(),
             access: AccessConfig::default(),
@@ -217,18 +244,23 @@ impl Config {
             min_free_disk: given.min_free_disk.unwrap_or(DEFAULT_MIN_FREE_DISK),
             max_stale: given.max_stale,
             fill_timeout: given.fill_timeout.unwrap_or(DEFAULT_FILL_TIMEOUT),
+            max_blob_size: given.max_blob_size.unwrap_or(DEFAULT_MAX_BLOB_SIZE),
+            source_idle: DEFAULT_SOURCE_IDLE,
             admin_listen: given.admin_listen,
             shutdown_grace: given.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             connections: ConnectionLimits {
                 max_open: given
                     .max_connections
                     .map_or(DEFAULT_CONNECTIONS.max_open, NonZeroUsize::get),
-                max_per_client: (given.max_client_connections)
+                max_per_client: (given.max_connections_per_address)
                     .map_or(DEFAULT_CONNECTIONS.max_per_client, NonZeroUsize::get),
                 first_request_timeout: (given.first_request_timeout)
                     .unwrap_or(DEFAULT_CONNECTIONS.first_request_timeout),
                 idle_timeout: given.idle_timeout.unwrap_or(DEFAULT_CONNECTIONS.idle_timeout),
             },
+            max_transfers: given.max_transfers.unwrap_or(DEFAULT_MAX_TRANSFERS),
+            max_transfers_per_address: (given.max_transfers_per_address).unwrap_or(DEFAULT_MAX_TRANSFERS_PER_ADDRESS),
+            transfer_wait: DEFAULT_TRANSFER_WAIT,
             credentials: given.upstream_credentials,
             registries: (given.registries.into_iter().flatten())
                 .map(FileRegistry::validate)

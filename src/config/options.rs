@@ -143,8 +143,8 @@ layered! {
         pub max_connections: Option<NonZeroUsize>,
 
         /// Connections open at once from one IPv4 address or IPv6 /64 [default: 256].
-        #[arg(long, env = "REGMIRROR_MAX_CLIENT_CONNECTIONS")]
-        pub max_client_connections: Option<NonZeroUsize>,
+        #[arg(long, env = "REGMIRROR_MAX_CONNECTIONS_PER_ADDRESS")]
+        pub max_connections_per_address: Option<NonZeroUsize>,
 
         /// Time from accept to a connection's first request, TLS handshake included [default: 10s].
         #[arg(long, env = "REGMIRROR_FIRST_REQUEST_TIMEOUT", value_parser = parse::duration)]
@@ -156,10 +156,29 @@ layered! {
         #[serde(default, deserialize_with = "parse::de::duration")]
         pub idle_timeout: Option<Duration>,
 
-        /// Time a blob fill may take, plus one second per MiB, before it is given up [default: 5m].
+        /// Time a blob fill may take, plus one second per MiB (an hour at most), before it is
+        /// given up [default: 5m].
         #[arg(long, env = "REGMIRROR_FILL_TIMEOUT", value_parser = parse::duration)]
         #[serde(default, deserialize_with = "parse::de::duration")]
         pub fill_timeout: Option<Duration>,
+
+        /// The largest blob taken from the upstream; one announced larger is refused, and a body
+        /// of unknown length is cut off past it [default: 16GiB].
+        #[arg(long, env = "REGMIRROR_MAX_BLOB_SIZE", value_parser = parse::size)]
+        #[serde(default, deserialize_with = "parse::de::size")]
+        pub max_blob_size: Option<u64>,
+
+        /// Upstream transfers (new blob fills and pass-throughs) at a time; beyond it a request
+        /// waits a little, then gets 503 [default: 64].
+        #[arg(long, env = "REGMIRROR_MAX_TRANSFERS", value_parser = parse::count)]
+        #[serde(default, deserialize_with = "parse::de::count")]
+        pub max_transfers: Option<usize>,
+
+        /// Upstream transfers at a time for one client address (an IPv6 /64); beyond it a
+        /// request waits a little, then gets 429 [default: 16].
+        #[arg(long, env = "REGMIRROR_MAX_TRANSFERS_PER_ADDRESS", value_parser = parse::count)]
+        #[serde(default, deserialize_with = "parse::de::count")]
+        pub max_transfers_per_address: Option<usize>,
 
         /// Never contact the upstream: serve only what the cache holds (air-gapped sites).
         #[arg(long, env = "REGMIRROR_OFFLINE", value_parser = BoolishValueParser::new())]

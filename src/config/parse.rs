@@ -32,6 +32,15 @@ pub fn size(value: &str) -> Result<u64, String> {
         .map_err(|e| format!("{e} (expected a number with an optional unit: B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)"))
 }
 
+/// A whole number from 1 up: how many of something may run at a time.
+pub fn count(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e} (expected a whole number from 1 up)")),
+    }
+}
+
 pub fn addr(value: &str) -> Result<SocketAddr, String> {
     value
         .parse()
@@ -88,6 +97,24 @@ pub mod de {
 
     pub fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         optional(d, super::size)
+    }
+
+    /// A TOML integer, or a string as the flag would take it.
+    pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        let text = match Option::<Raw>::deserialize(d)? {
+            None => return Ok(None),
+            Some(Raw::Number(n)) => n.to_string(),
+            Some(Raw::Text(text)) => text,
+        };
+        super::count(&text)
+            .map(Some)
+            .map_err(|reason| invalid::<D>(&text, reason))
     }
 
     pub fn addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {

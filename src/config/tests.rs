@@ -187,6 +187,24 @@ fn bad_file_values_name_the_key() {
         .ends_with("registries[0].url: invalid value 'https://r.lan/v2': a path prefix is not supported"));
 }
 
+/// The transfer caps are whole numbers from 1 up: a TOML integer in the file, a flag's text.
+#[test]
+fn transfer_caps_are_counts_from_one_up() {
+    let (_dir, path) = config_file("max_transfers = 8\nmax_transfers_per_address = \"2\"\n");
+    let config = from_file(&path).expect("valid");
+    assert_eq!((config.max_transfers, config.max_transfers_per_address), (8, 2));
+    let (_dir, path) = config_file("max_transfers = 0\n");
+    let err = from_file(&path).expect_err("zero").to_string();
+    assert!(
+        err.ends_with("max_transfers: invalid value '0': must be at least 1"),
+        "{err}"
+    );
+    assert_eq!(
+        refused(&["regmirror", "serve", "--max-transfers-per-address", "many"]).as_deref(),
+        Some("invalid --max-transfers-per-address 'many': invalid digit found in string (expected a whole number from 1 up)")
+    );
+}
+
 #[test]
 fn syntax_errors_say_the_line_on_one_line() {
     let (_dir, path) = config_file("offline = true\n\nlisten = \"[::]:5000\n");

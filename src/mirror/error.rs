@@ -4,6 +4,7 @@
 
 use std::io;
 
+use super::transfers::{Busy, Cap};
 use crate::cache::store;
 use crate::upstream;
 
@@ -29,6 +30,21 @@ pub enum Error {
     ManifestTooLarge(store::TooLarge),
     #[error("cache i/o failed: {0}")]
     Cache(#[from] io::Error),
+    /// Too many upstream transfers under way, for the client's address or in all.
+    #[error("{}", busy_message(.0))]
+    Busy(Busy),
+}
+
+fn busy_message(busy: &Busy) -> String {
+    let whose = match busy.cap {
+        Cap::Address => "for this client address",
+        Cap::Overall => "on this mirror",
+    };
+    format!(
+        "{} upstream transfers are already under way {whose}, the most allowed; try again in {} s",
+        busy.limit,
+        busy.retry_after.as_secs()
+    )
 }
 
 impl From<store::ReadError> for Error {

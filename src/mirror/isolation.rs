@@ -31,7 +31,7 @@ impl Mirror {
     /// Makes sure `repo` holds `digest` before anything of it is served: a link says so, or
     /// (online) the upstream confirms it now through this repository.
     pub(super) async fn confirm(&self, repo: &RepoName, digest: &Digest, kind: Kind) -> Result<(), Error> {
-        if self.cache.linked(&self.registry, repo, digest).await? {
+        if self.cache.linked(&self.registry, repo, digest).await?.is_some() {
             return Ok(());
         }
         if self.offline {
@@ -47,30 +47,32 @@ impl Mirror {
         };
         confirmed.map_err(|e| Error::from_upstream(e, kind.unknown(false)))?;
         match kind {
-            Kind::Blob => self.link(repo, digest).await,
+            Kind::Blob => self.link(repo, digest, None).await,
             // `link_manifest` links it, after what it vouches for.
             Kind::Manifest => Ok(()),
         }
     }
 
-    pub(super) async fn link(&self, repo: &RepoName, digest: &Digest) -> Result<(), Error> {
-        Ok(self.cache.link(&self.registry, repo, digest).await?)
+    /// Records that `repo` holds `digest`, of `size` when a manifest gave it.
+    pub(super) async fn link(&self, repo: &RepoName, digest: &Digest, size: Option<u64>) -> Result<(), Error> {
+        Ok(self.cache.link(&self.registry, repo, digest, size).await?)
     }
 
-    /// Records a manifest pulled through `repo` and what it vouches for as held by `repo`.
-    /// The manifest's own link goes last, so that once it exists its children's do too.
+    /// Records a manifest pulled through `repo` and what it vouches for as held by `repo`, with
+    /// the sizes its descriptors give, which bound the blobs' fills. The manifest's own link
+    /// goes last, so that once it exists its children's do too.
     pub(super) async fn link_manifest(
         &self,
         repo: &RepoName,
         digest: &Digest,
         manifest: &Manifest,
     ) -> Result<(), Error> {
-        if self.cache.linked(&self.registry, repo, digest).await? {
+        if self.cache.linked(&self.registry, repo, digest).await?.is_some() {
             return Ok(());
         }
         for child in vouched(&manifest.media_type, &manifest.bytes) {
-            self.link(repo, &child.digest).await?;
+            self.link(repo, &child.digest, Some(child.size)).await?;
         }
-        self.link(repo, digest).await
+        self.link(repo, digest, None).await
     }
 }

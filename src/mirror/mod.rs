@@ -10,11 +10,13 @@ mod blob;
 mod error;
 mod isolation;
 mod tags;
+mod transfers;
 
 pub use blob::BlobAnswer;
 pub use error::Error;
 use isolation::Kind;
 pub use tags::TagList;
+pub use transfers::{Busy, Cap, Requester, TransferLimits, Transfers};
 
 use std::io;
 use std::sync::Arc;
@@ -37,6 +39,8 @@ pub struct Mirror {
     upstream: Arc<Upstream>,
     metrics: Arc<Metrics>,
     cache: Arc<Cache>,
+    /// Shared by every registry's mirror: the caps are the gateway's.
+    transfers: Arc<Transfers>,
     tag_ttl: Duration,
     /// Never ask the upstream (`--offline`): what the cache lacks is unknown.
     offline: bool,
@@ -87,19 +91,22 @@ struct Resolved {
 }
 
 impl Mirror {
-    /// Docker Hub's mirror over a cache of its own: for one-registry commands like `prefetch`.
+    /// Docker Hub's mirror over a cache of its own: for one-registry commands like `prefetch`,
+    /// whose transfers their own job bound caps.
     pub fn new(config: &Config) -> io::Result<Mirror> {
         let metrics = Arc::new(Metrics::default());
         let cache = Arc::new(Cache::load(&config.data_dir, limits(config), metrics.clone())?);
-        Mirror::on(&config.docker_hub(), config, cache, metrics)
+        let transfers = Transfers::new(TransferLimits::unbounded(), metrics.clone());
+        Mirror::on(&config.docker_hub(), config, cache, metrics, transfers)
     }
 
-    /// The mirror of one registry over a shared cache.
+    /// The mirror of one registry over a shared cache and shared caps on upstream transfers.
     pub fn on(
         registry: &RegistryConfig,
         config: &Config,
         cache: Arc<Cache>,
         metrics: Arc<Metrics>,
+        transfers: Arc<Transfers>,
     ) -> io::Result<Mirror> {
         let upstream = Upstream::new(
             registry.url.clone(),
@@ -115,6 +122,7 @@ impl Mirror {
             upstream: Arc::new(upstream),
             metrics,
             cache,
+            transfers,
             tag_ttl: registry.tag_ttl.unwrap_or(config.tag_ttl),
             offline: config.offline,
             max_stale: config.max_stale,
@@ -156,7 +164,7 @@ impl Mirror {
             return Ok(answer(resolved.digest, cached, source));
         }
         if let (Want::Size, Some((media_type, size))) = (want, resolved.head) {
-            self.link(repo, &resolved.digest).await?;
+            self.link(repo, &resolved.digest, None).await?;
             return Ok(ManifestAnswer {
                 digest: resolved.digest,
                 media_type,
@@ -306,6 +314,17 @@ pub fn limits(config: &Config) -> Limits {
         min_free_disk: config.min_free_disk,
         fill_timeout: config.fill_timeout,
         manifest_memory: config.manifest_cache_size,
+        max_blob_size: config.max_blob_size,
+        source_idle: config.source_idle,
+    }
+}
+
+/// The caps on upstream transfers as the configuration sets them.
+pub fn transfer_limits(config: &Config) -> TransferLimits {
+    TransferLimits {
+        overall: config.max_transfers,
+        per_address: config.max_transfers_per_address,
+        wait: config.transfer_wait,
     }
 }
 

@@ -24,8 +24,8 @@ pub enum Refusal {
 impl Refusal {
     pub fn label(self) -> &'static str {
         match self {
-            Refusal::Full => "total",
-            Refusal::ClientFull => "client",
+            Refusal::Full => "overall",
+            Refusal::ClientFull => "address",
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
@@ -99,17 +100,28 @@ impl BlobStream {
     }
 }
 
+/// What a pass-through holds the upstream's bytes to.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    /// The whole blob's size, when announced.
+    pub size: Option<u64>,
+    /// The most bytes taken when the size is unknown.
+    pub max_size: u64,
+    /// How long the upstream may go silent before the transfer is given up.
+    pub idle: Duration,
+}
+
 /// Streams a blob's bytes to one client, uncached, holding back the last chunk until digest
 /// and size check out, so a bad transfer ends in an aborted response rather than a clean one.
 pub fn pass_through(
     digest: Digest,
-    size: Option<u64>,
+    expect: Expect,
     bytes: BoxStream<'static, io::Result<Bytes>>,
     metrics: Arc<Metrics>,
 ) -> Body {
     let (client, body) = body::channel(CLIENT_QUEUE);
     tokio::spawn(async move {
-        match relay(&digest, size, bytes, &client).await {
+        match relay(&digest, expect, bytes, &client).await {
             Ok(()) => client.finish().await,
             Err(e) => {
                 if e.kind() == io::ErrorKind::InvalidData {
@@ -125,24 +137,37 @@ pub fn pass_through(
 
 async fn relay(
     digest: &Digest,
-    size: Option<u64>,
+    expect: Expect,
     mut bytes: BoxStream<'static, io::Result<Bytes>>,
     client: &BodySender,
 ) -> io::Result<()> {
+    let (size, bound) = (expect.size, expect.size.unwrap_or(expect.max_size));
+    let invalid = |message| Err(io::Error::new(io::ErrorKind::InvalidData, message));
     let mut hasher = Hasher::new(digest.algorithm());
     let mut received = 0u64;
     let mut held: Option<Bytes> = None;
-    while let Some(data) = bytes.next().await {
-        let data = data?;
+    loop {
+        let next = tokio::time::timeout(expect.idle, bytes.next()).await;
+        let data = match next {
+            Ok(Some(data)) => data?,
+            Ok(None) => break,
+            Err(_) => return Err(silent("upstream", expect.idle)),
+        };
         received += data.len() as u64;
+        if received > bound {
+            return invalid(format!("upstream sent more than {bound} bytes"));
+        }
         hasher.update(&data);
         if let Some(previous) = held.replace(data) {
-            if !client.send(previous).await {
-                return Ok(());
+            // A client that takes nothing for as long holds the transfer's place as surely as
+            // a silent upstream does.
+            match tokio::time::timeout(expect.idle, client.send(previous)).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(_) => return Err(silent("the client", expect.idle)),
             }
         }
     }
-    let invalid = |message| Err(io::Error::new(io::ErrorKind::InvalidData, message));
     if size.is_some_and(|size| size != received) {
         return invalid(format!("upstream sent {received} bytes, not {size:?}"));
     }
@@ -154,6 +179,10 @@ async fn relay(
         client.send(last).await;
     }
     Ok(())
+}
+
+fn silent(who: &str, idle: Duration) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{who} went silent for {idle:?}"))
 }
 
 fn blob_path(digest: &Digest) -> String {

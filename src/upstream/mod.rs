@@ -16,7 +16,7 @@ mod token;
 
 use redirect::{check_redirect, resolve, same_origin};
 
-pub use blob::{pass_through, BlobStream};
+pub use blob::{pass_through, BlobStream, Expect};
 pub use dns::Dns;
 pub use manifest::{FetchedManifest, ManifestHead};
 

@@ -188,7 +188,7 @@ async fn connections_beyond_a_clients_share_are_closed_and_others_still_get_in()
     let mut third = connect_from("127.0.0.2", mirror.addr()).await;
     assert!(closed_after(&mut third).await < Duration::from_secs(2));
     let scrape = Scrape::of(&mirror).await;
-    let series = r#"regmirror_connections_refused_total{cap="client"}"#;
+    let series = r#"regmirror_connections_refused_total{cap="address"}"#;
     assert_eq!(scrape.delta_or_zero(&before, series), 1.0, "{scrape:?}");
     assert_eq!(
         mirror.get("/v2/").await.status,

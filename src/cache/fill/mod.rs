@@ -78,6 +78,11 @@ pub enum Failure {
     /// The transfer went wrong after it started: bad bytes, a short body, a dead upstream.
     #[error("blob transfer aborted: {0}")]
     Aborted(String),
+    /// The source announced a size the cache will not take: more than the largest blob it
+    /// takes, or not what the blob's descriptor says. Nothing was reserved or sent, and it
+    /// must not be passed through either.
+    #[error("{0}")]
+    BadSize(String),
     /// The cache cannot take the blob (no spool file, or not enough free disk); nothing was
     /// sent, so it can still be passed through.
     #[error("the cache cannot take the blob: {0}")]
@@ -117,10 +122,13 @@ impl Claim {
         }
     }
 
-    /// Starts the transfer from `source`; the fill to follow.
-    pub fn start(mut self, source: impl Source) -> Arc<Fill> {
+    /// Starts the transfer from `source`; the fill to follow. `described` is the size the
+    /// manifest descriptor that led to the blob gives, when known: the source must agree,
+    /// and it bounds the transfer.
+    pub fn start(mut self, source: impl Source, described: Option<u64>) -> Arc<Fill> {
         self.started = true;
-        let task = task::Task::new(self.cache.clone(), self.digest.clone(), self.fill.clone());
+        let (cache, digest) = (self.cache.clone(), self.digest.clone());
+        let task = task::Task::new(cache, digest, described, self.fill.clone());
         tokio::spawn(task.run(source));
         self.fill.clone()
     }

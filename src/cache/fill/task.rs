@@ -15,19 +15,26 @@ use crate::cache::{Cache, Entry};
 use crate::digest::{Digest, Hasher};
 use crate::sync::LockExt;
 
-/// A silent source is given up on (and the transfer resumed) after this long.
-const SOURCE_IDLE: Duration = Duration::from_secs(60);
 const MAX_RESUMES: u32 = 3;
+/// The most a blob's size adds to a fill's time limit. One second per MiB (1 MiB/s at the
+/// least) lets big layers through slow links; without a ceiling, an upstream announcing a
+/// huge size would keep a transfer's place for days. An hour covers 3.5 GiB at that rate; a
+/// site pulling bigger layers through slower links raises `--fill-timeout`.
+const MAX_STRETCH: Duration = Duration::from_secs(3600);
 
 pub(super) struct Task {
     cache: Arc<Cache>,
     digest: Digest,
+    /// The size the manifest descriptor that led to the blob gives, when known.
+    described: Option<u64>,
     fill: Arc<Fill>,
 }
 
 /// The transfer's running state, kept across resumes.
 struct Transfer {
     size: Option<u64>,
+    /// The most bytes taken: the size when known, else the largest blob the cache takes.
+    bound: u64,
     /// Bytes taken from the source and queued for the spool writer.
     received: u64,
     writer: SpoolWriter,
@@ -39,8 +46,13 @@ enum Pumped {
 }
 
 impl Task {
-    pub(super) fn new(cache: Arc<Cache>, digest: Digest, fill: Arc<Fill>) -> Task {
-        Task { cache, digest, fill }
+    pub(super) fn new(cache: Arc<Cache>, digest: Digest, described: Option<u64>, fill: Arc<Fill>) -> Task {
+        Task {
+            cache,
+            digest,
+            described,
+            fill,
+        }
     }
 
     pub(super) async fn run(self, source: impl Source) {
@@ -55,7 +67,7 @@ impl Task {
                 Progress::Done { size, cached }
             }
             Err(failure) => {
-                if let Failure::Aborted(reason) = &failure {
+                if let Failure::Aborted(reason) | Failure::BadSize(reason) = &failure {
                     tracing::warn!(digest = %self.digest, reason, "blob fill failed; nothing cached");
                 }
                 Progress::Failed(failure)
@@ -71,7 +83,10 @@ impl Task {
     /// Fetches the blob into the spool: the verified spool and its size, ready to commit.
     async fn transfer(&self, source: &impl Source) -> Result<(TempFile, u64), Failure> {
         let opened = source.open(0).await.map_err(Failure::Refused)?;
-        let temp = match self.spool(opened.size).await {
+        let size = (self.cache.limits)
+            .admit_size(opened.size, self.described)
+            .map_err(Failure::BadSize)?;
+        let temp = match self.spool(size).await {
             Ok(temp) => temp,
             Err(failure) => {
                 *self.fill.unused.locked() = Some(opened);
@@ -79,16 +94,20 @@ impl Task {
             }
         };
         let file = temp.writer().map_err(|e| spool_error(&e))?;
-        let size = opened.size;
+        // A spool of unknown length claimed no space up front: it watches the disk as it grows.
+        let keep_free = size.is_none().then_some(self.cache.limits.min_free_disk);
+        let hasher = Hasher::new(self.digest.algorithm());
+        let writer = SpoolWriter::start(file, hasher, keep_free, self.fill.clone()).map_err(|e| spool_error(&e))?;
         self.fill
             .progress
             .send_replace(Progress::Streaming { size, releasable: 0 });
         let mut transfer = Transfer {
             size,
+            bound: size.unwrap_or(self.cache.limits.max_blob_size),
             received: 0,
-            writer: SpoolWriter::start(file, Hasher::new(self.digest.algorithm()), self.fill.clone()),
+            writer,
         };
-        let limit = self.time_limit(size);
+        let limit = time_limit(self.cache.limits.fill_timeout, size);
         let receive = self.receive(source, &mut transfer, opened);
         let received = match tokio::time::timeout(limit, receive).await {
             Ok(result) => result,
@@ -132,10 +151,6 @@ impl Task {
         Ok(temp)
     }
 
-    fn time_limit(&self, size: Option<u64>) -> Duration {
-        self.cache.limits.fill_timeout + Duration::from_secs(size.unwrap_or(0) >> 20)
-    }
-
     /// Streams the source into the spool, reopening it from where it broke off a bounded number
     /// of times.
     async fn receive(&self, source: &impl Source, transfer: &mut Transfer, opened: Opened) -> Result<(), Failure> {
@@ -160,15 +175,19 @@ impl Task {
     /// Copies the source's bytes into the spool until they end or break off.
     async fn pump(&self, t: &mut Transfer, mut opened: Opened) -> Result<Pumped, Failure> {
         loop {
-            let data = match tokio::time::timeout(SOURCE_IDLE, opened.bytes.next()).await {
+            let idle = self.cache.limits.source_idle;
+            let data = match tokio::time::timeout(idle, opened.bytes.next()).await {
                 Ok(Some(Ok(data))) => data,
                 Ok(None) if t.size.is_none_or(|size| t.received == size) => return Ok(Pumped::Complete),
                 Ok(None) => return Ok(Pumped::BrokeOff("body ended early".into())),
                 Ok(Some(Err(e))) => return Ok(Pumped::BrokeOff(e.to_string())),
                 Err(_) => return Ok(Pumped::BrokeOff("upstream went silent".into())),
             };
-            if t.size.is_some_and(|size| t.received + data.len() as u64 > size) {
-                return Err(Failure::Aborted("upstream sent more bytes than announced".into()));
+            if t.received + data.len() as u64 > t.bound {
+                return Err(Failure::Aborted(match t.size {
+                    Some(_) => "upstream sent more bytes than announced".into(),
+                    None => format!("upstream sent more than the {} bytes a blob may have", t.bound),
+                }));
             }
             self.release(t, data).await?;
         }
@@ -209,6 +228,25 @@ impl Task {
     }
 }
 
+/// A fill's time limit: `fill_timeout`, plus a second per MiB of a blob of known size, up to
+/// `MAX_STRETCH`.
+fn time_limit(fill_timeout: Duration, size: Option<u64>) -> Duration {
+    fill_timeout + Duration::from_secs(size.unwrap_or(0) >> 20).min(MAX_STRETCH)
+}
+
 fn spool_error(e: &std::io::Error) -> Failure {
     Failure::Aborted(format!("cannot write the spool file: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claimed_size_stretches_the_time_limit_an_hour_at_most() {
+        let base = Duration::from_secs(300);
+        assert_eq!(time_limit(base, None), base);
+        assert_eq!(time_limit(base, Some(100 << 20)), base + Duration::from_secs(100));
+        assert_eq!(time_limit(base, Some(1 << 40)), base + MAX_STRETCH);
+    }
 }

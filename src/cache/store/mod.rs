@@ -27,6 +27,7 @@ use crate::digest::{Algorithm, Digest};
 mod links;
 mod tags;
 mod whole;
+pub use links::Link;
 pub use tags::{StoredTag, TagRecord};
 pub use whole::{ReadError, TooLarge};
 

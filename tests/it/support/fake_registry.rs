@@ -427,6 +427,10 @@ pub enum Fault {
     /// Answer this status from the CDN (a 401 with the registry's bearer challenge): a host
     /// a redirect led to, asking for credentials that are not its to ask for.
     CdnStatus(u16),
+    /// Announce this `Content-Length` for a body, whatever its real length.
+    AnnounceLength(u64),
+    /// Send a body without `Content-Length` (chunked), as a server that does not know it does.
+    Unsized,
     /// Answer a blob range request with a 206 that starts one chunk before the asked-for
     /// byte, its `Content-Range` saying so: a resume that must not be spliced on.
     MisalignedRange,

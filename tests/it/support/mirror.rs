@@ -78,6 +78,12 @@ impl Builder {
         self
     }
 
+    /// Any other setting, for the few tests that need one: limits, waits, timeouts.
+    pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> Builder {
+        change(&mut self.config);
+        self
+    }
+
     /// A fill's time limit before its per-MiB allowance.
     pub fn fill_timeout(mut self, timeout: Duration) -> Builder {
         self.config.fill_timeout = timeout;

@@ -3,7 +3,7 @@
 //! images, indexes) the tests push upstream, and views of what the mirror has on disk;
 //! for the service side, parsed `/metrics` scrapes, TLS certificates and a TLS client, and
 //! headless Chromium; for access control, client credentials and a client presenting a
-//! client certificate (mutual TLS).
+//! client certificate (mutual TLS); clients from other loopback addresses (`peers`).
 
 pub mod chromium;
 pub mod content;
@@ -13,6 +13,7 @@ pub mod fake_registry;
 pub mod metrics;
 pub mod mirror;
 pub mod mtls;
+pub mod peers;
 pub mod process;
 pub mod streaming;
 pub mod tls;

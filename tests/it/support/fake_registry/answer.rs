@@ -151,16 +151,20 @@ fn serve_bytes(
                 .expect("valid response");
         }
     };
-    let length = slice.len();
+    let length = match fault {
+        Some(Fault::AnnounceLength(length)) => Some(*length),
+        Some(Fault::Unsized) => None,
+        _ => Some(slice.len() as u64),
+    };
+    if let Some(length) = length {
+        builder = builder.header(CONTENT_LENGTH, length);
+    }
     let body = if request.method == Method::HEAD {
         empty()
     } else {
         faulty_body(slice, fault)
     };
-    builder
-        .header(CONTENT_LENGTH, length)
-        .body(body)
-        .expect("valid response")
+    builder.body(body).expect("valid response")
 }
 
 enum Range {
@@ -204,6 +208,8 @@ fn faulty_body(bytes: Bytes, fault: Option<&Fault>) -> Body {
             chunked(Bytes::from(corrupt), false, |_| Wait::Nothing)
         }
         Some(Fault::Truncate) => chunked(bytes.slice(..bytes.len() / 2), true, |_| Wait::Nothing),
+        // Shorter than it said, so it ends as a broken connection does.
+        Some(Fault::AnnounceLength(_)) => chunked(bytes, true, |_| Wait::Nothing),
         Some(Fault::Throttle(pause)) => {
             let pause = *pause;
             chunked(bytes, false, move |_| Wait::Sleep(pause))

@@ -221,7 +221,9 @@ fn take_fault(inner: &mut Inner, cdn_redirects: bool, request: &Request) -> Opti
             | Fault::Throttle(_)
             | Fault::PauseMidBody(_)
             | Fault::HoldMidBody(_)
-            | Fault::MisalignedRange => serves_body,
+            | Fault::MisalignedRange
+            | Fault::AnnounceLength(_)
+            | Fault::Unsized => serves_body,
             Fault::Stall(_) | Fault::Hold(_) => true,
         };
         rule.remaining != Some(0) && targeted && applies
