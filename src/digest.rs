@@ -193,3 +193,6 @@ mod tests {
         assert_eq!(h.finish().hex().len(), 128);
     }
 }
+
+#[cfg(test)]
+mod properties;

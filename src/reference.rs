@@ -378,3 +378,6 @@ mod tests {
         assert_eq!(full("alpine:"), Err(Error::Tag));
     }
 }
+
+#[cfg(test)]
+mod properties;

@@ -78,3 +78,6 @@ mod tests {
         check("bytes=x-y", 10, Full);
     }
 }
+
+#[cfg(test)]
+mod properties;
