@@ -71,7 +71,10 @@ impl FromStr for Registry {
                     && !label.ends_with('-')
                     && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
-        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+        // Digits only: `u16::from_str` would also take a sign, so `host:+5` would name a
+        // registry apart from `host:5`.
+        let port_ok =
+            port.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|p| p > 0));
         if host_ok && port_ok && lower.len() <= MAX_NAME_LEN {
             Ok(Registry(lower))
         } else {
@@ -314,7 +317,18 @@ mod tests {
         ok("GHCR.io", "ghcr.io");
         ok("registry.example.internal:5000", "registry.example.internal:5000");
         ok("localhost:5000", "localhost:5000");
-        for bad in ["", "a..b", "-a.io", "a.io:", "a.io:0", "a.io:99999", "a_b.io", "a/b"] {
+        for bad in [
+            "",
+            "a..b",
+            "-a.io",
+            "a.io:",
+            "a.io:0",
+            "a.io:99999",
+            "a_b.io",
+            "a/b",
+            "a.io:+5",
+            "1:+1",
+        ] {
             assert!(bad.parse::<Registry>().is_err(), "{bad}");
         }
         assert!(Registry::looks_like_host("ghcr.io") && Registry::looks_like_host("localhost"));

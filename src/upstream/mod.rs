@@ -9,7 +9,7 @@ pub mod auth;
 mod blob;
 mod manifest;
 mod redirect;
-mod token;
+pub(crate) mod token;
 
 use redirect::{check_redirect, resolve, same_origin};
 
