@@ -118,11 +118,17 @@ impl FromStr for RepoName {
         if s.len() > MAX_NAME_LEN || !s.split('/').all(is_path_component) {
             return Err(Error::Name);
         }
-        if s.contains('/') {
-            Ok(RepoName(s.to_owned()))
+        let name = if s.contains('/') {
+            s.to_owned()
         } else {
-            Ok(RepoName(format!("library/{s}")))
+            format!("library/{s}")
+        };
+        // The cap holds for the name as kept and sent upstream, `library/` included, or a name
+        // accepted once would be refused when read back from its own display.
+        if name.len() > MAX_NAME_LEN {
+            return Err(Error::Name);
         }
+        Ok(RepoName(name))
     }
 }
 
@@ -306,6 +312,14 @@ mod tests {
         ] {
             assert_eq!(bad.parse::<RepoName>(), Err(Error::Name), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_name_is_capped_with_its_library_prefix_so_it_reads_back() {
+        let longest = "a".repeat(MAX_NAME_LEN - "library/".len());
+        let name: RepoName = longest.parse().expect("fits with its prefix");
+        assert_eq!(name.to_string().parse::<RepoName>(), Ok(name));
+        assert_eq!(format!("{longest}a").parse::<RepoName>(), Err(Error::Name));
     }
 
     #[test]
