@@ -36,6 +36,14 @@ pub fn upstream_token_answer(body: &[u8]) -> Option<(HeaderValue, Duration)> {
     crate::upstream::token::token_answer(body).ok()
 }
 
+/// `upstream::redirect`: where a redirect's `Location`, answering a request to `from` made
+/// for the upstream at `base`, leads; `None` when it is malformed or refused.
+pub fn upstream_redirect(base: &Uri, from: &Uri, location: &str) -> Option<Uri> {
+    let to = crate::upstream::redirect::resolve(from, location).ok()?;
+    crate::upstream::redirect::check_redirect(base, from, &to).ok()?;
+    Some(to)
+}
+
 /// `airgap::staging`: a bundle entry's path in the one form files are looked up by.
 pub fn bundle_path(path: &str) -> String {
     crate::airgap::staging::clean(path)

@@ -8,7 +8,7 @@
 pub mod auth;
 mod blob;
 mod manifest;
-mod redirect;
+pub(crate) mod redirect;
 pub(crate) mod token;
 
 use redirect::{check_redirect, resolve, same_origin};
