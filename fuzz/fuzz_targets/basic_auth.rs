@@ -12,7 +12,9 @@ fuzz_target!(|text: &str| {
         assert!(!user.contains(':'), "{text:?} gave user {user:?}");
     }
     // The same text as the credentials themselves.
-    let Some((user, password)) = text.split_once(':') else { return };
+    let Some((user, password)) = text.split_once(':') else {
+        return;
+    };
     let sent = base64::engine::general_purpose::STANDARD.encode(text);
     assert_eq!(
         basic_credentials(&sent),

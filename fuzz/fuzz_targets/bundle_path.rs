@@ -13,7 +13,10 @@ fuzz_target!(|path: &str| {
         clean.split('/').all(|step| !matches!(step, "." | "..")) && !clean.contains("//"),
         "{path:?} cleaned to {clean:?}"
     );
-    assert!(!clean.starts_with('/') && !clean.ends_with('/'), "{path:?} cleaned to {clean:?}");
+    assert!(
+        !clean.starts_with('/') && !clean.ends_with('/'),
+        "{path:?} cleaned to {clean:?}"
+    );
     assert_eq!(bundle_path(&clean), clean, "cleaning {path:?} twice");
     if let Some(digest) = layout::digest_of_path(&clean) {
         assert_eq!(layout::blob_path(&digest), clean);

@@ -9,7 +9,9 @@ use regmirror::fuzzing::upstream_token_url;
 use regmirror::upstream::auth::{parse_challenge, Challenge};
 
 fuzz_target!(|header: &str| {
-    let Some(Challenge::Bearer { realm, service, scope }) = parse_challenge(header) else { return };
+    let Some(Challenge::Bearer { realm, service, scope }) = parse_challenge(header) else {
+        return;
+    };
     let scope = scope.unwrap_or_else(|| "repository:library/alpine:pull".to_owned());
     check_url(&realm, service.as_deref(), &scope);
 
@@ -27,11 +29,17 @@ fuzz_target!(|header: &str| {
         service,
         scope: Some(scope),
     };
-    assert_eq!(parse_challenge(&written), Some(want), "{header:?} written as {written:?}");
+    assert_eq!(
+        parse_challenge(&written),
+        Some(want),
+        "{header:?} written as {written:?}"
+    );
 });
 
 fn check_url(realm: &str, service: Option<&str>, scope: &str) {
-    let Some(url) = upstream_token_url(realm, service, scope) else { return };
+    let Some(url) = upstream_token_url(realm, service, scope) else {
+        return;
+    };
     assert!(url.scheme().is_some(), "{realm:?} made {url}");
     let pairs: Vec<(String, String)> = form_urlencoded::parse(url.query().unwrap_or("").as_bytes())
         .into_owned()

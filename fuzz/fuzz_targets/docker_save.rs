@@ -17,7 +17,9 @@ fuzz_target!(|input: &[u8]| {
         Some(end) => (&input[..end], &input[end + 1..]),
         None => (input, &[][..]),
     };
-    let Ok(saved) = docker_save::parse(manifest_json) else { return };
+    let Ok(saved) = docker_save::parse(manifest_json) else {
+        return;
+    };
     let diff_ids = diff_ids(config);
     for image in &saved {
         for tag in image.repo_tags.iter().flatten() {
@@ -47,8 +49,13 @@ fn check(image: &Saved, config_bytes: &[u8], layer_digests: &[Digest], diff_ids:
             size: i as u64 + 1,
         })
         .collect();
-    let Ok(made) = docker_save::manifest(image, config_bytes, &config, &layers) else { return };
-    assert_eq!(layer_digests, diff_ids, "layers that are not the config's diff_ids pass");
+    let Ok(made) = docker_save::manifest(image, config_bytes, &config, &layers) else {
+        return;
+    };
+    assert_eq!(
+        layer_digests, diff_ids,
+        "layers that are not the config's diff_ids pass"
+    );
     match Node::parse(manifest::DOCKER_V2, &made) {
         Ok(Node::Image { config: c, layers: l }) => {
             assert_eq!((&c.digest, c.size), (&config.digest, config.size));

@@ -23,7 +23,9 @@ fuzz_target!(|input: &[u8]| {
         Some(end) => (&input[..end], &input[end + 1..]),
         None => (input, &[][..]),
     };
-    let Ok(media_type) = std::str::from_utf8(first) else { return };
+    let Ok(media_type) = std::str::from_utf8(first) else {
+        return;
+    };
 
     if image::is_manifest(media_type) {
         assert!(manifest::is_manifest(media_type), "{media_type:?}");

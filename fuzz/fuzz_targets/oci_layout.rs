@@ -19,10 +19,15 @@ fuzz_target!(|input: &[u8]| {
         assert_eq!(layout::blob_path(&digest), path, "{path:?} names {digest}");
     }
 
-    let Ok(index) = serde_json::from_slice::<Index>(index) else { return };
+    let Ok(index) = serde_json::from_slice::<Index>(index) else {
+        return;
+    };
     for descriptor in &index.manifests {
         let digest = &descriptor.digest;
-        assert_eq!(layout::digest_of_path(&layout::blob_path(digest)).as_ref(), Some(digest));
+        assert_eq!(
+            layout::digest_of_path(&layout::blob_path(digest)).as_ref(),
+            Some(digest)
+        );
         if let Some(image) = layout::image_name(descriptor) {
             check_located(&Registry::docker_hub(), &image.repo);
             assert_eq!(image.to_string().parse::<ImageRef>().as_ref(), Ok(&image), "{image}");

@@ -9,10 +9,16 @@ use regmirror::fuzzing::ByteRange;
 
 fuzz_target!(|input: &[u8]| {
     // The blob's size in decimal, a space, and the header: `10 bytes=2-5`.
-    let Some(space) = input.iter().position(|&b| b == b' ') else { return };
+    let Some(space) = input.iter().position(|&b| b == b' ') else {
+        return;
+    };
     let (size, header) = (&input[..space], &input[space + 1..]);
-    let Some(size) = std::str::from_utf8(size).ok().and_then(|s| s.parse::<u64>().ok()) else { return };
-    let Ok(value) = HeaderValue::from_bytes(header) else { return };
+    let Some(size) = std::str::from_utf8(size).ok().and_then(|s| s.parse::<u64>().ok()) else {
+        return;
+    };
+    let Ok(value) = HeaderValue::from_bytes(header) else {
+        return;
+    };
     let got = ByteRange::parse(Some(&value), size);
     if let ByteRange::Partial { start, end } = got {
         assert!(start <= end && end < size, "{value:?} of {size}: {start}-{end}");

@@ -12,13 +12,19 @@ use regmirror::fuzzing::upstream_redirect;
 
 fuzz_target!(|input: &str| {
     // The upstream's base URL on the first line, then the `Location` its answer carries.
-    let Some((base, location)) = input.split_once('\n') else { return };
+    let Some((base, location)) = input.split_once('\n') else {
+        return;
+    };
     let Ok(base) = base.parse::<Uri>() else { return };
     if base.scheme().is_none() || base.host().is_none() {
         return;
     }
-    let Ok(from) = format!("{base}v2/library/alpine/blobs/sha256:00").parse::<Uri>() else { return };
-    let Some(to) = upstream_redirect(&base, &from, location) else { return };
+    let Ok(from) = format!("{base}v2/library/alpine/blobs/sha256:00").parse::<Uri>() else {
+        return;
+    };
+    let Some(to) = upstream_redirect(&base, &from, location) else {
+        return;
+    };
 
     if from.scheme_str() == Some("https") {
         assert_eq!(to.scheme_str(), Some("https"), "{location:?} left HTTPS for {to}");
@@ -26,7 +32,10 @@ fuzz_target!(|input: &str| {
     let Some(target) = address(&to) else { return };
     assert!(!link_local(target), "{location:?} led to {to}, link-local");
     if inside(target) {
-        assert!(address(&base).is_some_and(inside), "{location:?} led inward to {to} from {base}");
+        assert!(
+            address(&base).is_some_and(inside),
+            "{location:?} led inward to {to} from {base}"
+        );
     }
 });
 

@@ -17,10 +17,18 @@ fuzz_target!(|text: &str| {
     let hub = Registry::docker_hub();
     let name = text.parse::<RepoName>();
     let hub_canonical = text.contains('/') || is_spec_name(&format!("library/{text}"));
-    assert_eq!(name.is_ok(), is_spec_name(text) && hub_canonical, "name {text:?}: {name:?}");
+    assert_eq!(
+        name.is_ok(),
+        is_spec_name(text) && hub_canonical,
+        "name {text:?}: {name:?}"
+    );
     if let Ok(name) = &name {
         check_located(&hub, name);
-        assert_eq!(name.to_string().parse::<RepoName>().as_ref(), Ok(name), "name round trip");
+        assert_eq!(
+            name.to_string().parse::<RepoName>().as_ref(),
+            Ok(name),
+            "name round trip"
+        );
     }
 
     if let Ok(registry) = text.parse::<Registry>() {

@@ -11,8 +11,12 @@ use regmirror_fuzz::check_located;
 
 fuzz_target!(|request: &str| {
     // A request line: `GET /v2/alpine/manifests/3.20?ns=docker.io`.
-    let Some((method, uri)) = request.split_once(' ') else { return };
-    let Ok(method) = Method::from_bytes(method.as_bytes()) else { return };
+    let Some((method, uri)) = request.split_once(' ') else {
+        return;
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return;
+    };
     let (path, query) = uri.split_once('?').map_or((uri, None), |(p, q)| (p, Some(q)));
 
     let _ = route::repository_name(path);
@@ -24,18 +28,25 @@ fuzz_target!(|request: &str| {
         assert_eq!(registry.as_str().parse::<Registry>().as_ref(), Ok(&registry));
     }
 
-    let Ok(parsed) = Route::parse(&method, path, query) else { return };
+    let Ok(parsed) = Route::parse(&method, path, query) else {
+        return;
+    };
     let located = match &parsed {
-        Route::Manifest { registry, repo, .. } | Route::Blob { registry, repo, .. } | Route::Tags { registry, repo } => {
-            (registry, repo)
-        }
+        Route::Manifest { registry, repo, .. }
+        | Route::Blob { registry, repo, .. }
+        | Route::Tags { registry, repo } => (registry, repo),
         _ => return,
     };
-    assert!(method == Method::GET || method == Method::HEAD, "{method} routed to {parsed:?}");
+    assert!(
+        method == Method::GET || method == Method::HEAD,
+        "{method} routed to {parsed:?}"
+    );
     check_located(located.0, located.1);
     let (again_path, again_query) = rendered(&parsed, located.0, located.1);
     assert_eq!(
-        Route::parse(&Method::GET, &again_path, again_query.as_deref()).ok().as_ref(),
+        Route::parse(&Method::GET, &again_path, again_query.as_deref())
+            .ok()
+            .as_ref(),
         Some(&parsed),
         "{path:?} {query:?} written back as {again_path:?} {again_query:?}"
     );

@@ -59,6 +59,8 @@ fn check_page(repo: &RepoName, tags: &[String], body: &str, link: Option<&str>) 
 
 fn next_query(repo: &RepoName, link: &str) -> String {
     let prefix = format!("</v2/{repo}/tags/list?");
-    let query = link.strip_prefix(&prefix).and_then(|l| l.strip_suffix(">; rel=\"next\""));
+    let query = link
+        .strip_prefix(&prefix)
+        .and_then(|l| l.strip_suffix(">; rel=\"next\""));
     query.unwrap_or_else(|| panic!("a malformed link: {link}")).to_owned()
 }

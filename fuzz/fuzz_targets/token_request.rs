@@ -11,7 +11,14 @@ use regmirror::reference::Registry;
 use regmirror_fuzz::check_located;
 
 fuzz_target!(|form: &[u8]| {
-    for key in ["grant_type", "username", "password", "refresh_token", "offline_token", "service"] {
+    for key in [
+        "grant_type",
+        "username",
+        "password",
+        "refresh_token",
+        "offline_token",
+        "service",
+    ] {
         let _ = token_request_param(form, key);
     }
     let ghcr: Registry = "ghcr.io".parse().expect("registry");

@@ -43,8 +43,16 @@ fuzz_target!(|input: Input<'_>| {
         pull,
     };
     assert_eq!(tokens.verify_access(&access, SERVICE).as_ref(), Some(&want));
-    assert_eq!(tokens.verify_access(&access, "another"), None, "another service's token");
-    assert_eq!(tokens.verify_refresh(&access, SERVICE), None, "an access token refreshes");
+    assert_eq!(
+        tokens.verify_access(&access, "another"),
+        None,
+        "another service's token"
+    );
+    assert_eq!(
+        tokens.verify_refresh(&access, SERVICE),
+        None,
+        "an access token refreshes"
+    );
     let other_key = Tokens::from_secret(b"another key entirely, of 32 byte");
     assert_eq!(other_key.verify_access(&access, SERVICE), None, "another key's token");
 

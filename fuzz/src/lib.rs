@@ -13,8 +13,7 @@ static NAME: LazyLock<Regex> = LazyLock::new(|| {
     let component = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*";
     Regex::new(&format!("^{component}(/{component})*$")).expect("name regex")
 });
-static TAG: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$").expect("tag regex"));
+static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$").expect("tag regex"));
 /// image-spec descriptor.md: the algorithms regmirror supports, with their registered encodings.
 static DIGEST: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$").expect("digest regex"));
@@ -53,11 +52,28 @@ pub fn is_spec_host(s: &str) -> bool {
 /// both in the canonical form their own parsers give back, so a cache path, a token scope or
 /// a log line made of them says the same thing when read again.
 pub fn check_located(registry: &Registry, repo: &RepoName) {
-    assert!(is_spec_host(registry.as_str()), "registry {registry:?} breaks the host grammar");
-    assert!(is_spec_name(repo.as_str()), "repository {repo:?} breaks the name grammar");
-    assert_eq!(registry.as_str().parse::<Registry>().as_ref(), Ok(registry), "registry round trip");
-    assert_eq!(RepoName::on(registry, repo.as_str()).as_ref(), Ok(repo), "repository round trip");
+    assert!(
+        is_spec_host(registry.as_str()),
+        "registry {registry:?} breaks the host grammar"
+    );
+    assert!(
+        is_spec_name(repo.as_str()),
+        "repository {repo:?} breaks the name grammar"
+    );
+    assert_eq!(
+        registry.as_str().parse::<Registry>().as_ref(),
+        Ok(registry),
+        "registry round trip"
+    );
+    assert_eq!(
+        RepoName::on(registry, repo.as_str()).as_ref(),
+        Ok(repo),
+        "repository round trip"
+    );
     if registry.is_docker_hub() {
-        assert!(repo.as_str().contains('/'), "{repo:?}: Docker Hub names carry their namespace");
+        assert!(
+            repo.as_str().contains('/'),
+            "{repo:?}: Docker Hub names carry their namespace"
+        );
     }
 }
