@@ -188,13 +188,10 @@ impl Access {
     }
 
     async fn check_basic(&self, peer: IpAddr, encoded: &str) -> Result<Identity, Refusal> {
-        let wrong = || Refusal::Unauthenticated("wrong user name or password".into());
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(|_| wrong())?;
-        let decoded = String::from_utf8(decoded).map_err(|_| wrong())?;
-        let (user, password) = decoded.split_once(':').ok_or_else(wrong)?;
-        self.passwords.check(canonical(peer), user, password).await
+        let Some((user, password)) = basic_credentials(encoded) else {
+            return Err(Refusal::Unauthenticated("wrong user name or password".into()));
+        };
+        self.passwords.check(canonical(peer), &user, &password).await
     }
 
     /// The token service's password grant, against the htpasswd file.
@@ -266,6 +263,15 @@ impl Access {
             )))
         }
     }
+}
+
+/// The user name and password of a Basic `Authorization` value (RFC 7617): base64 of
+/// `user:password`, split at the first `:`, since a user name cannot hold one and a password can.
+pub(crate) fn basic_credentials(encoded: &str) -> Option<(String, String)> {
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
 }
 
 /// IPv4 clients of a dual-stack listener arrive as `::ffff:a.b.c.d`.

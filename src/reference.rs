@@ -71,7 +71,10 @@ impl FromStr for Registry {
                     && !label.ends_with('-')
                     && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
-        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+        // Digits only: `u16::from_str` would also take a sign, so `host:+5` would name a
+        // registry apart from `host:5`.
+        let port_ok =
+            port.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|p| p > 0));
         if host_ok && port_ok && lower.len() <= MAX_NAME_LEN {
             Ok(Registry(lower))
         } else {
@@ -115,11 +118,17 @@ impl FromStr for RepoName {
         if s.len() > MAX_NAME_LEN || !s.split('/').all(is_path_component) {
             return Err(Error::Name);
         }
-        if s.contains('/') {
-            Ok(RepoName(s.to_owned()))
+        let name = if s.contains('/') {
+            s.to_owned()
         } else {
-            Ok(RepoName(format!("library/{s}")))
+            format!("library/{s}")
+        };
+        // The cap holds for the name as kept and sent upstream, `library/` included, or a name
+        // accepted once would be refused when read back from its own display.
+        if name.len() > MAX_NAME_LEN {
+            return Err(Error::Name);
         }
+        Ok(RepoName(name))
     }
 }
 
@@ -306,6 +315,14 @@ mod tests {
     }
 
     #[test]
+    fn a_name_is_capped_with_its_library_prefix_so_it_reads_back() {
+        let longest = "a".repeat(MAX_NAME_LEN - "library/".len());
+        let name: RepoName = longest.parse().expect("fits with its prefix");
+        assert_eq!(name.to_string().parse::<RepoName>(), Ok(name));
+        assert_eq!(format!("{longest}a").parse::<RepoName>(), Err(Error::Name));
+    }
+
+    #[test]
     fn registries() {
         let ok = |s: &str, want: &str| assert_eq!(s.parse::<Registry>().map(|r| r.0), Ok(want.to_owned()), "{s}");
         ok("docker.io", "docker.io");
@@ -314,7 +331,18 @@ mod tests {
         ok("GHCR.io", "ghcr.io");
         ok("registry.example.internal:5000", "registry.example.internal:5000");
         ok("localhost:5000", "localhost:5000");
-        for bad in ["", "a..b", "-a.io", "a.io:", "a.io:0", "a.io:99999", "a_b.io", "a/b"] {
+        for bad in [
+            "",
+            "a..b",
+            "-a.io",
+            "a.io:",
+            "a.io:0",
+            "a.io:99999",
+            "a_b.io",
+            "a/b",
+            "a.io:+5",
+            "1:+1",
+        ] {
             assert!(bad.parse::<Registry>().is_err(), "{bad}");
         }
         assert!(Registry::looks_like_host("ghcr.io") && Registry::looks_like_host("localhost"));

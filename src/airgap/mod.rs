@@ -16,4 +16,4 @@ pub mod import;
 pub mod layout;
 pub mod prefetch;
 mod progress;
-mod staging;
+pub(crate) mod staging;

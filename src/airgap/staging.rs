@@ -272,7 +272,7 @@ async fn read_dir(root: &Path, dir: &Path, bundle: &mut Staging<'_>) -> Result<(
 }
 
 /// A bundle path in one form: no `./`, no `..` steps, no trailing `/`.
-fn clean(path: &str) -> String {
+pub(crate) fn clean(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {

@@ -5,10 +5,10 @@
 
 mod error;
 mod handler;
-mod range;
+pub(crate) mod range;
 pub mod route;
 mod status_page;
-mod token;
+pub(crate) mod token;
 
 pub use error::Error;
 pub use handler::handle;

@@ -29,24 +29,39 @@ impl ByteRange {
         let Some((first, last)) = spec.split_once('-') else {
             return ByteRange::Full;
         };
-        let (first, last) = (first.trim(), last.trim());
-        match (first.parse::<u64>(), last.parse::<u64>()) {
-            (Ok(start), _) if start >= size => ByteRange::Unsatisfiable,
-            (Ok(start), Ok(end)) if end >= start => ByteRange::Partial {
+        // A syntactically invalid range is ignored, as RFC 9110 asks: judged before any bound
+        // is, so a malformed range is never answered 416.
+        let (Some(first), Some(last)) = (bound(first), bound(last)) else {
+            return ByteRange::Full;
+        };
+        match (first, last) {
+            (Some(start), _) if start >= size => ByteRange::Unsatisfiable,
+            (Some(start), Some(end)) if end >= start => ByteRange::Partial {
                 start,
                 end: end.min(size - 1),
             },
-            (Ok(start), Err(_)) if last.is_empty() => ByteRange::Partial { start, end: size - 1 },
-            (Err(_), Ok(0)) if first.is_empty() => ByteRange::Unsatisfiable,
-            (Err(_), Ok(_)) if first.is_empty() && size == 0 => ByteRange::Unsatisfiable,
-            (Err(_), Ok(suffix)) if first.is_empty() => ByteRange::Partial {
+            (Some(start), None) => ByteRange::Partial { start, end: size - 1 },
+            (None, Some(0)) => ByteRange::Unsatisfiable,
+            (None, Some(_)) if size == 0 => ByteRange::Unsatisfiable,
+            (None, Some(suffix)) => ByteRange::Partial {
                 start: size - suffix.min(size),
                 end: size - 1,
             },
-            // A syntactically invalid range is ignored, as RFC 9110 asks.
             _ => ByteRange::Full,
         }
     }
+}
+
+/// One side of `first-last`: `Some(None)` when empty, `Some(Some(n))` for digits, `None` for
+/// anything else, a sign included (which `u64::from_str` would take) or a number past u64.
+fn bound(text: &str) -> Option<Option<u64>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Some(None);
+    }
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse().ok().map(Some))?
 }
 
 #[cfg(test)]
@@ -76,6 +91,18 @@ mod tests {
         check("bytes=0-1,4-5", 10, Full);
         check("items=0-1", 10, Full);
         check("bytes=x-y", 10, Full);
+    }
+
+    #[test]
+    fn malformed_ranges_are_ignored_whatever_their_bounds() {
+        use ByteRange::*;
+        check("bytes=3-51y", 1, Full);
+        check("bytes=3-x", 10, Full);
+        check("bytes=+2-5", 10, Full);
+        check("bytes=2-+5", 10, Full);
+        check("bytes=-+3", 10, Full);
+        check("bytes=99999999999999999999-", 10, Full);
+        check("bytes= 2 - 5 ", 10, Partial { start: 2, end: 5 });
     }
 }
 

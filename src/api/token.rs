@@ -25,15 +25,20 @@ use crate::body::{self, Body};
 const MAX_FORM: usize = 16 * 1024;
 
 /// The parameters of a token request, from the query (GET) or the form body (POST).
-struct Params(Vec<(String, String)>);
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn get(&self, key: &str) -> Option<&str> {
+    /// Both forms are `application/x-www-form-urlencoded`.
+    pub(crate) fn parse(form: &[u8]) -> Params {
+        Params(form_urlencoded::parse(form).into_owned().collect())
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// Every scope asked for: `scope` may repeat, and each may hold several, space-separated.
-    fn scopes(&self) -> Vec<Scope> {
+    pub(crate) fn scopes(&self) -> Vec<Scope> {
         (self.0.iter())
             .filter(|(k, _)| k == "scope")
             .flat_map(|(_, v)| v.split(' ').filter_map(Scope::parse).collect::<Vec<_>>())
@@ -117,7 +122,7 @@ where
     } else {
         Bytes::copy_from_slice(request.uri.query().unwrap_or("").as_bytes())
     };
-    Ok(Params(form_urlencoded::parse(&bytes).into_owned().collect()))
+    Ok(Params::parse(&bytes))
 }
 
 /// Who asks, and whether it may have a refresh token (a user who proved a password and

@@ -19,6 +19,9 @@ use crate::sync::LockExt;
 /// Tokens are dropped this long before the upstream says they expire, since a token is
 /// checked when a request starts and a long blob transfer must not start on a dying one.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+/// The longest a token is kept, whatever the upstream says: a token endpoint may answer any
+/// number, and the clock's arithmetic overflows on the largest.
+const LONGEST_TOKEN_LIFE: Duration = Duration::from_secs(86_400);
 /// The margin never shortens a token's use below this, or a token barely longer than the
 /// margin would be fetched again for every request.
 const SHORTEST_TOKEN_LIFE: Duration = Duration::from_secs(5);
@@ -96,11 +99,11 @@ fn sensitive(value: &str) -> HeaderValue {
     value
 }
 
-/// How long to keep a token the upstream says lives `expires_in` seconds (60 when absent):
-/// the margin less, but at least `SHORTEST_TOKEN_LIFE`, and never past `expires_in`, since
-/// a token sent after it is refused and costs a round trip to find that out.
+/// How long to keep a token the upstream says lives `expires_in` seconds (60 when absent, a
+/// day at most): the margin less, but at least `SHORTEST_TOKEN_LIFE`, and never past
+/// `expires_in`, since a token sent after it is refused and costs a round trip to find that out.
 pub fn token_life(expires_in: Option<u64>) -> Duration {
-    let life = Duration::from_secs(expires_in.unwrap_or(60));
+    let life = Duration::from_secs(expires_in.unwrap_or(60)).min(LONGEST_TOKEN_LIFE);
     life.saturating_sub(EXPIRY_MARGIN).max(SHORTEST_TOKEN_LIFE.min(life))
 }
 
@@ -279,6 +282,17 @@ mod tests {
         check_kept(Some(3), Duration::from_secs(3)).await;
         check_kept(Some(1), Duration::from_secs(1)).await;
         check_kept(Some(0), Duration::ZERO).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_said_to_live_longer_than_the_clock_counts_is_kept_a_day() {
+        let tokens = Tokens::default();
+        let value = bearer("t").expect("header");
+        tokens.put("s", value.clone(), token_life(Some(u64::MAX)));
+        tokio::time::advance(LONGEST_TOKEN_LIFE - EXPIRY_MARGIN - Duration::from_millis(1)).await;
+        assert_eq!(tokens.get("s"), Some(value));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(tokens.get("s"), None);
     }
 
     #[test]

@@ -86,7 +86,7 @@ fn described(refused: &[IpAddr]) -> String {
 
 /// The resolver the upstream client connects through (see the module's doc).
 #[derive(Clone)]
-pub(super) struct Guard(Arc<Inner>);
+pub(crate) struct Guard(Arc<Inner>);
 
 struct Inner {
     dns: Dns,
@@ -97,7 +97,7 @@ struct Inner {
 }
 
 impl Guard {
-    pub(super) fn new(dns: Dns, base: &Uri, realm_hosts: &[String]) -> Guard {
+    pub(crate) fn new(dns: Dns, base: &Uri, realm_hosts: &[String]) -> Guard {
         let host = base.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
         let trusted = std::iter::once(host.to_owned())
             .chain(realm_hosts.iter().cloned())

@@ -9,10 +9,10 @@
 pub mod auth;
 mod blob;
 mod connect;
-mod dns;
+pub(crate) mod dns;
 mod manifest;
-mod redirect;
-mod token;
+pub(crate) mod redirect;
+pub(crate) mod token;
 
 use redirect::{check_redirect, resolve, same_origin};
 

@@ -14,7 +14,7 @@ pub(super) fn same_origin(a: &Uri, b: &Uri) -> bool {
 /// address (a cloud's metadata service), and to a loopback or private address only when the
 /// upstream itself is on one (its address, or what its name resolves to). Here an address is
 /// judged as written; a host name is judged as it resolves, by the `Guard` it connects through.
-pub(super) async fn check_redirect(guard: &Guard, from: &Uri, to: &Uri) -> Result<(), Error> {
+pub(crate) async fn check_redirect(guard: &Guard, from: &Uri, to: &Uri) -> Result<(), Error> {
     let refused = |why: &str| Err(Error::Protocol(format!("refused a redirect to {to}: {why}")));
     if from.scheme_str() == Some("https") && to.scheme_str() != Some("https") {
         return refused("it leaves HTTPS");
@@ -28,12 +28,15 @@ pub(super) async fn check_redirect(guard: &Guard, from: &Uri, to: &Uri) -> Resul
     }
 }
 
+/// The address a URI's host names, as a connection reaches it: an IPv4-mapped IPv6 address
+/// (`[::ffff:169.254.169.254]`) reaches the IPv4 one, so it is judged as that.
 fn ip_of(uri: &Uri) -> Option<std::net::IpAddr> {
-    uri.host()?.trim_start_matches('[').trim_end_matches(']').parse().ok()
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_canonical())
 }
 
 /// Resolves a `Location` header, absolute or relative to the request it answers (RFC 3986).
-pub(super) fn resolve(base: &Uri, location: &str) -> Result<Uri, Error> {
+pub(crate) fn resolve(base: &Uri, location: &str) -> Result<Uri, Error> {
     let bad = || Error::Protocol(format!("bad redirect location {location}"));
     let base = url::Url::parse(&base.to_string()).map_err(|_| bad())?;
     let target = base.join(location).map_err(|_| bad())?;
@@ -100,6 +103,30 @@ mod tests {
             .await
         );
         assert!(!check(lan, "http://10.0.0.2:5000/v2/x", "http://169.254.169.254/latest").await);
+    }
+
+    #[tokio::test]
+    async fn ipv4_mapped_addresses_are_judged_as_the_ipv4_address_they_reach() {
+        // No name resolves: only the addresses as written count.
+        let check = |base: &'static str, to: &'static str| async move {
+            let guard = Guard::new(Dns::Fixed(Vec::new()), &Uri::from_static(base), &[]);
+            let from: Uri = format!("{base}/v2/x").parse().expect("uri");
+            check_redirect(&guard, &from, &Uri::from_static(to)).await.is_ok()
+        };
+        let hub = "https://registry-1.docker.io";
+        assert!(!check(hub, "https://[::ffff:169.254.169.254]/latest").await);
+        assert!(!check(hub, "https://[::ffff:a9fe:a9fe]/latest").await);
+        assert!(!check("http://registry.lan", "http://[::ffff:169.254.169.254]/latest").await);
+        assert!(!check("http://registry.lan", "http://[::ffff:7f00:1]:8080/x").await);
+        assert!(!check(hub, "https://[::ffff:10.0.0.5]/x").await);
+        assert!(
+            check(hub, "https://[::ffff:203.0.113.9]/blob").await,
+            "a public address"
+        );
+        assert!(
+            check("http://[::ffff:10.0.0.2]:5000", "http://10.0.0.3:9000/blob").await,
+            "an upstream on a private address, however written"
+        );
     }
 
     #[test]

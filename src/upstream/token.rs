@@ -57,11 +57,7 @@ impl Upstream {
         let body = body
             .map_err(|e| Error::Token(format!("reading the token: {e}")))?
             .to_bytes();
-        let token: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| Error::Token(format!("bad token response: {e}")))?;
-        let value = token.token.or(token.access_token).and_then(|t| auth::bearer(&t));
-        let value = value.ok_or_else(|| Error::Token("token response carries no usable token".into()))?;
-        Ok((value, auth::token_life(token.expires_in)))
+        token_answer(&body)
     }
 
     /// The upstream's credentials go only where the upstream itself lives: a realm on its own
@@ -89,8 +85,17 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
+/// The `Authorization` value a token endpoint's JSON answer carries, and how long to keep it.
+pub(crate) fn token_answer(body: &[u8]) -> Result<(HeaderValue, Duration), Error> {
+    let token: TokenResponse =
+        serde_json::from_slice(body).map_err(|e| Error::Token(format!("bad token response: {e}")))?;
+    let value = token.token.or(token.access_token).and_then(|t| auth::bearer(&t));
+    let value = value.ok_or_else(|| Error::Token("token response carries no usable token".into()))?;
+    Ok((value, auth::token_life(token.expires_in)))
+}
+
 /// The realm with `scope` and `service` added to whatever query it has.
-fn token_url(realm: &str, service: Option<&str>, scope: &str) -> Result<Uri, Error> {
+pub(crate) fn token_url(realm: &str, service: Option<&str>, scope: &str) -> Result<Uri, Error> {
     let bad = || Error::Token(format!("bad realm {realm}"));
     let mut url = url::Url::parse(realm).map_err(|_| bad())?;
     url.query_pairs_mut().append_pair("scope", scope);
