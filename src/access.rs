@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::reference::{Registry, RepoName};
 
-mod passwords;
+pub(crate) mod passwords;
 pub mod token;
 
 use passwords::Passwords;

@@ -52,3 +52,13 @@ pub fn upstream_redirect(base: &Uri, from: &Uri, location: &str) -> Option<Uri> 
 pub fn bundle_path(path: &str) -> String {
     crate::airgap::staging::clean(path)
 }
+
+/// `access::passwords`: an htpasswd file's users and hashes, or the number of its first bad line.
+pub fn htpasswd(text: &str) -> Result<Vec<(String, String)>, usize> {
+    crate::access::passwords::parse_htpasswd(text).map(|users| users.into_iter().collect())
+}
+
+/// `config::file`: a config file's text, read as `serve` reads it; the one-line error if not.
+pub fn config_file(text: &str) -> Result<(), String> {
+    crate::config::file::parse(text).map(drop)
+}

@@ -116,6 +116,15 @@ fn read_htpasswd(path: &Path) -> Result<HashMap<String, String>, Error> {
         path: path.to_owned(),
         source,
     })?;
+    parse_htpasswd(&text).map_err(|line| Error::NotBcrypt {
+        path: path.to_owned(),
+        line,
+    })
+}
+
+/// `user:hash` lines, bcrypt only; blank lines and `#` comments skipped. The error is the
+/// number (from 1) of the first line that is none of these.
+pub(crate) fn parse_htpasswd(text: &str) -> Result<HashMap<String, String>, usize> {
     let mut users = HashMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -126,12 +135,7 @@ fn read_htpasswd(path: &Path) -> Result<HashMap<String, String>, Error> {
             Some((user, hash)) if hash.starts_with("$2") => {
                 users.insert(user.to_owned(), hash.to_owned());
             }
-            _ => {
-                return Err(Error::NotBcrypt {
-                    path: path.to_owned(),
-                    line: n + 1,
-                })
-            }
+            _ => return Err(n + 1),
         }
     }
     Ok(users)

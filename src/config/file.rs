@@ -10,12 +10,17 @@ pub fn read(path: &Path) -> Result<ServeOptions, Error> {
         path: path.to_owned(),
         source,
     })?;
-    let options = serde_path_to_error::deserialize(toml::Deserializer::new(&text)).map_err(|e| Error::Parse {
+    let options = parse(&text).map_err(|message| Error::Parse {
         path: path.to_owned(),
-        message: describe(&e, &text),
+        message,
     })?;
     warn_if_secrets_exposed(path, &options);
     Ok(options)
+}
+
+/// The file's text as options, or one line saying what is wrong with it.
+pub(crate) fn parse(text: &str) -> Result<ServeOptions, String> {
+    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| describe(&e, text))
 }
 
 /// One line naming the key of a bad value, or the line of a syntax error.

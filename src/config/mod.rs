@@ -4,7 +4,7 @@
 //! `options` defines each option once; `file` reads the config file into the same shape;
 //! `parse` holds the value parsers both use; `registries` the upstreams and their logins.
 
-mod file;
+pub(crate) mod file;
 mod options;
 pub mod parse;
 mod registries;
