@@ -4,6 +4,8 @@
 //! upstream directly.
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 pub(crate) mod range;
 pub mod route;

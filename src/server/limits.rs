@@ -3,13 +3,14 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
 use crate::config::ConnectionLimits;
 use crate::metrics::Metrics;
+use crate::mirror::Requester;
 use crate::sync::LockExt;
 
 /// Why a connection was closed as soon as it was accepted.
@@ -32,7 +33,7 @@ impl Refusal {
 
 pub struct Connections {
     limits: ConnectionLimits,
-    by_client: Mutex<HashMap<Client, usize>>,
+    by_client: Mutex<HashMap<Requester, usize>>,
     open: watch::Sender<usize>,
     metrics: Arc<Metrics>,
 }
@@ -40,22 +41,8 @@ pub struct Connections {
 /// One open connection's place under the caps, given back when dropped.
 pub struct Slot {
     connections: Arc<Connections>,
-    client: Client,
-}
-
-/// Whom the per-client cap counts: an IPv4 address, or an IPv6 /64. A host picks its IPv6
-/// addresses from its /64 at will (privacy addresses), so one address would be no cap at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Client(Ipv6Addr);
-
-impl Client {
-    fn of(ip: IpAddr) -> Client {
-        match ip {
-            IpAddr::V4(v4) => Client(v4.to_ipv6_mapped()),
-            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Client(v6),
-            IpAddr::V6(v6) => Client(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
-        }
-    }
+    /// Counted as the transfer caps count a client: an IPv4 address or an IPv6 /64.
+    client: Requester,
 }
 
 impl Connections {
@@ -70,7 +57,7 @@ impl Connections {
 
     /// A place for a connection from `ip`, unless a cap is reached.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
-        let client = Client::of(ip);
+        let client = Requester::client(ip);
         let mut by_client = self.by_client.locked();
         if *self.open.borrow() >= self.limits.max_open {
             return Err(Refusal::Full);
