@@ -51,6 +51,9 @@ const DEFAULT_MAX_TRANSFERS_PER_ADDRESS: usize = 16;
 /// enough to ride out a burst of small blobs, short enough that a client is told (and can
 /// back off) well within its own timeouts.
 const DEFAULT_TRANSFER_WAIT: Duration = Duration::from_secs(10);
+/// A push pauses between layers for seconds, a resumed one perhaps for hours; a day covers
+/// both and keeps a crashed client's leftovers from piling up.
+const DEFAULT_UPLOAD_MAX_AGE: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -72,6 +75,8 @@ pub enum Error {
     CredentialsIncomplete,
     #[error("--insecure-http cannot be combined with --tls-cert/--tls-key")]
     TlsConflict,
+    #[error("hosted namespace '{0}' is also a mirrored registry; choose a name no upstream has")]
+    HostedCollides(Registry),
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +121,10 @@ pub struct Config {
     pub registries: Vec<RegistryConfig>,
     /// Never contact the upstream: tags resolve from the cache, misses are 404 (air-gapped sites).
     pub offline: bool,
+    /// Where the site's own repositories live; `None`: nothing is hosted, pushes are refused.
+    pub hosted: Option<Registry>,
+    /// How long an unfinished upload is kept after its last write.
+    pub upload_max_age: Duration,
     /// How upstream host names resolve: the system's resolver, unless a test or an embedder
     /// fixes them.
     pub dns: Dns,
@@ -175,6 +184,8 @@ impl Config {
             registries: Vec::new(),
             access: AccessConfig::default(),
             offline: false,
+            hosted: None,
+            upload_max_age: DEFAULT_UPLOAD_MAX_AGE,
             dns: Dns::System,
         }
     }
@@ -232,7 +243,7 @@ impl Config {
         let tls = pick_tls(given.tls_cert, given.tls_key, given.insecure_http)?.unwrap_or_else(|| Tls::SelfIssued {
             dir: data_dir.join("certs"),
         });
-        Ok(Config {
+        let config = Config {
             listen: given.listen.unwrap_or(DEFAULT_LISTEN),
             data_dir,
             upstream: given.upstream.unwrap_or_else(default_upstream),
@@ -267,8 +278,22 @@ impl Config {
                 .collect::<Result<_, _>>()?,
             access: given.access.unwrap_or_default(),
             offline: given.offline,
+            hosted: given.hosted_namespace,
+            upload_max_age: given.upload_max_age.unwrap_or(DEFAULT_UPLOAD_MAX_AGE),
             dns: Dns::System,
-        })
+        };
+        config.check_hosted()?;
+        Ok(config)
+    }
+
+    /// A hosted namespace must never shadow a mirrored registry's repositories.
+    fn check_hosted(&self) -> Result<(), Error> {
+        match &self.hosted {
+            Some(hosted) if self.all_registries().iter().any(|r| &r.registry == hosted) => {
+                Err(Error::HostedCollides(hosted.clone()))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::parse;
 use super::registries::{Credentials, FileRegistry};
 use crate::access::AccessConfig;
+use crate::reference::Registry;
 
 /// One layer's value for an option.
 trait Layer {
@@ -179,6 +180,18 @@ layered! {
         #[arg(long, env = "REGMIRROR_MAX_TRANSFERS_PER_ADDRESS", value_parser = parse::count)]
         #[serde(default, deserialize_with = "parse::de::count")]
         pub max_transfers_per_address: Option<usize>,
+
+        /// Host a site's own repositories under this name, which clients push to and pull from
+        /// as `<mirror>/<name>/<repo>`; it must read as a host (`site.lan`) and be no mirrored
+        /// registry [default: none, pushes refused].
+        #[arg(long, env = "REGMIRROR_HOSTED_NAMESPACE", value_parser = parse::namespace)]
+        #[serde(default, deserialize_with = "parse::de::namespace")]
+        pub hosted_namespace: Option<Registry>,
+
+        /// How long an unfinished push upload is kept after its last write [default: 24h].
+        #[arg(long, env = "REGMIRROR_UPLOAD_MAX_AGE", value_parser = parse::duration)]
+        #[serde(default, deserialize_with = "parse::de::duration")]
+        pub upload_max_age: Option<Duration>,
 
         /// Never contact the upstream: serve only what the cache holds (air-gapped sites).
         #[arg(long, env = "REGMIRROR_OFFLINE", value_parser = BoolishValueParser::new())]

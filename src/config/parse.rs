@@ -8,6 +8,8 @@ use std::time::Duration;
 use http::uri::{Authority, Uri};
 use serde::{Deserialize, Deserializer};
 
+use crate::reference::Registry;
+
 /// `30s`, `5m`, `2h`, `30d`, `250ms`, `1h 30m` (humantime's units); a bare number is seconds,
 /// as it always was here.
 pub fn duration(value: &str) -> Result<Duration, String> {
@@ -86,6 +88,20 @@ pub fn authority(value: &str) -> Result<Authority, String> {
         .map_err(|e| format!("{e} (expected HOST:PORT, e.g. mirror.lan:5000)"))
 }
 
+/// The namespace hosted repositories live under: a name that reads as a registry host
+/// (`site.lan`, `hosted.local`), so that no Docker Hub repository shares the path.
+pub fn namespace(value: &str) -> Result<Registry, String> {
+    let value = value.trim();
+    if !Registry::looks_like_host(value) {
+        return Err("expected a host-like name (with a '.' or ':'), e.g. site.lan".to_owned());
+    }
+    let registry: Registry = value.parse().map_err(|e| format!("{e}"))?;
+    if registry.is_docker_hub() {
+        return Err("Docker Hub's names are mirrored, not hosted".to_owned());
+    }
+    Ok(registry)
+}
+
 /// The config file's side of each parser: `#[serde(deserialize_with = "parse::de::duration")]`.
 /// The error carries the value; the file reader adds the key it was found under.
 pub mod de {
@@ -115,6 +131,10 @@ pub mod de {
         super::count(&text)
             .map(Some)
             .map_err(|reason| invalid::<D>(&text, reason))
+    }
+
+    pub fn namespace<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Registry>, D::Error> {
+        optional(d, super::namespace)
     }
 
     pub fn addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
