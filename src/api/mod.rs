@@ -3,10 +3,13 @@
 //! and `error` is the only mapping of failures to HTTP. Nothing here touches the disk or the
 //! upstream directly.
 
+mod admission;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handler;
+mod listing;
+mod push;
 pub(crate) mod range;
 pub mod route;
 mod status_page;
