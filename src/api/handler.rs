@@ -13,7 +13,7 @@ use super::range::ByteRange;
 use super::route::{self, Route, RouteKind};
 use super::token::{self, client_host};
 use super::{status_page, App, Peer, Role};
-use crate::access::Identity;
+use crate::access::{Action, Identity};
 use crate::body::{self, Body};
 use crate::digest::Digest;
 use crate::manifest;
@@ -79,7 +79,7 @@ async fn admit(app: &App, route: &Route, peer: &Peer, request: &Parts) -> Result
         | Route::Blob { registry, repo, .. }
         | Route::Tags { registry, repo } => {
             let name = route::repository_name(request.uri.path());
-            access.admit(&client, registry, repo, &name)?;
+            access.admit(&client, registry, repo, &name, Action::Pull)?;
         }
         Route::Health | Route::Ready | Route::CaCert | Route::Token => {}
     }
@@ -103,7 +103,9 @@ fn visible(app: &App, identity: Option<&Identity>, image: &TaggedImage) -> bool 
     let (Some(access), Some(identity)) = (&app.access, identity) else {
         return true;
     };
-    access.authorize(identity, &image.registry, &image.repo).is_ok()
+    access
+        .authorize(identity, &image.registry, &image.repo, Action::Pull)
+        .is_ok()
 }
 
 async fn respond(

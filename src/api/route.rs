@@ -212,11 +212,16 @@ pub fn locate_name(name: &str, ns: Option<&Registry>) -> Option<(Registry, RepoN
 }
 
 /// The repository name as a content path spells it (what precedes `/manifests/…`,
-/// `/blobs/…` or `/tags/list`): what a bearer token's scope names.
+/// `/blobs/…`, `/tags/list` or an upload's `/blobs/uploads/…`): what a bearer token's scope names.
 pub fn repository_name(path: &str) -> String {
-    let name = path.strip_prefix("/v2/").unwrap_or(path);
-    let name = name.rsplitn(3, '/').nth(2).unwrap_or("");
-    percent_decode_str(name).decode_utf8_lossy().into_owned()
+    let rest = path.strip_prefix("/v2/").unwrap_or(path);
+    let segments: Vec<&str> = rest.split('/').collect();
+    let name = match segments.as_slice() {
+        [name @ .., "blobs", "uploads", _] if !name.is_empty() => name,
+        [name @ .., _, _] => name,
+        _ => &[],
+    };
+    percent_decode_str(&name.join("/")).decode_utf8_lossy().into_owned()
 }
 
 /// containerd's `ns=<registry>` (distribution-spec "Registry Proxying").

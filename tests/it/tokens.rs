@@ -11,6 +11,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use regmirror::access::token::{Grant, Tokens, ACCESS_TTL, SERVICE};
+use regmirror::access::Action;
 use tempfile::TempDir;
 
 use crate::support::content::Image;
@@ -272,7 +273,7 @@ async fn an_expired_token_is_challenged_again_and_the_key_outlives_a_restart() {
     let (_hub, alpine, _, mirror, _dir) = setup().await;
     let key = Tokens::load_or_create(&mirror.token_key()).expect("the mirror's key");
     let path = "/v2/library/alpine/manifests/latest";
-    let grant = || vec![Grant::pull("library/alpine")];
+    let grant = || vec![Grant::repository("library/alpine", &[Action::Pull])];
     let expired = SystemTime::now() - ACCESS_TTL - Duration::from_secs(1);
     let old = key.access(SERVICE, Some("alice"), grant(), expired).expect("token");
     let reply = mirror
