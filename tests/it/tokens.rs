@@ -189,6 +189,31 @@ async fn a_password_token_grants_the_scopes_the_rules_allow_and_no_more() {
         .is_some_and(|c| c.contains("someuser/tool")));
 }
 
+/// Scopes asking for several actions: each is granted those the rules allow, and the answer's
+/// `scope` says which; anonymous clients get pull at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_grants_of_each_scope_the_actions_the_rules_allow() {
+    let hub = FakeRegistry::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = htpasswd(dir.path(), &[("alice", "wonderland")]);
+    let access = format!(
+        "htpasswd = {file:?}\nanonymous = [\"docker.io/library/*\"]\n\
+         [[rules]]\nusers = [\"alice\"]\nrepos = [\"docker.io/someuser/*\"]\nactions = [\"pull\", \"push\"]\n"
+    );
+    let mirror = Mirror::builder(&hub).access(&access).start().await;
+    let url = mirror
+        .url("/token?service=regmirror&scope=repository:someuser/tool:*&scope=repository:library/alpine:pull,push");
+    let alice = send(&url, Method::GET, &[("authorization", &basic("alice", "wonderland"))]).await;
+    assert_eq!(alice.status, 200, "{alice:?}");
+    assert_eq!(
+        alice.json()["scope"],
+        "repository:someuser/tool:pull,push repository:library/alpine:pull"
+    );
+    let anonymous = send(&url, Method::GET, &[]).await;
+    assert_eq!(anonymous.status, 200, "{anonymous:?}");
+    assert_eq!(anonymous.json()["scope"], "repository:library/alpine:pull");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_or_unknown_credentials_get_no_token() {
     let (_hub, _, _, mirror, _dir) = setup().await;

@@ -118,76 +118,41 @@ fn anonymous_clients_are_granted_pull_at_most() {
     );
 }
 
+/// The scope a 401 on `path` asks for under `method`.
+fn scope(method: Method, path: &str, expected: Option<&str>) {
+    assert_eq!(challenge_scope(&method, path).as_deref(), expected, "{method} {path}");
+}
+
+/// The same, on `rest` under the repository `site.lan/gallery/ui`, asking for `actions` there.
+fn scope_on_ui(method: Method, rest: &str, actions: &str) {
+    let expected = format!("repository:site.lan/gallery/ui:{actions}");
+    scope(method, &format!("/v2/site.lan/gallery/ui/{rest}"), Some(&expected));
+}
+
 #[test]
 fn the_challenge_asks_for_what_the_method_needs_on_any_route_under_a_repository() {
-    let cases = [
-        (
-            Method::GET,
-            "/v2/site.lan/gallery/ui/manifests/v1",
-            Some("repository:site.lan/gallery/ui:pull"),
-        ),
-        (
-            Method::HEAD,
-            "/v2/library/alpine/blobs/sha256:ab",
-            Some("repository:library/alpine:pull"),
-        ),
-        (
-            Method::GET,
-            "/v2/site.lan/gallery/ui/tags/list",
-            Some("repository:site.lan/gallery/ui:pull"),
-        ),
-        (
-            Method::GET,
-            "/v2/site.lan/ui/referrers/sha256:ab",
-            Some("repository:site.lan/ui:pull"),
-        ),
-        (
-            Method::POST,
-            "/v2/site.lan/gallery/ui/blobs/uploads/",
-            Some("repository:site.lan/gallery/ui:pull,push"),
-        ),
-        (
-            Method::PATCH,
-            "/v2/site.lan/gallery/ui/blobs/uploads/u1",
-            Some("repository:site.lan/gallery/ui:pull,push"),
-        ),
-        (
-            Method::PUT,
-            "/v2/site.lan/gallery/ui/blobs/uploads/u1",
-            Some("repository:site.lan/gallery/ui:pull,push"),
-        ),
-        (
-            Method::GET,
-            "/v2/site.lan/gallery/ui/blobs/uploads/u1",
-            Some("repository:site.lan/gallery/ui:pull"),
-        ),
-        (
-            Method::PUT,
-            "/v2/site.lan/gallery/ui/manifests/v1",
-            Some("repository:site.lan/gallery/ui:pull,push"),
-        ),
-        (
-            Method::DELETE,
-            "/v2/site.lan/gallery/ui/manifests/sha256:ab",
-            Some("repository:site.lan/gallery/ui:delete"),
-        ),
-        (
-            Method::DELETE,
-            "/v2/site.lan/gallery/ui/blobs/uploads/u1",
-            Some("repository:site.lan/gallery/ui:delete"),
-        ),
-        // A repository may itself hold `blobs` and `uploads` components.
-        (
-            Method::GET,
-            "/v2/site.lan/blobs/uploads/manifests/v1",
-            Some("repository:site.lan/blobs/uploads:pull"),
-        ),
-        (Method::GET, "/v2/_catalog", None),
-        (Method::GET, "/v2/a\"b/manifests/v1", None),
-    ];
-    for (method, path, expected) in cases {
-        assert_eq!(challenge_scope(&method, path).as_deref(), expected, "{method} {path}");
-    }
+    scope_on_ui(Method::GET, "manifests/v1", "pull");
+    scope_on_ui(Method::HEAD, "blobs/sha256:ab", "pull");
+    scope_on_ui(Method::GET, "tags/list", "pull");
+    scope_on_ui(Method::GET, "referrers/sha256:ab", "pull");
+    scope_on_ui(Method::GET, "blobs/uploads/u1", "pull");
+    scope_on_ui(Method::POST, "blobs/uploads/", "pull,push");
+    scope_on_ui(Method::PATCH, "blobs/uploads/u1", "pull,push");
+    scope_on_ui(Method::PUT, "blobs/uploads/u1", "pull,push");
+    scope_on_ui(Method::PUT, "manifests/v1", "pull,push");
+    scope_on_ui(Method::DELETE, "manifests/sha256:ab", "delete");
+    scope_on_ui(Method::DELETE, "blobs/sha256:ab", "delete");
+    scope_on_ui(Method::DELETE, "blobs/uploads/u1", "delete");
+    scope(
+        Method::HEAD,
+        "/v2/library/alpine/blobs/sha256:ab",
+        Some("repository:library/alpine:pull"),
+    );
+    // A repository may itself hold `blobs` and `uploads` components.
+    let odd = "/v2/site.lan/blobs/uploads/manifests/v1";
+    scope(Method::GET, odd, Some("repository:site.lan/blobs/uploads:pull"));
+    scope(Method::GET, "/v2/_catalog", None);
+    scope(Method::GET, "/v2/a\"b/manifests/v1", None);
 }
 
 #[test]
