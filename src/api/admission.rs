@@ -9,7 +9,7 @@ use http::Response;
 use super::error::Error;
 use super::route::{self, Mount, Route, RouteKind};
 use super::{token, App, Peer};
-use crate::access::Client;
+use crate::access::{Action, Client};
 use crate::body::Body;
 use crate::reference::{Registry, RepoName};
 
@@ -28,7 +28,7 @@ pub(super) async fn admit(app: &App, route: &Route, peer: &Peer, request: &Parts
         (Route::Status | Route::Metrics, _) => access.check_viewer(&client)?,
         (_, Some((registry, repo))) => {
             let name = route::repository_name(request.uri.path());
-            access.admit(&client, registry, repo, &name)?;
+            access.admit(&client, registry, repo, &name, token::action_for(&request.method))?;
         }
         (_, None) => {}
     }
@@ -41,7 +41,7 @@ pub(super) fn may_pull(app: &App, client: Option<&Client>, registry: &Registry, 
     let (Some(access), Some(client)) = (&app.access, client) else {
         return true;
     };
-    access.authorize(&client.identity, registry, repo).is_ok()
+    access.authorize(&client.identity, registry, repo, Action::Pull).is_ok()
 }
 
 /// Whether `client` may read the repository a mount would take a blob from: a mount it may
@@ -50,7 +50,7 @@ pub(super) fn may_mount_from(app: &App, client: Option<&Client>, from: &Mount) -
     let (Some(access), Some(client)) = (&app.access, client) else {
         return true;
     };
-    access.admit(client, &from.registry, &from.repo, &from.name).is_ok()
+    access.admit(client, &from.registry, &from.repo, &from.name, Action::Pull).is_ok()
 }
 
 /// Where the mirror issues tokens, a 401 points there instead of asking for Basic

@@ -27,7 +27,7 @@ use crate::tls::CaCert;
 /// What requests are answered from.
 pub struct App {
     pub registries: Registries,
-    /// Who may pull what; `None`: everyone, everything.
+    /// Who may do what; `None`: everyone, everything.
     pub access: Option<Access>,
     /// `HOST:PORT` of the mirror as this machine would name it, for pages that must say it
     /// when the request did not.
