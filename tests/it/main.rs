@@ -32,6 +32,7 @@ mod manifests;
 mod metrics;
 mod ping;
 mod private_content;
+mod push_uploads;
 mod registries;
 mod restart;
 mod resume;
