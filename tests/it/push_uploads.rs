@@ -23,7 +23,11 @@ async fn assert_served(mirror: &Mirror, blob: &Blob) {
     mirror.get(&blob_path(&blob.digest)).await.assert_blob(blob);
     let head = mirror.head(&blob_path(&blob.digest)).await;
     assert_eq!(head.status, StatusCode::OK, "{head:?}");
-    assert_eq!(head.header("docker-content-digest"), Some(blob.digest.as_str()), "{head:?}");
+    assert_eq!(
+        head.header("docker-content-digest"),
+        Some(blob.digest.as_str()),
+        "{head:?}"
+    );
     assert_eq!(
         head.header("content-length"),
         Some(blob.bytes.len().to_string().as_str()),
@@ -35,7 +39,11 @@ async fn assert_served(mirror: &Mirror, blob: &Blob) {
 async fn monolithic_upload_post_then_put_with_digest_stores_the_blob() {
     let (_hub, mirror) = hosted_mirror().await;
     let blob = Blob::new(random_bytes(70 * 1024));
-    assert_eq!(mirror.get(&blob_path(&blob.digest)).await.status, 404, "not there before");
+    assert_eq!(
+        mirror.get(&blob_path(&blob.digest)).await.status,
+        404,
+        "not there before"
+    );
 
     let upload = Upload::start(&mirror, REPO).await;
     let reply = upload.finish(&mirror, &blob.digest, blob.bytes.clone()).await;
@@ -101,7 +109,11 @@ async fn upload_status_is_204_with_the_range_held() {
     let empty = upload.status(&mirror).await;
     assert_eq!(empty.status, StatusCode::NO_CONTENT, "{empty:?}");
     assert_eq!(empty.header("range"), Some("0-0"), "{empty:?}");
-    assert_eq!(empty.header("docker-upload-uuid"), Some(upload.uuid.as_str()), "{empty:?}");
+    assert_eq!(
+        empty.header("docker-upload-uuid"),
+        Some(upload.uuid.as_str()),
+        "{empty:?}"
+    );
     assert!(location_path(&empty).contains(&upload.uuid), "{empty:?}");
 
     let reply = upload.patch(&mirror, 0, &random_bytes(1000)).await;
@@ -109,7 +121,11 @@ async fn upload_status_is_204_with_the_range_held() {
     let held = upload.status(&mirror).await;
     assert_eq!(held.status, StatusCode::NO_CONTENT, "{held:?}");
     assert_eq!(held.header("range"), Some("0-999"), "{held:?}");
-    assert_eq!(held.header("docker-upload-uuid"), Some(upload.uuid.as_str()), "{held:?}");
+    assert_eq!(
+        held.header("docker-upload-uuid"),
+        Some(upload.uuid.as_str()),
+        "{held:?}"
+    );
     assert!(location_path(&held).contains(&upload.uuid), "{held:?}");
 }
 
@@ -124,11 +140,19 @@ async fn a_chunk_that_does_not_start_at_the_size_held_is_416_and_the_session_sur
     for start in [2000, 500, 0] {
         let chunk = blob.bytes.slice(start..start + 1000);
         let reply = upload.patch(&mirror, start as u64, &chunk).await;
-        assert_eq!(reply.status, StatusCode::RANGE_NOT_SATISFIABLE, "start {start}: {reply:?}");
+        assert_eq!(
+            reply.status,
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "start {start}: {reply:?}"
+        );
         assert_eq!(reply.header("range"), Some("0-999"), "start {start}: {reply:?}");
     }
     let status = upload.status(&mirror).await;
-    assert_eq!(status.header("range"), Some("0-999"), "refused chunks add nothing: {status:?}");
+    assert_eq!(
+        status.header("range"),
+        Some("0-999"),
+        "refused chunks add nothing: {status:?}"
+    );
 
     let reply = upload.patch(&mirror, 1000, &blob.bytes.slice(1000..)).await;
     upload.follow(&reply, 3000);
@@ -169,7 +193,14 @@ async fn an_upload_id_never_issued_is_blob_upload_unknown() {
     let chunk = random_bytes(10);
     let patch = send_body(&mirror, Method::PATCH, &url, &[], chunk.clone()).await;
     patch.assert_error(404, "BLOB_UPLOAD_UNKNOWN");
-    let put = send_body(&mirror, Method::PUT, &with_query(&url, "digest", &sha256(&chunk)), &[], chunk).await;
+    let put = send_body(
+        &mirror,
+        Method::PUT,
+        &with_query(&url, "digest", &sha256(&chunk)),
+        &[],
+        chunk,
+    )
+    .await;
     put.assert_error(404, "BLOB_UPLOAD_UNKNOWN");
     mirror
         .send(Method::DELETE, &url, &[])
@@ -220,7 +251,10 @@ async fn a_put_without_a_valid_digest_is_digest_invalid() {
         let reply = send_body(&mirror, Method::PUT, &url, &[], blob.bytes.clone()).await;
         reply.assert_error(400, "DIGEST_INVALID");
     }
-    mirror.get(&blob_path(&blob.digest)).await.assert_error(404, "BLOB_UNKNOWN");
+    mirror
+        .get(&blob_path(&blob.digest))
+        .await
+        .assert_error(404, "BLOB_UNKNOWN");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -113,7 +113,8 @@ pub fn range_end(reply: &Reply) -> u64 {
         .split_once('-')
         .unwrap_or_else(|| panic!("Range is <start>-<end>: {reply:?}"));
     assert_eq!(start, "0", "{reply:?}");
-    end.parse().unwrap_or_else(|_| panic!("Range end is a number: {reply:?}"))
+    end.parse()
+        .unwrap_or_else(|_| panic!("Range end is a number: {reply:?}"))
 }
 
 /// An upload session the mirror opened.
@@ -126,7 +127,14 @@ pub struct Upload {
 impl Upload {
     /// `POST /v2/<name>/blobs/uploads/`, asserting the 202 and its headers.
     pub async fn start(mirror: &Mirror, name: &str) -> Upload {
-        let reply = send_body(mirror, Method::POST, &format!("/v2/{name}/blobs/uploads/"), &[], Bytes::new()).await;
+        let reply = send_body(
+            mirror,
+            Method::POST,
+            &format!("/v2/{name}/blobs/uploads/"),
+            &[],
+            Bytes::new(),
+        )
+        .await;
         Upload::from_reply(&reply, name)
     }
 
@@ -155,8 +163,16 @@ impl Upload {
     /// on to the `Location` it gives, as clients must.
     pub fn follow(&mut self, reply: &Reply, held: u64) {
         assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
-        assert_eq!(reply.header("docker-upload-uuid"), Some(self.uuid.as_str()), "{reply:?}");
-        assert_eq!(reply.header("range"), Some(format!("0-{}", held - 1).as_str()), "{reply:?}");
+        assert_eq!(
+            reply.header("docker-upload-uuid"),
+            Some(self.uuid.as_str()),
+            "{reply:?}"
+        );
+        assert_eq!(
+            reply.header("range"),
+            Some(format!("0-{}", held - 1).as_str()),
+            "{reply:?}"
+        );
         let url = location_path(reply);
         assert!(url.contains(&self.uuid), "the session keeps its id: {reply:?}");
         self.url = url;
@@ -199,7 +215,11 @@ pub async fn put_manifest(mirror: &Mirror, name: &str, reference: &str, manifest
 pub fn assert_manifest_created(reply: &Reply, name: &str, manifest: &Manifest) {
     assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
     let digest = manifest.digest.as_str();
-    assert_eq!(location_path(reply), format!("/v2/{name}/manifests/{digest}"), "{reply:?}");
+    assert_eq!(
+        location_path(reply),
+        format!("/v2/{name}/manifests/{digest}"),
+        "{reply:?}"
+    );
     assert_eq!(reply.header("docker-content-digest"), Some(digest), "{reply:?}");
 }
 
