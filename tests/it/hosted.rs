@@ -29,6 +29,18 @@ async fn assert_pushes_refused(mirror: &Mirror, name: &str) {
     }
     let reply = put_manifest(mirror, name, "v1", &image.manifest).await;
     reply.assert_error(405, "UNSUPPORTED");
+    let session = format!("/v2/{name}/blobs/uploads/8d3c1f2a-0000-4000-8000-000000000000");
+    let reply = send_body(mirror, Method::PATCH, &session, &[], blob.clone()).await;
+    reply.assert_error(405, "UNSUPPORTED");
+    let reply = send_body(
+        mirror,
+        Method::PUT,
+        &format!("{session}?digest={digest}"),
+        &[],
+        blob.clone(),
+    )
+    .await;
+    reply.assert_error(405, "UNSUPPORTED");
     for path in [
         format!("/v2/{name}/manifests/v1"),
         format!("/v2/{name}/manifests/{}", image.manifest.digest),
