@@ -103,14 +103,8 @@ impl Default for Metrics {
         // Fields are initialised, and so registered, in the order written; the registry last.
         let metrics = Metrics {
             requests: r.add("regmirror_requests", "Requests answered, by route and status"),
-            cache_hits: r.add(
-                "regmirror_cache_hits",
-                "Manifest and blob requests answered from the cache",
-            ),
-            cache_misses: r.add(
-                "regmirror_cache_misses",
-                "Manifest and blob requests that needed the upstream",
-            ),
+            cache_hits: r.add("regmirror_cache_hits", "Content requests answered from the cache"),
+            cache_misses: r.add("regmirror_cache_misses", "Content requests that needed the upstream"),
             bytes_served: r.add(
                 "regmirror_served_bytes",
                 "Body bytes sent to clients, by where they came from",
@@ -126,10 +120,7 @@ impl Default for Metrics {
                 "regmirror_coalesced_waiters",
                 "Requests that joined a fill already under way",
             ),
-            evictions: r.add(
-                "regmirror_cache_evictions",
-                "Cached content evicted to stay under the cap",
-            ),
+            evictions: r.add("regmirror_cache_evictions", "Content evicted to stay under the cap"),
             digest_mismatches: r.add(
                 "regmirror_digest_mismatches",
                 "Upstream content refused for not matching its digest",
@@ -164,8 +155,16 @@ impl Default for Metrics {
             pulls: Mutex::default(),
             registry: r.0,
         };
-        // Both sources are written from the start, so a rate over either sees its first bytes
-        // and a dashboard's ratio of the two has both sides.
+        metrics.write_every_label();
+        metrics
+    }
+}
+
+impl Metrics {
+    /// Every label of the labelled counters is written from the start, so a rate over any of
+    /// them sees its first increase and a dashboard's ratio of two has both sides.
+    fn write_every_label(&self) {
+        let metrics = self;
         for origin in [Origin::Cache, Origin::Upstream] {
             metrics.served(origin, 0);
         }
@@ -178,7 +177,6 @@ impl Default for Metrics {
                 .get_or_create(&DeadlineLabels { deadline })
                 .inc_by(0);
         }
-        metrics
     }
 }
 
