@@ -101,10 +101,8 @@ fn select(store: &Store, selection: &Selection) -> Result<Vec<(ImageRef, Digest)
         record,
     } in store.tags()?
     {
-        if !registry.is_docker_hub() {
-            continue;
-        }
         let image = ImageRef {
+            registry,
             repo,
             reference: Reference::Tag(tag),
         };
