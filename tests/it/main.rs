@@ -24,6 +24,7 @@ mod errors;
 mod fake_upstream;
 mod health;
 mod hosted;
+mod hosted_airgap;
 mod import_refusals;
 mod integrity;
 mod inward_redirects;
