@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use http::uri::{Authority, Uri};
 
 use crate::config::{parse, ServeOptions};
+use crate::reference::Registry;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -130,6 +131,10 @@ pub struct ImportArgs {
     /// A bundle from `regmirror export` (tar or unpacked directory) or a `docker save` tarball.
     #[arg(value_name = "FILE.tar|DIR")]
     pub bundle: PathBuf,
+    /// Images named under this namespace become hosted repositories (pinned, never evicted);
+    /// namespaces `serve` has hosted in this data directory count without it.
+    #[arg(long, env = "REGMIRROR_HOSTED_NAMESPACE", value_parser = parse::namespace)]
+    pub hosted_namespace: Option<Registry>,
 }
 
 #[derive(Debug, Subcommand)]

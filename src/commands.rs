@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use regmirror::airgap::export::{self, Selection};
 use regmirror::airgap::{import, prefetch};
 use regmirror::cache::maintenance::{self, Prune};
+use regmirror::cache::store::Store;
 use regmirror::certs::{self, CertDir, NamePolicy, Names};
 use regmirror::cli::{
     CacheCommand, CertClientArgs, CertInitArgs, ClientConfigArgs, DataDirArg, ExportArgs, GcArgs, ImportArgs,
@@ -98,6 +99,7 @@ pub fn cache(command: CacheCommand) -> anyhow::Result<()> {
             println!("manifests  {}", stats.manifests);
             println!("bytes      {}", stats.bytes);
             println!("tags       {}", stats.tags);
+            println!("hosted     {} files, {} bytes", stats.hosted_files, stats.hosted_bytes);
         }
         CacheCommand::Ls(dir) => print!("{}", maintenance::list(&data_dir(dir))?),
         CacheCommand::Prune(args) => {
@@ -135,6 +137,12 @@ pub fn prefetch(args: PrefetchArgs) -> anyhow::Result<()> {
         images.extend(prefetch::parse_list(&text).with_context(|| file.display().to_string())?);
     }
     anyhow::ensure!(!images.is_empty(), "name the images to prefetch (IMAGE... or -f FILE)");
+    let data_dir = data_dir(args.data_dir);
+    // A data directory not made yet has hosted nothing.
+    let hosted = Store::at(&data_dir)
+        .and_then(|s| s.hosted_namespaces())
+        .unwrap_or_default();
+    prefetch::check_registries(&images, &hosted)?;
     let platforms = if args.all_platforms {
         Platforms::All
     } else if args.platform.is_empty() {
@@ -143,7 +151,7 @@ pub fn prefetch(args: PrefetchArgs) -> anyhow::Result<()> {
         Platforms::Only(args.platform.iter().map(|p| p.parse()).collect::<Result<_, _>>()?)
     };
     let upstream = args.upstream.unwrap_or_else(config::default_upstream);
-    let mut config = Config::new(upstream, data_dir(args.data_dir));
+    let mut config = Config::new(upstream, data_dir);
     config.upstream_ca = args.upstream_ca;
     config.credentials =
         config::env_credentials(env("REGMIRROR_UPSTREAM_USERNAME"), env("REGMIRROR_UPSTREAM_PASSWORD"))?;
@@ -210,7 +218,11 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let bundle = args.bundle.display().to_string();
     let summary = runtime
-        .block_on(import::import(&data_dir(args.data_dir), &args.bundle))
+        .block_on(import::import_hosting(
+            &data_dir(args.data_dir),
+            &args.bundle,
+            args.hosted_namespace.as_ref(),
+        ))
         .map_err(|e| match e {
             import::Error::Cache(_) => anyhow::Error::new(e).context(format!("importing {bundle}")),
             e => anyhow::Error::new(e).context(format!("{bundle} refused, nothing added")),

@@ -23,8 +23,6 @@ pub enum Error {
     Digest(#[from] digest::Error),
     #[error("invalid registry name '{0}'")]
     Registry(String),
-    #[error("'{0}' is not Docker Hub, the registry this command works with")]
-    NotDockerHub(String),
 }
 
 /// A registry as clients name it: `docker.io`, `ghcr.io`, `registry.example.internal:5000`.
@@ -229,9 +227,11 @@ impl fmt::Display for Reference {
 }
 
 /// An image as people name it: `alpine:3.20`, `library/nginx@sha256:…`, `someuser/tool` (tag
-/// `latest`), optionally behind `docker.io/`. With both a tag and a digest, the digest wins.
+/// `latest`), optionally behind a registry host (`docker.io/`, `site.lan/gallery/ui:v1`); no
+/// host means Docker Hub. With both a tag and a digest, the digest wins.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ImageRef {
+    pub registry: Registry,
     pub repo: RepoName,
     pub reference: Reference,
 }
@@ -240,15 +240,9 @@ impl FromStr for ImageRef {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        let name = match s.split_once('/') {
-            // Docker's rule: a first component with a dot or a port, or localhost, is a host.
-            Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => {
-                if !DOCKER_HUB_HOSTS.contains(&host) {
-                    return Err(Error::NotDockerHub(host.to_owned()));
-                }
-                rest
-            }
-            _ => s,
+        let (registry, name) = match s.split_once('/') {
+            Some((host, rest)) if Registry::looks_like_host(host) => (host.parse()?, rest),
+            _ => (Registry::docker_hub(), s),
         };
         let (name, digest) = match name.split_once('@') {
             Some((name, digest)) => (name, Some(digest.parse::<Digest>()?)),
@@ -264,20 +258,21 @@ impl FromStr for ImageRef {
             (None, None) => Reference::Tag(Tag("latest".to_owned())),
         };
         Ok(ImageRef {
-            repo: name.parse()?,
+            repo: RepoName::on(&registry, name)?,
+            registry,
             reference,
         })
     }
 }
 
-/// The full form, `docker.io/library/alpine:3.20` or `docker.io/library/nginx@sha256:…`.
+/// The full form, `docker.io/library/alpine:3.20` or `site.lan/gallery/ui@sha256:…`.
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let separator = match self.reference {
             Reference::Tag(_) => ':',
             Reference::Digest(_) => '@',
         };
-        write!(f, "docker.io/{}{separator}{}", self.repo, self.reference)
+        write!(f, "{}/{}{separator}{}", self.registry, self.repo, self.reference)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::hosted::Hosted;
 use crate::metrics::{Metrics, Origin, Snapshot, TaggedImage};
 use crate::mirror::{self, Mirror, Transfers};
-use crate::reference::Registry;
+use crate::reference::{Registry, RepoName};
 use crate::upstream::Health;
 
 /// One upstream on the status page.
@@ -33,6 +33,12 @@ pub struct Overview {
     pub cache_entries: u64,
     pub cache_cap: Option<u64>,
     pub top_images: Vec<(TaggedImage, u64)>,
+}
+
+/// The hosted repositories on the status page, each with its tags (sorted).
+pub struct HostedOverview {
+    pub namespace: Registry,
+    pub repositories: Vec<(RepoName, Vec<String>)>,
 }
 
 pub struct Registries {
@@ -127,6 +133,26 @@ impl Registries {
             cache_cap: self.cache.limits().max_bytes,
             top_images: m.top_pulls(10),
         }
+    }
+
+    /// What the status page shows of the hosted repositories; `None` when nothing is hosted.
+    /// A repository that cannot be read is listed without tags: the page is not where a disk
+    /// error should surface, the log is.
+    pub async fn hosted_overview(&self) -> Option<HostedOverview> {
+        let hosted = self.hosted.as_ref()?;
+        let names = hosted.repositories().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list the hosted repositories");
+            Vec::new()
+        });
+        let mut repositories = Vec::with_capacity(names.len());
+        for repo in names {
+            let tags = hosted.tags(&repo).await.unwrap_or_default();
+            repositories.push((repo, tags));
+        }
+        Some(HostedOverview {
+            namespace: hosted.namespace().clone(),
+            repositories,
+        })
     }
 
     /// Waits for blob commits under way: their clients already have the bytes, so an exit

@@ -31,7 +31,8 @@ pub enum Error {
     NoPlatform(ImageRef),
     #[error("{image}: manifest {digest}: {source}")]
     Manifest {
-        image: ImageRef,
+        // Boxed: the rare error is not to make every `Result` of this module as large.
+        image: Box<ImageRef>,
         digest: Digest,
         source: image::Error,
     },
@@ -101,10 +102,8 @@ fn select(store: &Store, selection: &Selection) -> Result<Vec<(ImageRef, Digest)
         record,
     } in store.tags()?
     {
-        if !registry.is_docker_hub() {
-            continue;
-        }
         let image = ImageRef {
+            registry,
             repo,
             reference: Reference::Tag(tag),
         };
@@ -160,7 +159,7 @@ fn walk(
         Err(e) => return Err(Error::Io(e.into())),
     };
     let node = Node::parse(&manifest.media_type, &bytes).map_err(|source| Error::Manifest {
-        image: image.clone(),
+        image: Box::new(image.clone()),
         digest: manifest.digest.clone(),
         source,
     })?;

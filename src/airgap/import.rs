@@ -80,7 +80,16 @@ struct Plan {
 }
 
 pub async fn import(data_dir: &Path, source: &Path) -> Result<Summary, Error> {
+    import_hosting(data_dir, source, None).await
+}
+
+/// An import where `namespace` (besides those the data directory has already hosted) names
+/// hosted repositories: their images become hosted content, pinned, the only copy there is.
+pub async fn import_hosting(data_dir: &Path, source: &Path, namespace: Option<&Registry>) -> Result<Summary, Error> {
     let store = Store::init(data_dir)?;
+    if let Some(namespace) = namespace {
+        store.record_hosted(namespace)?;
+    }
     let bundle = Staging::read(&store, source).await?;
     let plan = if let Some(index) = bundle.metadata(layout::INDEX) {
         plan_layout(&bundle, index).await?
@@ -212,16 +221,20 @@ fn saved_file(bundle: &Staging<'_>, entry: &str) -> Result<Hashed, Error> {
 }
 
 /// Records the image's manifests and all they vouch for as held by its repository, so that it
-/// is served under that name (offline too) and no other.
+/// is served under that name (offline too) and no other. A hosted image's content is pinned
+/// first, as a push pins it: nothing may evict it once its tag can be seen.
 async fn link_image(store: &Store, image: &ImageRef, top: &Digest, manifests: &[(Digest, String)]) -> io::Result<()> {
-    let registry = Registry::docker_hub();
+    let hosted = store.hosted_namespaces()?.contains(&image.registry);
     let mut pending = vec![(top.clone(), None)];
     let mut seen = HashSet::new();
     while let Some((digest, size)) = pending.pop() {
         if !seen.insert(digest.clone()) {
             continue;
         }
-        store.link(&registry, &image.repo, &digest, Link { size }).await?;
+        if hosted {
+            store.pin(&digest)?;
+        }
+        store.link(&image.registry, &image.repo, &digest, Link { size }).await?;
         if let Some((_, media_type)) = manifests.iter().find(|(d, _)| *d == digest) {
             let bytes = store.read_manifest(&digest).await.map_err(io::Error::from)?;
             let bytes = bytes.unwrap_or_default();
@@ -269,7 +282,7 @@ async fn commit(store: &Store, mut bundle: Staging<'_>, plan: Plan) -> Result<Su
         link_image(store, image, digest, &plan.manifests).await?;
         if let Reference::Tag(tag) = &image.reference {
             store
-                .put_tag(&Registry::docker_hub(), &image.repo, tag, &TagRecord::new(digest))
+                .put_tag(&image.registry, &image.repo, tag, &TagRecord::new(digest))
                 .await?;
         }
     }

@@ -18,7 +18,7 @@ use super::progress::Bars;
 use crate::digest::Digest;
 use crate::image::{self, Descriptor, Node, Platforms};
 use crate::mirror::{self, BlobAnswer, Mirror, Requester, Want};
-use crate::reference::{self, ImageRef, Reference, RepoName};
+use crate::reference::{self, ImageRef, Reference, Registry, RepoName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -34,6 +34,10 @@ pub enum Error {
     Transfer { digest: Digest, message: String },
     #[error("a prefetch task failed: {0}")]
     Task(String),
+    #[error("{0}: {1} is this mirror's hosted namespace; its images are pushed to the mirror, not prefetched")]
+    Hosted(ImageRef, Registry),
+    #[error("{0}: '{registry}' is not Docker Hub, the registry this command works with", registry = .0.registry)]
+    NotDockerHub(ImageRef),
     #[error("line {line}: '{text}': {source}")]
     List {
         line: usize,
@@ -87,6 +91,21 @@ pub fn parse_list(text: &str) -> Result<Vec<ImageRef>, Error> {
             })
         })
         .collect()
+}
+
+/// Prefetch fills the cache from Docker Hub's upstream only. An image of another registry is
+/// refused before anything is asked, and one of a `hosted` namespace by name: it exists only
+/// on this mirror, and no upstream may be asked for it.
+pub fn check_registries(images: &[ImageRef], hosted: &[Registry]) -> Result<(), Error> {
+    for image in images {
+        if hosted.contains(&image.registry) {
+            return Err(Error::Hosted(image.clone(), image.registry.clone()));
+        }
+        if !image.registry.is_docker_hub() {
+            return Err(Error::NotDockerHub(image.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// Fetches every image of `request`; one outcome per image, in the order asked.
@@ -308,6 +327,24 @@ mod tests {
         );
         let err = parse_list("alpine\nBad Name\n").expect_err("error").to_string();
         assert!(err.starts_with("line 2: 'Bad Name'"), "{err}");
+    }
+
+    #[test]
+    fn only_docker_hub_images_are_prefetched() {
+        let hosted: Vec<Registry> = vec!["site.lan".parse().expect("registry")];
+        let images = |names: &[&str]| names.iter().map(|n| n.parse().expect("ref")).collect::<Vec<ImageRef>>();
+        assert!(check_registries(&images(&["alpine", "docker.io/a/b:1"]), &hosted).is_ok());
+        let err = check_registries(&images(&["alpine", "site.lan/gallery/ui:v1"]), &hosted).expect_err("hosted");
+        assert_eq!(
+            err.to_string(),
+            "site.lan/gallery/ui:v1: site.lan is this mirror's hosted namespace; \
+             its images are pushed to the mirror, not prefetched"
+        );
+        let err = check_registries(&images(&["ghcr.io/a/b:1"]), &hosted).expect_err("elsewhere");
+        assert_eq!(
+            err.to_string(),
+            "ghcr.io/a/b:1: 'ghcr.io' is not Docker Hub, the registry this command works with"
+        );
     }
 
     #[test]

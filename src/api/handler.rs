@@ -15,9 +15,8 @@ use crate::access::Client;
 use crate::body::{self, Body};
 use crate::digest::Digest;
 use crate::manifest;
-use crate::metrics::TaggedImage;
 use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Requester, Source, TagList, Want};
-use crate::reference::{Reference, Registry};
+use crate::reference::{Reference, Registry, RepoName};
 use crate::registries::Registries;
 
 pub(super) const DIGEST_HEADER: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -139,7 +138,7 @@ async fn mirror_page(
                 registries.encode_metrics(),
             ))
         }
-        Route::Status => Ok(status(app, client, request, head)),
+        Route::Status => Ok(status(app, client, request, head).await),
         Route::CaCert => {
             let pem = app.ca.as_ref().map(|ca| ca.pem.clone()).ok_or(Error::NoRoute)?;
             Ok(text(head, "application/x-pem-file", pem))
@@ -163,10 +162,10 @@ fn mirror<'a>(registries: &'a Registries, registry: &Registry) -> Result<&'a Mir
 }
 
 /// The status page, naming the mirror as the client addressed it.
-fn status(app: &App, client: Option<&Client>, request: &Parts, head: bool) -> Response<Body> {
+async fn status(app: &App, client: Option<&Client>, request: &Parts, head: bool) -> Response<Body> {
     let host = client_host(request);
-    let visible = |image: &TaggedImage| admission::may_pull(app, client, &image.registry, &image.repo);
-    let page = status_page::render(app, host, &visible);
+    let visible = |registry: &Registry, repo: &RepoName| admission::may_pull(app, client, registry, repo);
+    let page = status_page::render(app, host, &visible).await;
     let mut response = text(head, "text/html; charset=utf-8", page);
     // The page is one document with its style inline: nothing to load, run or frame it.
     response.headers_mut().insert(

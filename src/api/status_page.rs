@@ -9,8 +9,8 @@ use html_escape::encode_text as escape;
 use super::App;
 use crate::cli::ClientKind;
 use crate::client_config;
-use crate::metrics::TaggedImage;
-use crate::registries::Overview;
+use crate::reference::{Registry, RepoName};
+use crate::registries::{HostedOverview, Overview};
 use crate::upstream::Health;
 
 const STYLE: &str = "
@@ -31,16 +31,25 @@ code,pre{font:13px/1.4 ui-monospace,monospace}pre{background:#f4f5f7;padding:10p
 details{margin-top:8px}summary{cursor:pointer;font-weight:600}
 ";
 
-/// `visible` says which images the viewer may see named in the top list.
-pub fn render(app: &App, host: Option<&str>, visible: &dyn Fn(&TaggedImage) -> bool) -> String {
+/// A repository the viewer may see named: the top list and the hosted list show no others.
+pub type Visible<'a> = dyn Fn(&Registry, &RepoName) -> bool + Sync + 'a;
+
+pub async fn render(app: &App, host: Option<&str>, visible: &Visible<'_>) -> String {
+    let mut hosted = app.registries.hosted_overview().await;
+    if let Some(h) = &mut hosted {
+        h.repositories.retain(|(repo, _)| visible(&h.namespace, repo));
+    }
     let mut o = app.registries.overview();
-    o.top_images.retain(|(image, _)| visible(image));
+    o.top_images.retain(|(image, _)| visible(&image.registry, &image.repo));
     let mirror = host.map(str::to_owned).unwrap_or_else(|| app.address.clone());
     let mut page = String::with_capacity(16 * 1024);
     header(&mut page, &mirror);
     cards(&mut page, &o);
     upstreams(&mut page, &o);
     top_images(&mut page, &o);
+    if let Some(hosted) = &hosted {
+        hosted_repositories(&mut page, hosted, &mirror);
+    }
     trust(&mut page, app, &mirror);
     page.push_str("</main></body></html>");
     page
@@ -160,6 +169,36 @@ fn top_images(page: &mut String, o: &Overview) {
             page,
             "<tr><td><code>{}</code></td><td class=n>{pulls}</td></tr>",
             escape(&image.to_string())
+        );
+    }
+    page.push_str("</table></section>");
+}
+
+/// The site's own repositories, as clients name them through the mirror, with their tags.
+fn hosted_repositories(page: &mut String, hosted: &HostedOverview, mirror: &str) {
+    let _ = write!(
+        page,
+        "<section><h2>Hosted repositories</h2><p>Pushed to <code>{}/{}/…</code></p>",
+        escape(mirror),
+        escape(hosted.namespace.as_str())
+    );
+    if hosted.repositories.is_empty() {
+        page.push_str("<p>Nothing pushed yet.</p></section>");
+        return;
+    }
+    page.push_str("<table><tr><th>repository</th><th>tags</th></tr>");
+    for (repo, tags) in &hosted.repositories {
+        let tags = if tags.is_empty() {
+            "(untagged)".to_owned()
+        } else {
+            tags.join(", ")
+        };
+        let _ = write!(
+            page,
+            "<tr><td><code>{}/{}</code></td><td>{}</td></tr>",
+            escape(hosted.namespace.as_str()),
+            escape(repo.as_str()),
+            escape(&tags)
         );
     }
     page.push_str("</table></section>");

@@ -9,47 +9,67 @@ use std::time::{Duration, SystemTime};
 use super::store::{Scanned, Store};
 use crate::digest::Hasher;
 
+/// Counts of everything stored; of that, what hosted repositories hold (pinned content,
+/// which nothing evicts) is counted again apart.
 pub struct Stats {
     pub blobs: u64,
     pub manifests: u64,
     pub bytes: u64,
     pub tags: u64,
+    pub hosted_files: u64,
+    pub hosted_bytes: u64,
 }
 
 pub fn stats(dir: &Path) -> io::Result<Stats> {
     let store = Store::at(dir)?;
     let content = store.scan()?;
+    let hosted: Vec<_> = content.iter().filter(|c| store.pinned(&c.digest)).collect();
     Ok(Stats {
         blobs: content.iter().filter(|c| c.media_type.is_none()).count() as u64,
         manifests: content.iter().filter(|c| c.media_type.is_some()).count() as u64,
         bytes: content.iter().map(|c| c.size).sum(),
         tags: store.tags()?.len() as u64,
+        hosted_files: hosted.len() as u64,
+        hosted_bytes: hosted.iter().map(|c| c.size).sum(),
     })
 }
 
-/// Tags, then content, most recently used first.
+/// Tags, then content, most recently used first; what hosted repositories hold is marked
+/// `hosted`, as nothing evicts or prunes it.
 pub fn list(dir: &Path) -> io::Result<String> {
     let store = Store::at(dir)?;
+    let hosted = store.hosted_namespaces()?;
     let mut tags = store.tags()?;
     tags.sort_by(|a, b| (&a.registry, &a.repo, &a.tag).cmp(&(&b.registry, &b.repo, &b.tag)));
     let mut out = String::new();
     let _ = writeln!(out, "{:<48} {:<72} checked", "image", "digest");
     for t in &tags {
         let image = format!("{}/{}:{}", t.registry, t.repo, t.tag);
-        let _ = writeln!(out, "{image:<48} {:<72} {} ago", t.record.digest, age(t.record.age()));
+        let mark = if hosted.contains(&t.registry) { ", hosted" } else { "" };
+        let _ = writeln!(
+            out,
+            "{image:<48} {:<72} {} ago{mark}",
+            t.record.digest,
+            age(t.record.age())
+        );
     }
     let mut content = store.scan()?;
     content.sort_by_key(|c| std::cmp::Reverse(c.accessed));
-    let _ = writeln!(out, "\n{:<72} {:>12} {:<9} last access", "content", "bytes", "kind");
+    let _ = writeln!(out, "\n{:<72} {:>12} {:<16} last access", "content", "bytes", "kind");
     for c in &content {
-        let kind = if c.media_type.is_some() { "manifest" } else { "blob" };
+        let kind = match (c.media_type.is_some(), store.pinned(&c.digest)) {
+            (true, true) => "manifest hosted",
+            (true, false) => "manifest",
+            (false, true) => "blob hosted",
+            (false, false) => "blob",
+        };
         let accessed = c
             .accessed
             .and_then(|t| t.elapsed().ok())
             .map_or("-".to_owned(), |d| format!("{} ago", age(d)));
         let _ = writeln!(
             out,
-            "{:<72} {:>12} {:<9} {accessed}",
+            "{:<72} {:>12} {:<16} {accessed}",
             c.digest.to_string(),
             c.size,
             kind
@@ -183,6 +203,38 @@ mod tests {
         )
         .expect("prune");
         assert_eq!(files, 1);
+    }
+
+    #[test]
+    fn hosted_content_is_marked_in_the_listing_and_counted_apart() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let digests = store_with(tmp.path(), &[&[1; 100], &[2; 30], &[3; 7]]);
+        let store = Store::at(tmp.path()).expect("at");
+        store.pin(&digests[1]).expect("pin");
+        store.pin(&digests[2]).expect("pin");
+        let site: crate::reference::Registry = "site.lan".parse().expect("registry");
+        store.record_hosted(&site).expect("record");
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let (repo, tag) = ("gallery/ui".parse().expect("repo"), "v1".parse().expect("tag"));
+        let record = crate::cache::store::TagRecord::new(&digests[2]);
+        rt.block_on(store.put_tag(&site, &repo, &tag, &record)).expect("tag");
+
+        let stats = stats(tmp.path()).expect("stats");
+        assert_eq!((stats.blobs, stats.bytes), (3, 137));
+        assert_eq!((stats.hosted_files, stats.hosted_bytes), (2, 37));
+        let listing = list(tmp.path()).expect("list");
+        let line_of = |needle: &str| {
+            listing
+                .lines()
+                .find(|l| l.starts_with(needle))
+                .expect(needle)
+                .to_owned()
+        };
+        assert!(line_of("site.lan/gallery/ui:v1").ends_with("ago, hosted"), "{listing}");
+        assert!(line_of(&digests[1].to_string()).contains(" blob hosted "), "{listing}");
+        assert!(line_of(&digests[2].to_string()).contains(" blob hosted "), "{listing}");
+        let mirrored = line_of(&digests[0].to_string());
+        assert!(mirrored.contains(" blob ") && !mirrored.contains("hosted"), "{listing}");
     }
 
     #[test]

@@ -112,11 +112,11 @@ fn image_refs() {
         Ok("docker.io/library/alpine:3.20".into())
     );
     assert_eq!(full("index.docker.io/a/b/c"), Ok("docker.io/a/b/c:latest".into()));
-    assert_eq!(full("ghcr.io/a/b:1"), Err(Error::NotDockerHub("ghcr.io".into())));
-    assert_eq!(
-        full("localhost:5000/a"),
-        Err(Error::NotDockerHub("localhost:5000".into()))
-    );
+    // Other registries keep their names as given: no `library/`.
+    assert_eq!(full("ghcr.io/a/b:1"), Ok("ghcr.io/a/b:1".into()));
+    assert_eq!(full("localhost:5000/a"), Ok("localhost:5000/a:latest".into()));
+    assert_eq!(full("Site.LAN/gallery/ui:v1"), Ok("site.lan/gallery/ui:v1".into()));
+    assert_eq!(full("bad_host.lan/a"), Err(Error::Registry("bad_host.lan".into())));
     assert_eq!(full("Alpine"), Err(Error::Name));
     assert_eq!(full("alpine:"), Err(Error::Tag));
 }

@@ -67,7 +67,7 @@ fn images(names: &[&str]) -> Selection {
 }
 
 /// Names of a tar's entries, and its JSON `index.json`.
-fn bundle_entries(bundle: &Path) -> (Vec<String>, serde_json::Value) {
+pub(crate) fn bundle_entries(bundle: &Path) -> (Vec<String>, serde_json::Value) {
     let mut archive = tar::Archive::new(std::fs::File::open(bundle).expect("open bundle"));
     let mut names = Vec::new();
     let mut index = serde_json::Value::Null;

@@ -25,6 +25,7 @@ mod fake_upstream;
 mod health;
 mod hosted;
 mod hosted_gc;
+mod hosted_airgap;
 mod import_refusals;
 mod integrity;
 mod inward_redirects;

@@ -13,12 +13,16 @@
 
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+use http::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
 use crate::support::chromium::Chromium;
 use crate::support::content::Image;
+use crate::support::credentials::{basic, htpasswd};
 use crate::support::mirror::{Reply, CONTAINERD_ACCEPT};
 use crate::support::process::MirrorProcess;
+use crate::support::push::{assert_blob_created, assert_manifest_created, send_body, with_query, Upload};
 use crate::support::tls::{self, TlsClient};
 use crate::support::{FakeRegistry, Format};
 
@@ -214,4 +218,81 @@ async fn answers_say_nosniff_and_the_page_allows_nothing_to_load() {
     let policy = page.header("content-security-policy").unwrap_or_default();
     assert!(policy.starts_with("default-src 'none';"), "{policy}");
     assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+}
+
+/// A push in plain requests, as `authorization`: each blob by POST then PUT with its bytes,
+/// then the manifest by PUT under `tag`.
+async fn push_as(mirror: &crate::support::Mirror, authorization: &str, name: &str, tag: &str, image: &Image) {
+    let auth = [("authorization", authorization)];
+    for blob in image.blobs() {
+        let path = format!("/v2/{name}/blobs/uploads/");
+        let upload = Upload::from_reply(&send_body(mirror, Method::POST, &path, &auth, Bytes::new()).await, name);
+        let url = with_query(&upload.url, "digest", &blob.digest);
+        let reply = send_body(mirror, Method::PUT, &url, &auth, blob.bytes.clone()).await;
+        assert_blob_created(&reply, name, &blob.digest);
+    }
+    let headers = [auth[0], ("content-type", image.manifest.media_type)];
+    let path = format!("/v2/{name}/manifests/{tag}");
+    let reply = send_body(mirror, Method::PUT, &path, &headers, image.manifest.bytes.clone()).await;
+    assert_manifest_created(&reply, name, &image.manifest);
+}
+
+/// The page lists the hosted namespace and, of its repositories, those the viewer may pull,
+/// each with its tags; a user without pull rights on a repository does not see it named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_lists_hosted_repositories_the_viewer_may_pull() {
+    let fake = FakeRegistry::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = htpasswd(dir.path(), &[("alice", "wonderland"), ("bob", "builder")]);
+    let mirror = crate::support::Mirror::builder(&fake)
+        .hosted("site.lan")
+        .access(&format!(
+            r#"
+            htpasswd = {file:?}
+            [[rules]]
+            users = ["alice"]
+            repos = ["site.lan/gallery/*"]
+            actions = ["pull", "push"]
+            [[rules]]
+            users = ["bob"]
+            repos = ["site.lan/bob/*"]
+            actions = ["pull", "push"]
+            "#
+        ))
+        .start()
+        .await;
+    let (alice, bob) = (basic("alice", "wonderland"), basic("bob", "builder"));
+    let image = Image::build(Format::Oci, "amd64");
+    push_as(&mirror, &alice, "site.lan/gallery/ui", "v1", &image).await;
+    push_as(&mirror, &alice, "site.lan/gallery/ui", "v2", &image).await;
+    push_as(&mirror, &bob, "site.lan/bob/tool", "1.0", &image).await;
+
+    let page_for = |authorization: String| {
+        let mirror = &mirror;
+        async move {
+            let reply = mirror
+                .send(Method::GET, "/", &[("authorization", &authorization)])
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            String::from_utf8_lossy(reply.bytes()).into_owned()
+        }
+    };
+    let page = page_for(alice).await;
+    assert!(page.contains("<h2>Hosted repositories</h2>"), "{page}");
+    assert!(page.contains("/site.lan/…</code>"), "{page}");
+    assert!(
+        page.contains("<tr><td><code>site.lan/gallery/ui</code></td><td>v1, v2</td></tr>"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("bob/tool"),
+        "alice may not pull bob's repository:\n{page}"
+    );
+
+    let page = page_for(bob).await;
+    assert!(
+        page.contains("<tr><td><code>site.lan/bob/tool</code></td><td>1.0</td></tr>"),
+        "{page}"
+    );
+    assert!(!page.contains("gallery"), "bob may not pull the gallery:\n{page}");
 }
