@@ -34,10 +34,11 @@
 # `docker load`ed docker-archive, `podman push` of a `podman load`ed oci-archive
 # (site.lan/gallery/api:v1), `skopeo copy --all` of an OCI index (site.lan/base/multi:1). Each is
 # pulled back by docker, podman, skopeo and ctr (hosts.toml), by tag and by digest, and must carry
-# the pushed digest. curl attaches two referrer artifacts to api (blob uploads: monolithic POST,
-# POST + PATCH + PUT) and lists them with GET .../referrers/<digest> (and ?artifactType=), then
-# DELETEs ui's manifest, after which every client's pull is a 404; `regmirror gc` beside the
-# running server frees ui's blobs and keeps api's, multi's and the referrers'.
+# the pushed digest; skopeo copies api to another hosted repository by mounting its layers. curl
+# attaches two referrer artifacts to api (blob uploads: monolithic POST, POST + PATCH + PUT) and
+# lists them with GET .../referrers/<digest> (and ?artifactType=), then DELETEs ui's manifest,
+# after which every client's pull is a 404; `regmirror gc` beside the running server frees ui's
+# blobs and keeps api's, multi's and the referrers'.
 #
 # It runs in its own network and mount namespace (unshare --net --mount): only `lo`, and
 # private bind mounts over /etc/hosts (regmirror.test -> ::1 only; Docker Hub's names ->

@@ -8,7 +8,8 @@
 #   skopeo          the manifest.json it wrote hashes to the pushed digest, every blob file to its
 #                   name, and the config and layers this host needs are there
 #   ctr             the image's target is the pushed digest
-# and the mirror's log must show that config and those layers answered 200.
+# and the mirror's log must show that config and those layers answered 200. Then skopeo copies api
+# to site.lan/gallery/api-copy, mounting its layers across repositories.
 # Also used by hosted_api.sh: hosted_rm, hosted_has, hosted_client_pull, hosted_pull.
 
 HOSTED_CLIENTS=(docker podman skopeo containerd)
@@ -26,6 +27,41 @@ hosted_pull_all() {
             for by in tag digest; do hosted_pull "$client" "$key" "$by"; done
         done
     done
+    hosted_mount
+}
+
+# hosted_mount: skopeo copy of api to another hosted repository. skopeo has just read api's layers
+# from site.lan/gallery/api, which its blob info cache remembers, so it asks to mount each
+# (POST ...?mount=<digest>&from=site.lan/gallery/api) rather than upload it: 201 every time.
+hosted_mount() {
+    step "hosted: skopeo copy between hosted repositories mounts the layers"
+    [[ -n ${HOSTED_PUSHED[api]:-} ]] || { fail "hosted: cross-repository mount (the push of api failed)"; return; }
+    local from=${HOSTED_REPO[api]} to="${HOSTED_REPO[api]}-copy" what mark layers d missing="" digest
+    what="skopeo copy docker://$(hosted_ref api) docker://$HOSTED/$to:v1"
+    mark=$(log_mark)
+    rm -f "$TMP/hosted/copy.digest"
+    if run_logged "$TMP/hosted/skopeo-copy.log" "${SKOPEO[@]}" copy --digestfile "$TMP/hosted/copy.digest" \
+        --src-cert-dir "$CA_ONLY_DIR" --dest-cert-dir "$CA_ONLY_DIR" "docker://$(hosted_ref api)" "docker://$HOSTED/$to:v1"; then
+        pass "$what"
+    else
+        fail "$what"
+        hosted_log_tail "$mark"
+        return 0
+    fi
+    digest=$(cat "$TMP/hosted/copy.digest" 2>/dev/null || true)
+    expect_eq "$what: the manifest copied is api's, byte for byte" "$digest" "${HOSTED_PUSHED[api]}"
+    info "transcript: $what -> $digest"
+    read -r -a layers <<<"$(hosted_host_blobs api)"
+    for d in "${layers[@]:1}"; do
+        log_since "$mark" | grep -qE " method=POST path=/v2/$to/blobs/uploads/\?[^ ]*mount=$d[^ ]* status=201 " \
+            || missing+=" ${d:0:19}…"
+    done
+    if [[ -z $missing ]]; then
+        pass "$what: each of its $((${#layers[@]} - 1)) layers mounted from $from (POST ?mount=&from= answered 201)"
+    else
+        fail "$what: each layer mounted from $from (POST ?mount=&from= answered 201)" "not mounted:$missing"
+        hosted_log_tail "$mark"
+    fi
 }
 
 # hosted_host_blobs KEY: the config and layer digests of KEY's image for this host, as pushed.
