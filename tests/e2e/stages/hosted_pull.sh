@@ -53,7 +53,8 @@ hosted_mount() {
     info "transcript: $what -> $digest"
     read -r -a layers <<<"$(hosted_host_blobs api)"
     for d in "${layers[@]:1}"; do
-        log_since "$mark" | grep -qE " method=POST path=/v2/$to/blobs/uploads/\?[^ ]*mount=$d[^ ]* status=201 " \
+        # containers/image escapes the query: mount=sha256%3A…&from=site.lan%2Fgallery%2Fapi.
+        log_since "$mark" | grep -qE " method=POST path=/v2/$to/blobs/uploads/\?[^ ]*mount=sha256(:|%3A)${d#sha256:}[^ ]* status=201 " \
             || missing+=" ${d:0:19}…"
     done
     if [[ -z $missing ]]; then
