@@ -1,8 +1,10 @@
-//! Who may pull what: client address allow-list, identity (a client certificate's common name,
-//! or Basic auth against an htpasswd file) and per-repository pull rules. Off unless
-//! configured; when on, it is decided before the cache is consulted, so cached bytes of a
-//! repository are never served to a client who may not pull it.
+//! Who may do what to which repository: client address allow-list, identity (a client
+//! certificate's common name, or Basic auth against an htpasswd file) and per-repository rules
+//! naming the actions (pull, push, delete) they allow. Off unless configured; when on, it is
+//! decided before the cache is consulted, so cached bytes of a repository are never served to a
+//! client who may not pull it.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -54,7 +56,8 @@ pub struct AccessConfig {
     pub client_ca: Option<PathBuf>,
     #[serde(default)]
     pub allow_cidrs: Vec<String>,
-    /// Repositories anyone may pull, as `registry/repo` globs (`docker.io/library/*`).
+    /// Repositories anyone may pull, as `registry/repo` globs (`docker.io/library/*`); never
+    /// more than pull.
     pub anonymous: Option<Vec<String>>,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
@@ -74,6 +77,42 @@ pub struct RuleConfig {
     pub users: Vec<String>,
     /// `registry/repo` globs.
     pub repos: Vec<String>,
+    /// What the users may do there; pull only when absent, the meaning rules had before they
+    /// named actions.
+    #[serde(default = "pull_only")]
+    pub actions: Vec<Action>,
+}
+
+fn pull_only() -> Vec<Action> {
+    vec![Action::Pull]
+}
+
+/// What a request does to a repository, as the Docker token spec names it in scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Pull,
+    Push,
+    Delete,
+}
+
+impl Action {
+    /// Every action, in the order scopes list them.
+    pub const ALL: [Action; 3] = [Action::Pull, Action::Push, Action::Delete];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Pull => "pull",
+            Action::Push => "push",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Who is asking.
@@ -84,11 +123,11 @@ pub enum Identity {
 }
 
 /// A client as its request proves it: who, and, when it sent a bearer token, the repository
-/// names (as its paths spell them) that token is for.
+/// names (as its paths spell them) that token is for, each with the actions it grants there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
     pub identity: Identity,
-    pub token_scope: Option<Vec<String>>,
+    pub token_scope: Option<Vec<(String, Vec<Action>)>>,
 }
 
 impl Client {
@@ -111,7 +150,7 @@ pub struct Access {
 }
 
 impl Access {
-    /// `None` when the config turns nothing on: then everyone may pull everything. Tokens are
+    /// `None` when the config turns nothing on: then everyone may do anything. Tokens are
     /// signed with the key at `token_key`, made there on first use.
     pub fn new(config: &AccessConfig, token_key: &Path) -> Result<Option<Access>, Error> {
         let identities = config.htpasswd.is_some() || config.client_certificates.is_some();
@@ -158,7 +197,7 @@ impl Access {
                     .ok_or_else(|| Refusal::Unauthenticated("the token is invalid or expired".into()))?;
                 Ok(Client {
                     identity: verified.user.map_or(Identity::Anonymous, Identity::User),
-                    token_scope: Some(verified.pull),
+                    token_scope: Some(verified.grants),
                 })
             }
             ("Basic", _) => self.check_basic(peer, value.trim()).await.map(Client::proven),
@@ -228,38 +267,63 @@ impl Access {
         Ok(())
     }
 
-    /// Whether `client` may pull the repository its path names `name` (`registry`/`repo`
-    /// once located): the rules must let its identity pull it (a 403 naming the rule when
-    /// not), and its token, if it sent one, must be for that name (a 401 when not, so the
-    /// client fetches one that is).
-    pub fn admit(&self, client: &Client, registry: &Registry, repo: &RepoName, name: &str) -> Result<(), Refusal> {
-        self.authorize(&client.identity, registry, repo)?;
+    /// Whether `client` may do `action` to the repository its path names `name`
+    /// (`registry`/`repo` once located): the rules must let its identity do it (a 403 naming
+    /// the rule when not), and its token, if it sent one, must grant that action on that name
+    /// (a 401 when not, so the client fetches one that does).
+    pub fn admit(
+        &self,
+        client: &Client,
+        registry: &Registry,
+        repo: &RepoName,
+        name: &str,
+        action: Action,
+    ) -> Result<(), Refusal> {
+        self.authorize(&client.identity, registry, repo, action)?;
         match &client.token_scope {
-            Some(scope) if !scope.iter().any(|granted| granted == name) => {
-                Err(Refusal::Unauthenticated(format!("the token is not for {name}")))
+            Some(scope)
+                if !scope
+                    .iter()
+                    .any(|(granted, actions)| granted == name && actions.contains(&action)) =>
+            {
+                Err(Refusal::Unauthenticated(format!(
+                    "the token does not grant {action} on {name}"
+                )))
             }
             _ => Ok(()),
         }
     }
 
-    pub fn authorize(&self, identity: &Identity, registry: &Registry, repo: &RepoName) -> Result<(), Refusal> {
+    /// Whether the rules let `identity` do `action` to `registry/repo`. `anonymous` globs
+    /// grant pull to anyone; with no rules at all, every known user may do anything.
+    pub fn authorize(
+        &self,
+        identity: &Identity,
+        registry: &Registry,
+        repo: &RepoName,
+        action: Action,
+    ) -> Result<(), Refusal> {
         let name = format!("{registry}/{repo}");
-        if self.anonymous.iter().any(|glob| matches(glob, &name)) {
+        if action == Action::Pull && self.anonymous.iter().any(|glob| matches(glob, &name)) {
             return Ok(());
         }
         let Identity::User(user) = identity else {
-            return Err(Refusal::Unauthenticated(format!("pulling {name} needs credentials")));
+            return Err(Refusal::Unauthenticated(format!(
+                "credentials are needed to {action} {name}"
+            )));
         };
         let default_rule = self.rules.is_empty();
         let allowed = default_rule
             || self.rules.iter().any(|rule| {
-                rule.users.iter().any(|u| u == "*" || u == user) && rule.repos.iter().any(|glob| matches(glob, &name))
+                rule.actions.contains(&action)
+                    && rule.users.iter().any(|u| u == "*" || u == user)
+                    && rule.repos.iter().any(|glob| matches(glob, &name))
             });
         if allowed {
             Ok(())
         } else {
             Err(Refusal::Denied(format!(
-                "no access.rules entry lets {user} pull {name}"
+                "no access.rules entry lets {user} {action} {name}"
             )))
         }
     }

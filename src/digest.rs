@@ -113,6 +113,7 @@ impl fmt::Display for Digest {
 }
 
 /// Incremental hashing in the algorithm of the digest being checked.
+#[derive(Clone)]
 pub enum Hasher {
     Sha256(Sha256),
     Sha512(Sha512),

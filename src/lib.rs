@@ -33,6 +33,7 @@ pub mod digest;
 // it reaches into every layer below.
 #[doc(hidden)]
 pub use api::fuzzing;
+pub mod hosted;
 pub mod image;
 pub mod log_sink;
 pub mod manifest;

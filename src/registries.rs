@@ -1,11 +1,13 @@
 //! Every registry the gateway mirrors: one `Mirror` per upstream, all over one cache, so a blob
-//! that two registries serve is stored once. Tags stay per registry.
+//! that two registries serve is stored once; and the hosted repositories, over the same
+//! cache. Tags stay per registry.
 
 use std::io;
 use std::sync::Arc;
 
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::hosted::Hosted;
 use crate::metrics::{Metrics, Origin, Snapshot, TaggedImage};
 use crate::mirror::{self, Mirror, Transfers};
 use crate::reference::Registry;
@@ -35,6 +37,7 @@ pub struct Overview {
 
 pub struct Registries {
     mirrors: Vec<Mirror>,
+    hosted: Option<Hosted>,
     cache: Arc<Cache>,
     metrics: Arc<Metrics>,
 }
@@ -52,11 +55,17 @@ impl Registries {
         for mirror in &mirrors {
             tracing::info!(registry = %mirror.registry(), upstream = %mirror.upstream().base(), "mirroring");
         }
+        let hosted = (config.hosted.clone())
+            .map(|namespace| Hosted::new(namespace, cache.clone(), config.upload_max_age, config.max_blob_size));
+        if let Some(hosted) = &hosted {
+            tracing::info!(namespace = %hosted.namespace(), "hosting the site's own repositories");
+        }
         if config.offline {
             tracing::info!("offline: no upstream is contacted; what the cache lacks answers 404");
         }
         Ok(Registries {
             mirrors,
+            hosted,
             cache,
             metrics,
         })
@@ -71,6 +80,16 @@ impl Registries {
     /// fall back to Docker Hub.
     pub fn get(&self, registry: &Registry) -> Option<&Mirror> {
         self.mirrors.iter().find(|m| m.registry() == registry)
+    }
+
+    /// The hosted repositories, when `registry` is their namespace.
+    pub fn hosted(&self, registry: &Registry) -> Option<&Hosted> {
+        self.hosted.as_ref().filter(|h| h.namespace() == registry)
+    }
+
+    /// The hosted repositories, if the gateway hosts any.
+    pub fn any_hosted(&self) -> Option<&Hosted> {
+        self.hosted.as_ref()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use regmirror::access::token::{Grant, Tokens, Verified};
+use regmirror::access::Action;
 
 const SERVICE: &str = "regmirror";
 
@@ -32,15 +33,20 @@ fuzz_target!(|input: Input<'_>| {
             actions: actions.iter().map(|a| (*a).to_owned()).collect(),
         })
         .collect();
-    let pull = (grants.iter())
-        .filter(|g| g.kind == "repository" && g.actions.iter().any(|a| a == "pull"))
-        .map(|g| g.name.clone())
+    // Each repository grant's known actions, in the order scopes list them; none known: no grant.
+    let granted = (grants.iter())
+        .filter(|g| g.kind == "repository")
+        .map(|g| {
+            let known = Action::ALL.into_iter().filter(|a| g.actions.iter().any(|w| w == a.as_str()));
+            (g.name.clone(), known.collect::<Vec<_>>())
+        })
+        .filter(|(_, actions)| !actions.is_empty())
         .collect();
     let now = SystemTime::now();
     let access = tokens.access(SERVICE, input.user, grants, now).expect("sign");
     let want = Verified {
         user: input.user.filter(|u| !u.is_empty()).map(str::to_owned),
-        pull,
+        grants: granted,
     };
     assert_eq!(tokens.verify_access(&access, SERVICE).as_ref(), Some(&want));
     assert_eq!(

@@ -94,19 +94,21 @@ async fn basic_auth_and_rules() {
         .expect("bob")
         .identity;
 
+    let pull =
+        |who: &Identity, registry: &Registry, repo: &RepoName| access.authorize(who, registry, repo, Action::Pull);
     let (ghcr, private) = repo("ghcr.io", "myorg/app");
-    assert_eq!(access.authorize(&alice, &ghcr, &private), Ok(()));
-    assert!(matches!(access.authorize(&bob, &ghcr, &private), Err(Refusal::Denied(m)) if m.contains("bob")));
+    assert_eq!(pull(&alice, &ghcr, &private), Ok(()));
+    assert!(matches!(pull(&bob, &ghcr, &private), Err(Refusal::Denied(m)) if m.contains("bob pull")));
     assert!(matches!(
-        access.authorize(&Identity::Anonymous, &ghcr, &private),
+        pull(&Identity::Anonymous, &ghcr, &private),
         Err(Refusal::Unauthenticated(_))
     ));
 
     let (hub, official) = repo("docker.io", "alpine");
-    assert_eq!(access.authorize(&Identity::Anonymous, &hub, &official), Ok(()));
+    assert_eq!(pull(&Identity::Anonymous, &hub, &official), Ok(()));
     let (hub, user_repo) = repo("docker.io", "someuser/tool");
-    assert_eq!(access.authorize(&bob, &hub, &user_repo), Ok(()));
-    assert!(access.authorize(&Identity::Anonymous, &hub, &user_repo).is_err());
+    assert_eq!(pull(&bob, &hub, &user_repo), Ok(()));
+    assert!(pull(&Identity::Anonymous, &hub, &user_repo).is_err());
     assert!(
         access.check_login(&anonymous()).is_err(),
         "with users to log in as, /v2/ challenges a client that proved nothing"
@@ -125,7 +127,7 @@ async fn certificate_names_are_identities() {
         .expect("ci")
         .identity;
     let (hub, name) = repo("docker.io", "alpine");
-    assert_eq!(access.authorize(&ci, &hub, &name), Ok(()));
+    assert_eq!(access.authorize(&ci, &hub, &name, Action::Pull), Ok(()));
     assert!(
         access.check_login(&anonymous()).is_err(),
         "anonymous clients are challenged at /v2/"
@@ -148,7 +150,7 @@ async fn address_allow_list() {
     assert!(matches!(refused, Err(Refusal::Denied(m)) if m.contains("allow_cidrs")));
     let (hub, name) = repo("docker.io", "alpine");
     assert_eq!(
-        access.authorize(&Identity::Anonymous, &hub, &name),
+        access.authorize(&Identity::Anonymous, &hub, &name, Action::Pull),
         Ok(()),
         "no identities: anonymous may pull"
     );
@@ -186,7 +188,7 @@ async fn bearer_tokens_carry_identity_and_scope() {
     );
     let tokens = access.tokens().expect("a token service");
     let now = std::time::SystemTime::now();
-    let grant = vec![token::Grant::pull("ghcr.io/team/app")];
+    let grant = vec![token::Grant::repository("ghcr.io/team/app", &[Action::Pull])];
     let bearer = format!(
         "Bearer {}",
         tokens.access(token::SERVICE, Some("alice"), grant, now).expect("token")
@@ -196,18 +198,21 @@ async fn bearer_tokens_carry_identity_and_scope() {
     assert_eq!(alice.identity, Identity::User("alice".into()));
     assert_eq!(access.check_login(&alice), Ok(()));
     let (ghcr, app) = repo("ghcr.io", "team/app");
-    assert_eq!(access.admit(&alice, &ghcr, &app, "ghcr.io/team/app"), Ok(()));
+    assert_eq!(
+        access.admit(&alice, &ghcr, &app, "ghcr.io/team/app", Action::Pull),
+        Ok(())
+    );
     let (_, other) = repo("ghcr.io", "team/other");
     assert!(
         matches!(
-            access.admit(&alice, &ghcr, &other, "ghcr.io/team/other"),
+            access.admit(&alice, &ghcr, &other, "ghcr.io/team/other", Action::Pull),
             Err(Refusal::Unauthenticated(_))
         ),
         "a token is good for the names it grants only, though the rules would allow more"
     );
     let (hub, alpine) = repo("docker.io", "alpine");
     assert!(
-        matches!(access.admit(&alice, &hub, &alpine, "library/alpine"), Err(Refusal::Denied(m)) if m.contains("alice")),
+        matches!(access.admit(&alice, &hub, &alpine, "library/alpine", Action::Pull), Err(Refusal::Denied(m)) if m.contains("alice")),
         "what the rules refuse is a 403 naming the user, whatever the token"
     );
 
@@ -217,7 +222,9 @@ async fn bearer_tokens_carry_identity_and_scope() {
         .await)
         .expect("anonymous");
     assert_eq!(access.check_login(&anon), Ok(()), "an anonymous token passes /v2/");
-    assert!(access.admit(&anon, &ghcr, &app, "ghcr.io/team/app").is_err());
+    assert!(access
+        .admit(&anon, &ghcr, &app, "ghcr.io/team/app", Action::Pull)
+        .is_err());
 
     let forged = Tokens::from_secret(&[1; 32]).access(token::SERVICE, Some("alice"), Vec::new(), now);
     let forged = format!("Bearer {}", forged.expect("token"));
@@ -225,4 +232,134 @@ async fn bearer_tokens_carry_identity_and_scope() {
         access.identify(local, None, Some(&forged)).await,
         Err(Refusal::Unauthenticated(_))
     ));
+}
+
+#[test]
+fn rules_name_the_actions_they_allow() {
+    let (access, _key) = policy(
+        r#"
+        client_certificates = "optional"
+        anonymous = ["site.lan/public/*"]
+        [[rules]]
+        users = ["bob"]
+        repos = ["site.lan/*"]
+        [[rules]]
+        users = ["ci"]
+        repos = ["site.lan/gallery/*", "site.lan/public/*"]
+        actions = ["pull", "push"]
+        [[rules]]
+        users = ["janitor"]
+        repos = ["site.lan/*"]
+        actions = ["delete"]
+        "#,
+        None,
+    );
+    let user = |name: &str| Identity::User(name.into());
+    let (site, ui) = repo("site.lan", "gallery/ui");
+    let (_, public) = repo("site.lan", "public/base");
+
+    assert_eq!(access.authorize(&user("bob"), &site, &ui, Action::Pull), Ok(()));
+    assert_eq!(
+        access.authorize(&user("bob"), &site, &ui, Action::Push),
+        Err(Refusal::Denied(
+            "no access.rules entry lets bob push site.lan/gallery/ui".into()
+        )),
+        "a rule without actions allows pull only"
+    );
+    assert_eq!(access.authorize(&user("ci"), &site, &ui, Action::Push), Ok(()));
+    assert_eq!(access.authorize(&user("ci"), &site, &ui, Action::Pull), Ok(()));
+    assert!(
+        matches!(access.authorize(&user("ci"), &site, &ui, Action::Delete), Err(Refusal::Denied(m)) if m.contains("ci delete")),
+        "push does not bring delete with it"
+    );
+    assert_eq!(access.authorize(&user("janitor"), &site, &ui, Action::Delete), Ok(()));
+    assert!(access.authorize(&user("janitor"), &site, &ui, Action::Push).is_err());
+    assert!(access.authorize(&user("janitor"), &site, &ui, Action::Pull).is_err());
+
+    assert_eq!(
+        access.authorize(&Identity::Anonymous, &site, &public, Action::Pull),
+        Ok(())
+    );
+    for action in [Action::Push, Action::Delete] {
+        assert!(
+            matches!(
+                access.authorize(&Identity::Anonymous, &site, &public, action),
+                Err(Refusal::Unauthenticated(m)) if m.contains(action.as_str())
+            ),
+            "anonymous globs grant pull only, never {action}"
+        );
+    }
+    assert_eq!(
+        access.authorize(&user("ci"), &site, &public, Action::Push),
+        Ok(()),
+        "a user's rule still applies where anonymous may pull"
+    );
+}
+
+#[test]
+fn actions_default_to_pull_and_spell_as_scopes_do() {
+    let rule: RuleConfig = toml::from_str("users = [\"a\"]\nrepos = [\"*\"]").expect("rule");
+    assert_eq!(rule.actions, [Action::Pull]);
+    let rule: RuleConfig =
+        toml::from_str("users = [\"a\"]\nrepos = [\"*\"]\nactions = [\"push\", \"delete\"]").expect("rule");
+    assert_eq!(rule.actions, [Action::Push, Action::Delete]);
+    assert!(toml::from_str::<RuleConfig>("users = [\"a\"]\nrepos = [\"*\"]\nactions = [\"Push\"]").is_err());
+    let spelled: Vec<String> = Action::ALL.iter().map(Action::to_string).collect();
+    assert_eq!(spelled, ["pull", "push", "delete"]);
+}
+
+#[test]
+fn without_rules_every_known_user_may_do_anything_and_anonymous_only_pull() {
+    let (access, _key) = policy(
+        "client_certificates = \"optional\"\nanonymous = [\"docker.io/library/*\"]",
+        None,
+    );
+    let (site, ui) = repo("site.lan", "gallery/ui");
+    for action in Action::ALL {
+        assert_eq!(
+            access.authorize(&Identity::User("anyone".into()), &site, &ui, action),
+            Ok(()),
+            "{action}"
+        );
+    }
+    let (hub, alpine) = repo("docker.io", "alpine");
+    assert_eq!(
+        access.authorize(&Identity::Anonymous, &hub, &alpine, Action::Pull),
+        Ok(())
+    );
+    assert!(access
+        .authorize(&Identity::Anonymous, &hub, &alpine, Action::Push)
+        .is_err());
+}
+
+#[tokio::test]
+async fn a_token_admits_only_the_actions_it_grants() {
+    let (access, _key) = policy(
+        "client_certificates = \"optional\"\n[[rules]]\nusers = [\"ci\"]\nrepos = [\"site.lan/*\"]\nactions = [\"pull\", \"push\", \"delete\"]",
+        None,
+    );
+    let tokens = access.tokens().expect("a token service");
+    let grant = token::Grant::repository("site.lan/gallery/ui", &[Action::Pull, Action::Push]);
+    let signed = tokens.access(token::SERVICE, Some("ci"), vec![grant], std::time::SystemTime::now());
+    let bearer = format!("Bearer {}", signed.expect("token"));
+    let local: IpAddr = "127.0.0.1".parse().expect("ip");
+    let ci = access.identify(local, None, Some(&bearer)).await.expect("ci");
+    assert_eq!(
+        ci.token_scope,
+        Some(vec![(
+            "site.lan/gallery/ui".to_owned(),
+            vec![Action::Pull, Action::Push]
+        )])
+    );
+    let (site, ui) = repo("site.lan", "gallery/ui");
+    let name = "site.lan/gallery/ui";
+    assert_eq!(access.admit(&ci, &site, &ui, name, Action::Pull), Ok(()));
+    assert_eq!(access.admit(&ci, &site, &ui, name, Action::Push), Ok(()));
+    assert_eq!(
+        access.admit(&ci, &site, &ui, name, Action::Delete),
+        Err(Refusal::Unauthenticated(
+            "the token does not grant delete on site.lan/gallery/ui".into()
+        )),
+        "the rules allow delete, the token does not: a 401, so the client fetches one that does"
+    );
 }

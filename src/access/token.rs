@@ -1,6 +1,6 @@
 //! The mirror's own bearer tokens, as Docker Hub's and Harbor's token services issue them: a
-//! JWT naming the client (`sub`, empty for anonymous) and the repositories it may pull
-//! (`access`), signed with HMAC-SHA256 under a key kept in the data directory. A token is
+//! JWT naming the client (`sub`, empty for anonymous) and the repositories it may act on, with
+//! the actions for each (`access`), signed with HMAC-SHA256 under a key kept in the data directory. A token is
 //! verified by its signature and expiry alone, so no request looks anything up. Refresh
 //! tokens (what `docker login` keeps) are long-lived JWTs under the same key that name the
 //! user only; they are refused where an access token is expected, and the other way round.
@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::rand::{SecureRandom as _, SystemRandom};
 use serde::{Deserialize, Serialize};
+
+use super::Action;
 
 /// Access tokens are short-lived: rules and passwords changed in the config take effect
 /// within this long, and a leaked token is worth little.
@@ -40,8 +42,9 @@ pub enum Error {
 pub struct Verified {
     /// `None`: an anonymous token.
     pub user: Option<String>,
-    /// Repository names (as the client names them in paths) the token may pull.
-    pub pull: Vec<String>,
+    /// Repository names (as the client names them in paths), each with the actions the token
+    /// grants there (never none).
+    pub grants: Vec<(String, Vec<Action>)>,
 }
 
 /// One `access` entry of a token, in the Docker token format.
@@ -54,11 +57,11 @@ pub struct Grant {
 }
 
 impl Grant {
-    pub fn pull(name: &str) -> Grant {
+    pub fn repository(name: &str, actions: &[Action]) -> Grant {
         Grant {
             kind: "repository".into(),
             name: name.into(),
-            actions: vec!["pull".into()],
+            actions: actions.iter().map(|a| a.as_str().to_owned()).collect(),
         }
     }
 }
@@ -129,13 +132,15 @@ impl Tokens {
     /// time window is wrong.
     pub fn verify_access(&self, token: &str, service: &str) -> Option<Verified> {
         let claims = self.verify(token, service).filter(|c| !c.refresh)?;
-        let pull = (claims.access.into_iter())
-            .filter(|g| g.kind == "repository" && g.actions.iter().any(|a| a == "pull"))
-            .map(|g| g.name)
+        let grants = (claims.access.into_iter())
+            .filter_map(|g| {
+                let actions = named(&g.actions);
+                (g.kind == "repository" && !actions.is_empty()).then_some((g.name, actions))
+            })
             .collect();
         Some(Verified {
             user: (!claims.sub.is_empty()).then_some(claims.sub),
-            pull,
+            grants,
         })
     }
 
@@ -209,12 +214,21 @@ fn create_key(path: &Path) -> io::Result<String> {
     }
 }
 
+/// The actions `words` name, in `Action::ALL`'s order, each once; words naming none (another
+/// service's actions) are left out.
+fn named<S: AsRef<str>>(words: &[S]) -> Vec<Action> {
+    (Action::ALL.into_iter())
+        .filter(|action| words.iter().any(|w| w.as_ref() == action.as_str()))
+        .collect()
+}
+
 /// A requested scope, `repository:<name>:<actions>`; the name may hold a `:` (a registry
 /// with a port), so the type ends at the first `:` and the actions start after the last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
     pub name: String,
-    pub actions: Vec<String>,
+    /// What is asked for, `*` read as every action.
+    pub actions: Vec<Action>,
 }
 
 impl Scope {
@@ -225,14 +239,16 @@ impl Scope {
         if name.is_empty() {
             return None;
         }
+        let words: Vec<&str> = actions.split(',').collect();
+        let actions = if words.contains(&"*") {
+            Action::ALL.to_vec()
+        } else {
+            named(&words)
+        };
         Some(Scope {
             name: name.into(),
-            actions: actions.split(',').map(str::to_owned).collect(),
+            actions,
         })
-    }
-
-    pub fn wants_pull(&self) -> bool {
-        self.actions.iter().any(|a| a == "pull")
     }
 }
 

@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::access::Refusal;
 use crate::body::{self, Body};
 use crate::digest;
+use crate::hosted;
 use crate::mirror::{self, Busy, Cap};
 use crate::upstream;
 
@@ -22,8 +23,18 @@ pub enum Error {
     TagInvalid,
     #[error("invalid digest: {0}")]
     DigestInvalid(#[from] digest::Error),
-    #[error("this mirror serves pulls only; push and delete are not supported")]
+    #[error("pushes and deletes go only to hosted repositories; mirrored ones are read-only")]
     Unsupported,
+    #[error("upload unknown")]
+    UploadUnknown,
+    #[error(transparent)]
+    Hosted(#[from] hosted::Error),
+    #[error("a manifest is at most {} bytes", crate::manifest::MAX_SIZE)]
+    ManifestTooLarge,
+    #[error("{0}")]
+    BadDigest(String),
+    #[error("{0}")]
+    BadRange(String),
     #[error("no such endpoint")]
     NoRoute,
     #[error("{0}")]
@@ -63,6 +74,11 @@ impl Error {
             Error::TagInvalid => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
             Error::DigestInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
             Error::Unsupported => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            Error::UploadUnknown => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+            Error::Hosted(e) => hosted_status(e),
+            Error::ManifestTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+            Error::BadDigest(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+            Error::BadRange(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
             Error::NoRoute => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
             Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
             Error::Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
@@ -101,6 +117,10 @@ impl Error {
             Error::RangeNotSatisfiable { size } => {
                 response = response.header(CONTENT_RANGE, format!("bytes */{size}"));
             }
+            // What the upload holds, so the client resumes from there.
+            Error::Hosted(hosted::Error::OutOfOrder { held, .. }) => {
+                response = response.header(http::header::RANGE, format!("0-{}", held.saturating_sub(1)));
+            }
             _ => {}
         }
         response.body(body::full(body)).unwrap_or_else(|_| fallback())
@@ -123,6 +143,24 @@ fn mirror_status(error: &mirror::Error) -> (StatusCode, &'static str) {
             Cap::Address => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
             Cap::Overall => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         },
+    }
+}
+
+fn hosted_status(error: &hosted::Error) -> (StatusCode, &'static str) {
+    use hosted::Error as E;
+    match error {
+        E::NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+        E::ManifestUnknown => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+        E::BlobUnknown => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+        E::UploadUnknown => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+        E::DigestMismatch { .. } => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+        E::OutOfOrder { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
+        E::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+        E::ManifestInvalid(_) => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+        E::ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
+        E::Interrupted(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+        E::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+        E::ManifestTooLarge(_) => (StatusCode::INTERNAL_SERVER_ERROR, "MANIFEST_INVALID"),
     }
 }
 

@@ -2,9 +2,7 @@
 //! registry clients rely on (digest, exact length on HEAD too, media type, ranges).
 
 use bytes::Bytes;
-use http::header::{
-    ACCEPT_RANGES, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE, WARNING, WWW_AUTHENTICATE,
-};
+use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE, WARNING};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
@@ -12,8 +10,8 @@ use super::error::Error;
 use super::range::ByteRange;
 use super::route::{self, Route, RouteKind};
 use super::token::{self, client_host};
-use super::{status_page, App, Peer, Role};
-use crate::access::Identity;
+use super::{admission, listing, push, status_page, App, Peer, Role};
+use crate::access::Client;
 use crate::body::{self, Body};
 use crate::digest::Digest;
 use crate::manifest;
@@ -22,7 +20,7 @@ use crate::mirror::{BlobAnswer, ManifestAnswer, Mirror, Requester, Source, TagLi
 use crate::reference::{Reference, Registry};
 use crate::registries::Registries;
 
-const DIGEST_HEADER: HeaderName = HeaderName::from_static("docker-content-digest");
+pub(super) const DIGEST_HEADER: HeaderName = HeaderName::from_static("docker-content-digest");
 const STALE_WARNING: &str = r#"299 - "served from the mirror's cache: the upstream is unavailable""#;
 
 pub async fn handle<B>(app: &App, role: Role, peer: &Peer, request: &Parts, body: B) -> Response<Body>
@@ -40,15 +38,15 @@ where
     let kind = route.as_ref().map_or(RouteKind::Invalid, Route::kind);
     let response = match route {
         Ok(Route::Token) => token::answer(app, peer, request, body).await,
-        Ok(route) => match admit(app, &route, peer, request).await {
-            Ok(identity) => respond(app, route, identity.as_ref(), peer, request).await,
+        Ok(route) => match admission::admit(app, &route, peer, request).await {
+            Ok(client) => respond(app, route, client.as_ref(), peer, request, body).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
     };
     let mut response = response.unwrap_or_else(Error::into_response);
     if response.status() == StatusCode::UNAUTHORIZED && (kind == RouteKind::Base || kind.is_registry_api()) {
-        bearer_challenge(app, request, kind, &mut response);
+        admission::bearer_challenge(app, request, kind, &mut response);
     }
     response.extensions_mut().insert(kind);
     // The proxying part of the distribution spec asks for `ns` to be echoed back.
@@ -60,62 +58,76 @@ where
     response
 }
 
-/// Access control, before anything is looked up: address, identity, then the pull rules for
-/// the repository asked for. Health checks and the CA certificate stay open; the status page
-/// and metrics need what `/v2/` needs. Returns who the client is when access control is on.
-async fn admit(app: &App, route: &Route, peer: &Peer, request: &Parts) -> Result<Option<Identity>, Error> {
-    let Some(access) = &app.access else { return Ok(None) };
-    if matches!(route, Route::Health | Route::Ready | Route::CaCert | Route::Token) {
-        return Ok(None);
-    }
-    let authorization = request.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let client = access
-        .identify(peer.ip, peer.certificate_user.as_deref(), authorization)
-        .await?;
-    match route {
-        Route::Base => access.check_login(&client)?,
-        Route::Status | Route::Metrics => access.check_viewer(&client)?,
-        Route::Manifest { registry, repo, .. }
-        | Route::Blob { registry, repo, .. }
-        | Route::Tags { registry, repo } => {
-            let name = route::repository_name(request.uri.path());
-            access.admit(&client, registry, repo, &name)?;
-        }
-        Route::Health | Route::Ready | Route::CaCert | Route::Token => {}
-    }
-    Ok(Some(client.identity))
-}
-
-/// Where the mirror issues tokens, a 401 points there instead of asking for Basic
-/// credentials: real clients log in only through the challenge `/v2/` gives them.
-fn bearer_challenge(app: &App, request: &Parts, kind: RouteKind, response: &mut Response<Body>) {
-    if app.access.as_ref().is_none_or(|a| a.tokens().is_none()) {
-        return;
-    }
-    if let Some(value) = token::challenge(app, request, kind) {
-        response.headers_mut().insert(WWW_AUTHENTICATE, value);
-    }
-}
-
-/// Whether the status page may name `image` to this client: only what it may pull, so
-/// private repository names do not leak.
-fn visible(app: &App, identity: Option<&Identity>, image: &TaggedImage) -> bool {
-    let (Some(access), Some(identity)) = (&app.access, identity) else {
-        return true;
-    };
-    access.authorize(identity, &image.registry, &image.repo).is_ok()
-}
-
-async fn respond(
+async fn respond<B>(
     app: &App,
     route: Route,
-    identity: Option<&Identity>,
+    client: Option<&Client>,
     peer: &Peer,
     request: &Parts,
-) -> Result<Response<Body>, Error> {
+    body: B,
+) -> Result<Response<Body>, Error>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let registries = &app.registries;
     let head = request.method == Method::HEAD;
     let want = if head { Want::Size } else { Want::Body };
+    match route {
+        Route::Manifest {
+            registry,
+            repo,
+            reference,
+        } => {
+            let answer = match registries.hosted(&registry) {
+                Some(hosted) => hosted.manifest(&repo, &reference, want).await?,
+                None => mirror(registries, &registry)?.manifest(&repo, &reference, want).await?,
+            };
+            let by_tag = matches!(reference, Reference::Tag(_));
+            if by_tag && !manifest::accepts(&request.headers, &answer.media_type) {
+                return Err(Error::NotAcceptable);
+            }
+            manifest_response(answer, head)
+        }
+        Route::Blob { registry, repo, digest } => {
+            let answer = match registries.hosted(&registry) {
+                Some(hosted) => hosted.blob(&repo, &digest).await?,
+                None => {
+                    let requester = Requester::client(peer.ip);
+                    let mirror = mirror(registries, &registry)?;
+                    mirror.blob(&repo, &digest, want, requester).await?
+                }
+            };
+            blob_response(answer, &digest, &request.headers, head)
+        }
+        Route::Tags { registry, repo } if registries.hosted(&registry).is_some() => {
+            listing::tags(registries, &registry, &repo, request, head).await
+        }
+        Route::Catalog => listing::catalog(app, client, request, head),
+        Route::Referrers { .. } => listing::referrers(registries, route, head).await,
+        Route::PutManifest { .. }
+        | Route::DeleteManifest { .. }
+        | Route::DeleteBlob { .. }
+        | Route::StartUpload { .. }
+        | Route::Upload { .. } => push::respond(app, route, client, request, body).await,
+        Route::Tags { registry, repo } => {
+            let query = route::upstream_query(request.uri.query());
+            let list = mirror(registries, &registry)?.tags(&repo, query.as_deref()).await?;
+            tags_response(list, head)
+        }
+        page => mirror_page(app, page, client, request, head).await,
+    }
+}
+
+/// The mirror's own answers, outside any repository.
+async fn mirror_page(
+    app: &App,
+    route: Route,
+    client: Option<&Client>,
+    request: &Parts,
+    head: bool,
+) -> Result<Response<Body>, Error> {
+    let registries = &app.registries;
     match route {
         Route::Metrics => {
             // A blob whose transfer has ended is counted as cached, as a scraper would expect,
@@ -127,7 +139,7 @@ async fn respond(
                 registries.encode_metrics(),
             ))
         }
-        Route::Status => Ok(status(app, identity, request, head)),
+        Route::Status => Ok(status(app, client, request, head)),
         Route::CaCert => {
             let pem = app.ca.as_ref().map(|ca| ca.pem.clone()).ok_or(Error::NoRoute)?;
             Ok(text(head, "application/x-pem-file", pem))
@@ -141,30 +153,7 @@ async fn respond(
             StatusCode::SERVICE_UNAVAILABLE,
             r#"{"status":"cache not writable"}"#,
         )),
-        Route::Manifest {
-            registry,
-            repo,
-            reference,
-        } => {
-            let answer = mirror(registries, &registry)?.manifest(&repo, &reference, want).await?;
-            let by_tag = matches!(reference, Reference::Tag(_));
-            if by_tag && !manifest::accepts(&request.headers, &answer.media_type) {
-                return Err(Error::NotAcceptable);
-            }
-            manifest_response(answer, head)
-        }
-        Route::Blob { registry, repo, digest } => {
-            let requester = Requester::client(peer.ip);
-            let answer = mirror(registries, &registry)?
-                .blob(&repo, &digest, want, requester)
-                .await?;
-            blob_response(answer, &digest, &request.headers, head)
-        }
-        Route::Tags { registry, repo } => {
-            let query = route::upstream_query(request.uri.query());
-            let list = mirror(registries, &registry)?.tags(&repo, query.as_deref()).await?;
-            tags_response(list, head)
-        }
+        _ => Err(Error::NoRoute),
     }
 }
 
@@ -174,9 +163,10 @@ fn mirror<'a>(registries: &'a Registries, registry: &Registry) -> Result<&'a Mir
 }
 
 /// The status page, naming the mirror as the client addressed it.
-fn status(app: &App, identity: Option<&Identity>, request: &Parts, head: bool) -> Response<Body> {
+fn status(app: &App, client: Option<&Client>, request: &Parts, head: bool) -> Response<Body> {
     let host = client_host(request);
-    let page = status_page::render(app, host, &|image| visible(app, identity, image));
+    let visible = |image: &TaggedImage| admission::may_pull(app, client, &image.registry, &image.repo);
+    let page = status_page::render(app, host, &visible);
     let mut response = text(head, "text/html; charset=utf-8", page);
     // The page is one document with its style inline: nothing to load, run or frame it.
     response.headers_mut().insert(

@@ -3,10 +3,13 @@
 //! and `error` is the only mapping of failures to HTTP. Nothing here touches the disk or the
 //! upstream directly.
 
+mod admission;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handler;
+mod listing;
+mod push;
 pub(crate) mod range;
 pub mod route;
 mod status_page;
@@ -24,7 +27,7 @@ use crate::tls::CaCert;
 /// What requests are answered from.
 pub struct App {
     pub registries: Registries,
-    /// Who may pull what; `None`: everyone, everything.
+    /// Who may do what; `None`: everyone, everything.
     pub access: Option<Access>,
     /// `HOST:PORT` of the mirror as this machine would name it, for pages that must say it
     /// when the request did not.

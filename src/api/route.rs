@@ -7,8 +7,11 @@ use http::Method;
 use percent_encoding::percent_decode_str;
 
 use super::error::Error;
+use crate::cache::UploadId;
 use crate::digest::Digest;
 use crate::reference::{self, Reference, Registry, RepoName};
+
+mod push;
 
 /// A request the mirror answers, as `Route::parse` makes it from the method, path and query.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,6 +44,72 @@ pub enum Route {
     },
     /// `/v2/<name>/tags/list`: the repository's tags, paged by `n` and `last`.
     Tags { registry: Registry, repo: RepoName },
+    /// `PUT /v2/<name>/manifests/<reference>`: a manifest pushed.
+    PutManifest {
+        registry: Registry,
+        repo: RepoName,
+        reference: Reference,
+    },
+    /// `DELETE /v2/<name>/manifests/<reference>`: a manifest (by digest) or a tag deleted.
+    DeleteManifest {
+        registry: Registry,
+        repo: RepoName,
+        reference: Reference,
+    },
+    /// `DELETE /v2/<name>/blobs/<digest>`.
+    DeleteBlob {
+        registry: Registry,
+        repo: RepoName,
+        digest: Digest,
+    },
+    /// `POST /v2/<name>/blobs/uploads/`: an upload started, or a whole blob pushed
+    /// (`?digest=`), or one mounted from another repository (`?mount=&from=`).
+    StartUpload {
+        registry: Registry,
+        repo: RepoName,
+        digest: Option<Digest>,
+        mount: Option<Mount>,
+    },
+    /// `/v2/<name>/blobs/uploads/<id>`: an upload's status, a chunk, its end, its cancel;
+    /// `id` is `None` when it is no upload id this mirror makes (so no upload it knows).
+    Upload {
+        registry: Registry,
+        repo: RepoName,
+        id: Option<UploadId>,
+        step: UploadStep,
+    },
+    /// `GET /v2/_catalog`: the hosted repositories, paged by `n` and `last`.
+    Catalog,
+    /// `GET /v2/<name>/referrers/<digest>`: manifests whose `subject` is the digest.
+    Referrers {
+        registry: Registry,
+        repo: RepoName,
+        digest: Digest,
+        artifact_type: Option<String>,
+    },
+}
+
+/// A cross-repository mount's source, as `?mount=<digest>&from=<name>` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub digest: Digest,
+    pub registry: Registry,
+    pub repo: RepoName,
+    /// `from` as the client spelled it: what its token's scope names.
+    pub name: String,
+}
+
+/// What a request on an upload's URL does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadStep {
+    /// `GET`: how much is held.
+    Status,
+    /// `PATCH`: a chunk appended.
+    Append,
+    /// `PUT ?digest=`: the last chunk, if any, and the check; `None` when no digest was given.
+    Finish(Option<Digest>),
+    /// `DELETE`.
+    Cancel,
 }
 
 /// Which kind of route answered a request, without its parameters; `Invalid` when none did.
@@ -56,6 +125,11 @@ pub enum RouteKind {
     Manifest,
     Blob,
     Tags,
+    Upload,
+    PutManifest,
+    Delete,
+    Catalog,
+    Referrers,
     Invalid,
 }
 
@@ -73,13 +147,27 @@ impl RouteKind {
             RouteKind::Manifest => "manifest",
             RouteKind::Blob => "blob",
             RouteKind::Tags => "tags",
+            RouteKind::Upload => "upload",
+            RouteKind::PutManifest => "manifest_put",
+            RouteKind::Delete => "delete",
+            RouteKind::Catalog => "catalog",
+            RouteKind::Referrers => "referrers",
             RouteKind::Invalid => "invalid",
         }
     }
 
     /// Routes below a repository (`/v2/<name>/…`), which a token's scope names.
     pub fn is_registry_api(self) -> bool {
-        matches!(self, RouteKind::Manifest | RouteKind::Blob | RouteKind::Tags)
+        matches!(
+            self,
+            RouteKind::Manifest
+                | RouteKind::Blob
+                | RouteKind::Tags
+                | RouteKind::Upload
+                | RouteKind::PutManifest
+                | RouteKind::Delete
+                | RouteKind::Referrers
+        )
     }
 
     /// Routes that serve content, the only ones a cache hit or miss is counted for.
@@ -102,6 +190,27 @@ impl Route {
             Route::Manifest { .. } => RouteKind::Manifest,
             Route::Blob { .. } => RouteKind::Blob,
             Route::Tags { .. } => RouteKind::Tags,
+            Route::StartUpload { .. } | Route::Upload { .. } => RouteKind::Upload,
+            Route::PutManifest { .. } => RouteKind::PutManifest,
+            Route::DeleteManifest { .. } | Route::DeleteBlob { .. } => RouteKind::Delete,
+            Route::Catalog => RouteKind::Catalog,
+            Route::Referrers { .. } => RouteKind::Referrers,
+        }
+    }
+
+    /// The repository a route names, located; `None` for the mirror's own routes.
+    pub fn repository(&self) -> Option<(&Registry, &RepoName)> {
+        match self {
+            Route::Manifest { registry, repo, .. }
+            | Route::Blob { registry, repo, .. }
+            | Route::Tags { registry, repo }
+            | Route::PutManifest { registry, repo, .. }
+            | Route::DeleteManifest { registry, repo, .. }
+            | Route::DeleteBlob { registry, repo, .. }
+            | Route::StartUpload { registry, repo, .. }
+            | Route::Upload { registry, repo, .. }
+            | Route::Referrers { registry, repo, .. } => Some((registry, repo)),
+            _ => None,
         }
     }
 
@@ -128,14 +237,16 @@ impl Route {
         let Some(rest) = path.strip_prefix("/v2") else {
             return Err(Error::NoRoute);
         };
-        if !read {
-            return Err(Error::Unsupported);
-        }
         if rest.is_empty() || rest == "/" {
-            return Ok(Route::Base);
+            return if read { Ok(Route::Base) } else { Err(Error::Unsupported) };
         }
         let rest = rest.strip_prefix('/').ok_or(Error::NoRoute)?;
-        content(&segments(rest)?, query)
+        let segments = segments(rest)?;
+        match (read, segments.as_slice()) {
+            (true, [catalog]) if catalog == "_catalog" => Ok(Route::Catalog),
+            (true, _) => content(&segments, query),
+            (false, _) => push::route(method, &segments, query),
+        }
     }
 }
 
@@ -164,7 +275,30 @@ fn segments(path: &str) -> Result<Vec<Cow<'_, str>>, Error> {
 }
 
 fn content(segments: &[Cow<'_, str>], query: Option<&str>) -> Result<Route, Error> {
+    if let [name @ .., kind, target] = segments {
+        if !name.is_empty() && kind == "referrers" {
+            let (registry, repo) = locate(name, query)?;
+            let artifact_type = pairs(query)
+                .find(|(k, _)| k == "artifactType")
+                .map(|(_, v)| v.into_owned());
+            return Ok(Route::Referrers {
+                registry,
+                repo,
+                digest: target.parse()?,
+                artifact_type,
+            });
+        }
+    }
     match segments {
+        [name @ .., blobs, uploads, id] if !name.is_empty() && blobs == "blobs" && uploads == "uploads" => {
+            let (registry, repo) = locate(name, query)?;
+            Ok(Route::Upload {
+                registry,
+                repo,
+                id: id.parse().ok(),
+                step: UploadStep::Status,
+            })
+        }
         [name @ .., tags, list] if !name.is_empty() && tags == "tags" && list == "list" => {
             let (registry, repo) = locate(name, query)?;
             Ok(Route::Tags { registry, repo })
@@ -190,7 +324,7 @@ fn content(segments: &[Cow<'_, str>], query: Option<&str>) -> Result<Route, Erro
 }
 
 /// Which registry a name belongs to, and the name within it.
-fn locate(name: &[Cow<'_, str>], query: Option<&str>) -> Result<(Registry, RepoName), Error> {
+pub(super) fn locate(name: &[Cow<'_, str>], query: Option<&str>) -> Result<(Registry, RepoName), Error> {
     let (registry, name) = match name {
         [host, rest @ ..] if !rest.is_empty() && Registry::looks_like_host(host) => {
             (host.parse().map_err(|_| Error::NameInvalid)?, rest)
@@ -212,10 +346,19 @@ pub fn locate_name(name: &str, ns: Option<&Registry>) -> Option<(Registry, RepoN
 }
 
 /// The repository name as a content path spells it (what precedes `/manifests/…`,
-/// `/blobs/…` or `/tags/list`): what a bearer token's scope names.
+/// `/blobs/…`, `/tags/list`, `/referrers/…` or `/blobs/uploads/…`): what a bearer token's
+/// scope names. An upload's path ends in three segments (`blobs/uploads/<id>`, where the id
+/// is never a digest), or two when it starts one (`blobs/uploads`, with or without `/`).
 pub fn repository_name(path: &str) -> String {
     let name = path.strip_prefix("/v2/").unwrap_or(path);
-    let name = name.rsplitn(3, '/').nth(2).unwrap_or("");
+    let start = name
+        .strip_suffix("/blobs/uploads/")
+        .or_else(|| name.strip_suffix("/blobs/uploads"));
+    let name = match (start, name.rsplitn(4, '/').collect::<Vec<_>>().as_slice()) {
+        (Some(start), _) => start,
+        (None, [id, "uploads", "blobs", name]) if !id.contains(':') => name,
+        _ => name.rsplitn(3, '/').nth(2).unwrap_or(""),
+    };
     percent_decode_str(name).decode_utf8_lossy().into_owned()
 }
 
@@ -238,11 +381,11 @@ pub fn upstream_query(query: Option<&str>) -> Option<String> {
     any.then(|| kept.finish())
 }
 
-fn pairs(query: Option<&str>) -> form_urlencoded::Parse<'_> {
+pub(super) fn pairs(query: Option<&str>) -> form_urlencoded::Parse<'_> {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())
 }
 
-fn reference(target: &str) -> Result<Reference, Error> {
+pub(super) fn reference(target: &str) -> Result<Reference, Error> {
     target.parse().map_err(|e| match e {
         reference::Error::Digest(d) => Error::DigestInvalid(d),
         _ => Error::TagInvalid,

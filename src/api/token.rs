@@ -2,8 +2,8 @@
 //! Both request forms clients use: the Docker token spec's GET (`service`, `scope`s,
 //! `account`, `offline_token`; Basic credentials, a client certificate or none) and the
 //! OAuth2 POST form (`grant_type=password` or `refresh_token`) of containerd and newer
-//! dockerd. A token grants the requested repository scopes that the rules let the client
-//! pull; anonymous clients get what `anonymous` allows.
+//! dockerd. A token grants, of the actions each requested repository scope asks for, those the
+//! rules allow the client; anonymous clients get what `anonymous` allows (pull only).
 
 use std::time::SystemTime;
 
@@ -18,8 +18,9 @@ use super::error::Error;
 use super::route::{self, RouteKind};
 use super::{App, Peer};
 use crate::access::token::{Grant, Scope, ACCESS_TTL, SERVICE};
-use crate::access::{Access, Identity, Refusal};
+use crate::access::{Access, Action, Identity, Refusal};
 use crate::body::{self, Body};
+use crate::reference::Registry;
 
 /// A token request is a few hundred bytes; anything much larger is not one.
 const MAX_FORM: usize = 16 * 1024;
@@ -72,7 +73,11 @@ where
     access.check_address(peer.ip)?;
     let params = params(request, body).await?;
     let (user, refreshable) = authenticate(access, peer, request, &params).await?;
-    let granted = grant(app, access, &user, &params.scopes());
+    // containerd names a repository without its registry and says which one in `ns`; the
+    // hosted namespace is one it may say as well.
+    let hosted = app.registries.any_hosted().map(|h| h.namespace());
+    let mirrored: Vec<&Registry> = app.registries.names().chain(hosted).collect();
+    let granted = grant(access, &user, &params.scopes(), &mirrored);
     let tokens = access.tokens().ok_or(Error::NoRoute)?;
     let now = SystemTime::now();
     let name = match &user {
@@ -80,7 +85,7 @@ where
         Identity::Anonymous => None,
     };
     let scope = (granted.iter())
-        .map(|g| format!("repository:{}:pull", g.name))
+        .map(|g| format!("repository:{}:{}", g.name, g.actions.join(",")))
         .collect::<Vec<_>>();
     let token = tokens.access(SERVICE, name, granted, now).map_err(token_failed)?;
     let refresh_token = match (name, refreshable) {
@@ -164,25 +169,35 @@ async fn authenticate(
     }
 }
 
-/// The requested pull scopes the rules let `user` pull. A name may be read as a path
-/// (`ghcr.io/org/app`, or Docker Hub's `library/alpine`) or, for containerd's `ns=`, as a
-/// repository of any mirrored registry; each request checks the rules again for the registry
-/// it actually names, so granting the name when any reading is allowed gives nothing more.
-fn grant(app: &App, access: &Access, user: &Identity, scopes: &[Scope]) -> Vec<Grant> {
-    let allowed = |name: &str| {
+/// Of each requested scope, the actions the rules let `user` take. A name may be read as a
+/// path (`ghcr.io/org/app`, or Docker Hub's `library/alpine`) or, for containerd's `ns=`, as a
+/// repository of any `mirrored` registry; each request checks the rules again for the registry
+/// it actually names, so granting an action on the name when any reading allows it gives
+/// nothing more. A scope with nothing allowed is left out.
+fn grant(access: &Access, user: &Identity, scopes: &[Scope], mirrored: &[&Registry]) -> Vec<Grant> {
+    let allowed = |name: &str, action: Action| {
         let by_path = route::locate_name(name, None).into_iter();
-        let by_ns = (app.registries.names()).filter_map(|registry| route::locate_name(name, Some(registry)));
+        let by_ns = (mirrored.iter()).filter_map(|registry| route::locate_name(name, Some(registry)));
         by_path
             .chain(by_ns)
-            .any(|(registry, repo)| access.authorize(user, &registry, &repo).is_ok())
+            .any(|(registry, repo)| access.authorize(user, &registry, &repo, action).is_ok())
     };
-    let mut granted: Vec<Grant> = Vec::new();
-    for scope in scopes.iter().filter(|s| s.wants_pull()) {
-        if allowed(&scope.name) && !granted.iter().any(|g| g.name == scope.name) {
-            granted.push(Grant::pull(&scope.name));
+    let mut granted: Vec<(&str, Vec<Action>)> = Vec::new();
+    for scope in scopes {
+        let actions = (scope.actions.iter().copied()).filter(|action| allowed(&scope.name, *action));
+        match granted.iter_mut().find(|(name, _)| *name == scope.name) {
+            Some((_, held)) => held.extend(actions),
+            None => granted.push((&scope.name, actions.collect())),
         }
     }
-    granted
+    (granted.into_iter())
+        .filter(|(_, actions)| !actions.is_empty())
+        .map(|(name, actions)| {
+            // Scopes asked for one name twice are one grant, listed as scopes list actions.
+            let actions: Vec<Action> = Action::ALL.into_iter().filter(|a| actions.contains(a)).collect();
+            Grant::repository(name, &actions)
+        })
+        .collect()
 }
 
 /// The `Bearer` challenge of a 401: the realm is this mirror's `/token` under the name and
@@ -192,12 +207,39 @@ pub fn challenge(app: &App, request: &Parts, kind: RouteKind) -> Option<HeaderVa
     let host = client_host(request).filter(|h| plain_host(h)).unwrap_or(&app.address);
     let mut value = format!(r#"Bearer realm="{scheme}://{host}/token",service="{SERVICE}""#);
     if kind.is_registry_api() {
-        let name = route::repository_name(request.uri.path());
-        if plain_name(&name) {
-            value.push_str(&format!(r#",scope="repository:{name}:pull""#));
+        if let Some(scope) = challenge_scope(&request.method, request.uri.path()) {
+            value.push_str(&format!(r#",scope="{scope}""#));
         }
     }
     HeaderValue::from_str(&value).ok()
+}
+
+/// What a request on the registry API does to its repository, by its method alone, so any
+/// route under a repository is judged alike.
+pub fn action_for(method: &Method) -> Action {
+    if [Method::POST, Method::PUT, Method::PATCH].contains(method) {
+        Action::Push
+    } else if method == Method::DELETE {
+        Action::Delete
+    } else {
+        Action::Pull
+    }
+}
+
+/// The scope a 401 on `path` asks for: the actions `method` needs on the repository the path
+/// names. A push asks for pull as well, as docker and containerd do, since it first checks
+/// what the repository holds; `None` when the path names no repository.
+fn challenge_scope(method: &Method, path: &str) -> Option<String> {
+    let name = route::repository_name(path);
+    if !plain_name(&name) {
+        return None;
+    }
+    let actions = match action_for(method) {
+        Action::Pull => "pull",
+        Action::Push => "pull,push",
+        Action::Delete => "delete",
+    };
+    Some(format!("repository:{name}:{actions}"))
 }
 
 /// The mirror as the client addressed it: HTTP/2 carries that in the URI, HTTP/1.1 in `Host`.
@@ -214,3 +256,6 @@ fn plain_host(host: &str) -> bool {
 fn plain_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b))
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,6 +33,19 @@ pub struct Entry {
     pub size: u64,
     /// Set for content fetched as a manifest: the `Content-Type` it is served with.
     pub media_type: Option<Arc<str>>,
+    /// Held by a hosted repository: weighs nothing against the cap and is never evicted.
+    /// `Index::insert` sets it from the store's pins.
+    pub pinned: bool,
+}
+
+impl Entry {
+    pub fn new(size: u64, media_type: Option<Arc<str>>) -> Entry {
+        Entry {
+            size,
+            media_type,
+            pinned: false,
+        }
+    }
 }
 
 pub struct Index {
@@ -42,6 +55,7 @@ pub struct Index {
     /// Memory for `manifests`, in bytes.
     manifest_memory: u64,
     tags: Cache<(Registry, RepoName, Tag), TagRecord>,
+    store: Arc<Store>,
 }
 
 impl Index {
@@ -52,15 +66,20 @@ impl Index {
             .time_to_live(REREAD_AFTER)
             .build();
         let kept = manifests.clone();
+        let evicted = store.clone();
         let mut content = Cache::builder()
-            .weigher(|_: &Digest, e: &Entry| u32::try_from(e.size.div_ceil(WEIGHT_UNIT)).unwrap_or(u32::MAX))
+            .weigher(|_: &Digest, e: &Entry| match e.pinned {
+                true => 0,
+                false => u32::try_from(e.size.div_ceil(WEIGHT_UNIT)).unwrap_or(u32::MAX),
+            })
             .eviction_listener(move |digest: Arc<Digest>, _, cause| {
                 if cause != RemovalCause::Replaced {
                     kept.invalidate(&*digest);
                 }
-                if cause == RemovalCause::Size {
+                // A pin made since the entry was weighed (by `gc` or a push) still saves the file.
+                if cause == RemovalCause::Size && !evicted.pinned(&digest) {
                     metrics.evictions.inc();
-                    if let Err(e) = store.remove(&digest) {
+                    if let Err(e) = evicted.remove(&digest) {
                         tracing::warn!(%digest, error = %e, "cannot delete evicted content");
                     }
                 }
@@ -76,6 +95,7 @@ impl Index {
                 .max_capacity(MAX_TAGS)
                 .time_to_live(REREAD_AFTER)
                 .build(),
+            store,
         }
     }
 
@@ -85,7 +105,8 @@ impl Index {
 
     /// Inserts and applies any eviction it causes now, so the disk is within the cap by the
     /// time the inserting fill releases its last chunk (moka would otherwise defer it).
-    pub fn insert(&self, digest: Digest, entry: Entry) {
+    pub fn insert(&self, digest: Digest, mut entry: Entry) {
+        entry.pinned = self.store.pinned(&digest);
         self.content.insert(digest, entry);
         self.content.run_pending_tasks();
     }
@@ -104,10 +125,7 @@ impl Index {
 
     /// Indexes a manifest, keeping its bytes in memory unless they would fill it alone.
     pub fn insert_manifest(&self, digest: &Digest, manifest: &Manifest) {
-        let entry = Entry {
-            size: manifest.bytes.len() as u64,
-            media_type: Some(manifest.media_type.clone()),
-        };
+        let entry = Entry::new(manifest.bytes.len() as u64, Some(manifest.media_type.clone()));
         // Bytes first: should the entry be evicted at once, the listener drops them too.
         if (manifest.bytes.len() as u64) < self.manifest_memory {
             self.manifests.insert(digest.clone(), manifest.bytes.clone());
@@ -121,6 +139,10 @@ impl Index {
 
     pub fn set_tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag, record: TagRecord) {
         self.tags.insert((registry.clone(), repo.clone(), tag.clone()), record);
+    }
+
+    pub fn forget_tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag) {
+        self.tags.invalidate(&(registry.clone(), repo.clone(), tag.clone()));
     }
 
     pub fn bytes(&self) -> u64 {
@@ -162,13 +184,7 @@ mod tests {
             let bytes = vec![i; WEIGHT_UNIT as usize];
             let digest = Digest::sha256_of(&bytes);
             store.put(&digest, &bytes).await.expect("put");
-            index.insert(
-                digest.clone(),
-                Entry {
-                    size: WEIGHT_UNIT,
-                    media_type: None,
-                },
-            );
+            index.insert(digest.clone(), Entry::new(WEIGHT_UNIT, None));
             digests.push(digest);
         }
         assert!(index.entry_count() <= 3);

@@ -79,6 +79,15 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// Forgets that `registry`/`repo` holds `digest`: a hosted repository's delete.
+    pub async fn unlink(&self, registry: &Registry, repo: &RepoName, digest: &Digest) -> io::Result<()> {
+        self.store.unlink(registry, repo, digest).await?;
+        self.links.0.invalidate(&key(registry, repo, digest));
+        Ok(())
+    }
+}
+
 /// What a manifest vouches for: its children, but not foreign layers (descriptors with
 /// `urls`), whose bytes live elsewhere and say nothing of what the repository holds.
 pub fn vouched(media_type: &str, bytes: &[u8]) -> Vec<Descriptor> {

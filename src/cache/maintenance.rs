@@ -68,7 +68,8 @@ pub struct Prune {
 /// Deletes content as `Prune` says; returns how many files and bytes went.
 pub fn prune(dir: &Path, rule: &Prune) -> io::Result<(u64, u64)> {
     let store = Store::at(dir)?;
-    let mut content = store.scan()?;
+    // Hosted content is the only copy there is: never pruned, and not counted against the cap.
+    let mut content: Vec<_> = store.scan()?.into_iter().filter(|c| !store.pinned(&c.digest)).collect();
     content.sort_by_key(|c| c.accessed);
     let mut total: u64 = content.iter().map(|c| c.size).sum();
     let (mut files, mut bytes) = (0, 0);

@@ -5,6 +5,7 @@
 
 mod fill;
 mod fills;
+mod hosted;
 mod index;
 mod links;
 pub mod maintenance;
@@ -27,6 +28,7 @@ use index::Index;
 pub use links::vouched;
 use links::Links;
 use store::{ReadError, Store, TagRecord};
+pub use store::{Referrer, UploadId};
 
 pub struct Cache {
     store: Arc<Store>,
@@ -109,10 +111,7 @@ impl Cache {
             links::build_from_tags(&store, &content)?;
         }
         for found in content {
-            let entry = Entry {
-                size: found.size,
-                media_type: found.media_type.map(Arc::from),
-            };
+            let entry = Entry::new(found.size, found.media_type.map(Arc::from));
             index.insert(found.digest, entry);
         }
         Ok(Cache {
@@ -191,10 +190,8 @@ impl Cache {
         let size = match indexed {
             Some(entry) => entry.size,
             None => {
-                let entry = Entry {
-                    size: file.metadata()?.len(),
-                    media_type: self.store.media_type(digest).await?.map(Arc::from),
-                };
+                let media_type = self.store.media_type(digest).await?.map(Arc::from);
+                let entry = Entry::new(file.metadata()?.len(), media_type);
                 let size = entry.size;
                 self.index.insert(digest.clone(), entry);
                 size

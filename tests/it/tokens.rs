@@ -11,6 +11,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use regmirror::access::token::{Grant, Tokens, ACCESS_TTL, SERVICE};
+use regmirror::access::Action;
 use tempfile::TempDir;
 
 use crate::support::content::Image;
@@ -188,6 +189,31 @@ async fn a_password_token_grants_the_scopes_the_rules_allow_and_no_more() {
         .is_some_and(|c| c.contains("someuser/tool")));
 }
 
+/// Scopes asking for several actions: each is granted those the rules allow, and the answer's
+/// `scope` says which; anonymous clients get pull at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_grants_of_each_scope_the_actions_the_rules_allow() {
+    let hub = FakeRegistry::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = htpasswd(dir.path(), &[("alice", "wonderland")]);
+    let access = format!(
+        "htpasswd = {file:?}\nanonymous = [\"docker.io/library/*\"]\n\
+         [[rules]]\nusers = [\"alice\"]\nrepos = [\"docker.io/someuser/*\"]\nactions = [\"pull\", \"push\"]\n"
+    );
+    let mirror = Mirror::builder(&hub).access(&access).start().await;
+    let url = mirror
+        .url("/token?service=regmirror&scope=repository:someuser/tool:*&scope=repository:library/alpine:pull,push");
+    let alice = send(&url, Method::GET, &[("authorization", &basic("alice", "wonderland"))]).await;
+    assert_eq!(alice.status, 200, "{alice:?}");
+    assert_eq!(
+        alice.json()["scope"],
+        "repository:someuser/tool:pull,push repository:library/alpine:pull"
+    );
+    let anonymous = send(&url, Method::GET, &[]).await;
+    assert_eq!(anonymous.status, 200, "{anonymous:?}");
+    assert_eq!(anonymous.json()["scope"], "repository:library/alpine:pull");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_or_unknown_credentials_get_no_token() {
     let (_hub, _, _, mirror, _dir) = setup().await;
@@ -272,7 +298,7 @@ async fn an_expired_token_is_challenged_again_and_the_key_outlives_a_restart() {
     let (_hub, alpine, _, mirror, _dir) = setup().await;
     let key = Tokens::load_or_create(&mirror.token_key()).expect("the mirror's key");
     let path = "/v2/library/alpine/manifests/latest";
-    let grant = || vec![Grant::pull("library/alpine")];
+    let grant = || vec![Grant::repository("library/alpine", &[Action::Pull])];
     let expired = SystemTime::now() - ACCESS_TTL - Duration::from_secs(1);
     let old = key.access(SERVICE, Some("alice"), grant(), expired).expect("token");
     let reply = mirror

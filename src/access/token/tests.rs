@@ -11,18 +11,49 @@ fn tokens() -> Tokens {
 #[test]
 fn an_access_token_names_its_holder_and_what_it_may_pull() {
     let now = SystemTime::now();
-    let token = (tokens().access(SERVICE, Some("alice"), vec![Grant::pull("team/app")], now)).expect("signed");
+    let grant = Grant::repository("team/app", &[Action::Pull]);
+    let token = (tokens().access(SERVICE, Some("alice"), vec![grant], now)).expect("signed");
     let verified = tokens().verify_access(&token, SERVICE).expect("valid");
     assert_eq!(verified.user.as_deref(), Some("alice"));
-    assert_eq!(verified.pull, ["team/app"]);
+    assert_eq!(verified.grants, [("team/app".to_owned(), vec![Action::Pull])]);
     let anonymous = tokens().access(SERVICE, None, Vec::new(), now).expect("signed");
     let verified = tokens().verify_access(&anonymous, SERVICE).expect("valid");
     assert_eq!(
         verified,
         Verified {
             user: None,
-            pull: vec![]
+            grants: vec![]
         }
+    );
+}
+
+#[test]
+fn an_access_token_carries_each_names_actions_and_drops_what_it_does_not_know() {
+    let grants = vec![
+        Grant::repository("site.lan/team/app", &[Action::Pull, Action::Push]),
+        Grant::repository("site.lan/team/old", &[Action::Delete]),
+        Grant {
+            kind: "repository".into(),
+            name: "site.lan/team/odd".into(),
+            actions: vec!["*".into(), "admin".into()],
+        },
+        Grant {
+            kind: "registry".into(),
+            name: "catalog".into(),
+            actions: vec!["pull".into()],
+        },
+    ];
+    let token = tokens()
+        .access(SERVICE, Some("alice"), grants, SystemTime::now())
+        .expect("signed");
+    let verified = tokens().verify_access(&token, SERVICE).expect("valid");
+    assert_eq!(
+        verified.grants,
+        [
+            ("site.lan/team/app".to_owned(), vec![Action::Pull, Action::Push]),
+            ("site.lan/team/old".to_owned(), vec![Action::Delete]),
+        ],
+        "a grant naming no action this mirror knows, or no repository, grants nothing"
     );
 }
 
@@ -49,7 +80,12 @@ fn a_token_is_refused_once_expired_and_before_it_is_issued() {
 #[test]
 fn a_token_is_refused_under_another_key_or_service_or_tampered() {
     let token = tokens()
-        .access(SERVICE, Some("alice"), vec![Grant::pull("a")], SystemTime::now())
+        .access(
+            SERVICE,
+            Some("alice"),
+            vec![Grant::repository("a", &[Action::Pull])],
+            SystemTime::now(),
+        )
         .expect("signed");
     assert_eq!(
         Tokens::from_secret(&[8; KEY_BYTES]).verify_access(&token, SERVICE),
@@ -58,7 +94,12 @@ fn a_token_is_refused_under_another_key_or_service_or_tampered() {
     assert_eq!(tokens().verify_access(&token, "other:5000"), None);
     // Mallory's claims under alice's signature.
     let mallory = tokens()
-        .access(SERVICE, Some("mallory"), vec![Grant::pull("a")], SystemTime::now())
+        .access(
+            SERVICE,
+            Some("mallory"),
+            vec![Grant::repository("a", &[Action::Pull])],
+            SystemTime::now(),
+        )
         .expect("signed");
     let (claims, signature) = (
         mallory.rsplit_once('.').expect("jwt").0,
@@ -106,11 +147,17 @@ fn the_key_is_created_private_and_kept() {
 fn scopes_parse_with_ports_and_several_actions() {
     let scope = Scope::parse("repository:registry.lan:5000/team/app:pull,push").expect("scope");
     assert_eq!(scope.name, "registry.lan:5000/team/app");
-    assert_eq!(scope.actions, ["pull", "push"]);
-    assert!(scope.wants_pull());
-    assert!(!Scope::parse("repository:library/tiny:push")
-        .expect("scope")
-        .wants_pull());
+    assert_eq!(scope.actions, [Action::Pull, Action::Push]);
+    let push = Scope::parse("repository:library/tiny:push").expect("scope");
+    assert_eq!(push.actions, [Action::Push]);
+    let all = Scope::parse("repository:site.lan/app:*").expect("scope");
+    assert_eq!(all.actions, Action::ALL, "`*` asks for every action");
+    let odd = Scope::parse("repository:site.lan/app:delete,admin,pull").expect("scope");
+    assert_eq!(
+        odd.actions,
+        [Action::Pull, Action::Delete],
+        "unknown actions ask for nothing"
+    );
     assert_eq!(Scope::parse("registry:catalog:*"), None);
     assert_eq!(Scope::parse("repository::pull"), None);
     assert_eq!(Scope::parse("repository:nocolon"), None);

@@ -161,11 +161,60 @@ fn upstream_queries() {
     );
 }
 
+const UPLOAD: &str = "3f1c0c52-8c0e-4a6e-9d7b-2f0f5a1e9c11";
+
+/// Pushes are routed for any registry; the handler refuses them for mirrored ones.
+#[test]
+fn push_routes() {
+    check(Method::PUT, "/v2/site.lan/a/manifests/v1", Ok("manifest_put"));
+    check(Method::DELETE, "/v2/site.lan/a/manifests/v1", Ok("delete"));
+    check(Method::DELETE, &format!("/v2/a/blobs/{DIGEST}"), Ok("delete"));
+    check(Method::POST, "/v2/site.lan/a/blobs/uploads/", Ok("upload"));
+    check(Method::POST, "/v2/site.lan/a/blobs/uploads", Ok("upload"));
+    for method in [Method::GET, Method::PATCH, Method::PUT, Method::DELETE] {
+        check(method, &format!("/v2/site.lan/a/blobs/uploads/{UPLOAD}"), Ok("upload"));
+    }
+    check(Method::GET, "/v2/_catalog", Ok("catalog"));
+    check(
+        Method::GET,
+        &format!("/v2/site.lan/a/referrers/{DIGEST}"),
+        Ok("referrers"),
+    );
+    let mount = format!("/v2/site.lan/a/blobs/uploads/?mount={DIGEST}&from=site.lan/b");
+    let (path, query) = mount.split_once('?').expect("query");
+    let Ok(Route::StartUpload { mount: Some(from), .. }) = Route::parse(&Method::POST, path, Some(query)) else {
+        panic!("{mount} is a mount");
+    };
+    assert_eq!((from.registry.as_str(), from.repo.as_str()), ("site.lan", "b"));
+}
+
+#[test]
+fn repository_names_as_spelled() {
+    for (path, name) in [
+        ("/v2/site.lan/a/blobs/uploads/", "site.lan/a"),
+        ("/v2/site.lan/a/blobs/uploads", "site.lan/a"),
+        (&format!("/v2/site.lan/a/b/blobs/uploads/{UPLOAD}"), "site.lan/a/b"),
+        (&format!("/v2/a/blobs/uploads/blobs/{DIGEST}"), "a/blobs/uploads"),
+        (&format!("/v2/site.lan/a/referrers/{DIGEST}"), "site.lan/a"),
+        ("/v2/alpine/manifests/3", "alpine"),
+        ("/v2/x/tags/list", "x"),
+    ] {
+        assert_eq!(repository_name(path), name, "{path}");
+    }
+}
+
 #[test]
 fn rejects() {
-    check(Method::PUT, "/v2/a/manifests/latest", Err("Unsupported"));
-    check(Method::POST, "/v2/a/blobs/uploads/", Err("Unsupported"));
-    check(Method::DELETE, &format!("/v2/a/blobs/{DIGEST}"), Err("Unsupported"));
+    check(Method::PATCH, "/v2/a/manifests/latest", Err("Unsupported"));
+    check(Method::POST, "/v2/a/manifests/latest", Err("Unsupported"));
+    check(Method::PUT, "/v2/a/blobs/uploads/", Err("Unsupported"));
+    check(Method::POST, "/v2/", Err("Unsupported"));
+    check(Method::PATCH, "/v2/a/blobs/uploads/not-a-uuid", Ok("upload"));
+    check(
+        Method::POST,
+        "/v2/a/blobs/uploads/?digest=sha256:bad",
+        Err("DigestInvalid"),
+    );
     check(Method::GET, "/v2/UPPER/manifests/latest", Err("NameInvalid"));
     check(Method::GET, "/v2/a//b/manifests/latest", Err("NameInvalid"));
     check(Method::GET, "/v2/a/../b/manifests/latest", Err("NameInvalid"));

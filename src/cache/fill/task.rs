@@ -216,7 +216,7 @@ impl Task {
     async fn commit(&self, temp: TempFile, size: u64) -> bool {
         match self.cache.store.commit(temp, &self.digest).await {
             Ok(()) => {
-                let entry = Entry { size, media_type: None };
+                let entry = Entry::new(size, None);
                 self.cache.index.insert(self.digest.clone(), entry);
                 true
             }

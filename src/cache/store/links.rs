@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use tokio::fs;
 
 use super::{optional, Store};
-use crate::digest::Digest;
+use crate::digest::{Algorithm, Digest};
 use crate::reference::{Registry, RepoName};
 
 /// Present once links were made from the tag records of a cache written before they existed.
@@ -62,6 +62,30 @@ impl Store {
             fs::create_dir_all(dir).await?;
         }
         fs::write(path, link.text()).await
+    }
+
+    /// Removes `repo`'s link to `digest` (a hosted repository's delete); gone already is fine.
+    pub async fn unlink(&self, registry: &Registry, repo: &RepoName, digest: &Digest) -> io::Result<()> {
+        match fs::remove_file(self.link_path(registry, repo, digest)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every digest `repo` links to.
+    pub fn links_of(&self, registry: &Registry, repo: &RepoName) -> io::Result<Vec<Digest>> {
+        let mut found = Vec::new();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = self.repo_dir(registry, repo).join("_links").join(alg.name());
+            let Some(entries) = optional(std::fs::read_dir(dir))? else {
+                continue;
+            };
+            for entry in entries {
+                let name = entry?.file_name();
+                found.extend(format!("{}:{}", alg.name(), name.to_string_lossy()).parse().ok());
+            }
+        }
+        Ok(found)
     }
 
     /// Whether links still have to be made from a cache written before they existed.

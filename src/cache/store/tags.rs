@@ -101,6 +101,51 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Removes a tag; gone already is fine.
+    pub async fn remove_tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag) -> io::Result<()> {
+        match fs::remove_file(self.tag_path(registry, repo, tag)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The repositories of `registry` that hold anything (tags or links), sorted.
+    pub fn repositories(&self, registry: &Registry) -> io::Result<Vec<RepoName>> {
+        let root = self.root.join("tags").join(registry.as_str());
+        let mut found = Vec::new();
+        if root.is_dir() {
+            collect_repositories(registry, &root, &root, &mut found)?;
+        }
+        found.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        Ok(found)
+    }
+}
+
+fn collect_repositories(registry: &Registry, root: &Path, dir: &Path, found: &mut Vec<RepoName>) -> io::Result<()> {
+    let mut holds = false;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        match path.file_name().and_then(|n| n.to_str()) {
+            Some("_tags") => holds |= std::fs::read_dir(&path)?.next().is_some(),
+            // Links sit one level down, under their algorithm.
+            Some("_links") => {
+                for alg in std::fs::read_dir(&path)? {
+                    holds |= std::fs::read_dir(alg?.path())?.next().is_some();
+                }
+            }
+            Some("_referrers") => {}
+            _ if path.is_dir() => collect_repositories(registry, root, &path, found)?,
+            _ => {}
+        }
+    }
+    let name = dir.strip_prefix(root).ok().map(|p| p.to_string_lossy().into_owned());
+    if let Some(repo) = name.filter(|_| holds).and_then(|n| RepoName::on(registry, &n).ok()) {
+        found.push(repo);
+    }
+    Ok(())
+}
+
 /// Walks `tags/<upstream>/<repo…>/_tags/<tag>`.
 fn collect_tags(registry: &Registry, root: &Path, dir: &Path, found: &mut Vec<StoredTag>) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {

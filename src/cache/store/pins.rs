@@ -1,0 +1,72 @@
+//! Pins: `pins/<alg>/<hex>` marks content a hosted repository holds. A pushed image is the
+//! only copy there is, so eviction for `--max-cache-size` and `cache prune` leave pinned
+//! content alone; `gc` pins what hosted repositories reach and unpins the rest.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::Store;
+use crate::digest::{Algorithm, Digest};
+
+impl Store {
+    fn pin_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("pins")
+            .join(digest.algorithm().name())
+            .join(digest.hex())
+    }
+
+    pub fn pin(&self, digest: &Digest) -> io::Result<()> {
+        std::fs::write(self.pin_path(digest), b"")
+    }
+
+    pub fn unpin(&self, digest: &Digest) -> io::Result<()> {
+        match std::fs::remove_file(self.pin_path(digest)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether content is pinned; a pin that cannot be read counts, so nothing pushed is
+    /// lost to a transient error.
+    pub fn pinned(&self, digest: &Digest) -> bool {
+        !matches!(std::fs::metadata(self.pin_path(digest)), Err(e) if e.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// Every pinned digest.
+    pub fn pins(&self) -> io::Result<Vec<Digest>> {
+        let mut found = Vec::new();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = self.root.join("pins").join(alg.name());
+            let Some(entries) = super::optional(std::fs::read_dir(dir))? else {
+                continue;
+            };
+            for entry in entries {
+                let name = entry?.file_name();
+                if let Ok(digest) = format!("{}:{}", alg.name(), name.to_string_lossy()).parse() {
+                    found.push(digest);
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::init(dir.path()).expect("init");
+        let digest = Digest::sha256_of(b"pushed");
+        assert!(!store.pinned(&digest));
+        store.pin(&digest).expect("pin");
+        assert!(store.pinned(&digest));
+        assert_eq!(store.pins().expect("pins"), std::slice::from_ref(&digest));
+        store.unpin(&digest).expect("unpin");
+        store.unpin(&digest).expect("unpin twice");
+        assert!(!store.pinned(&digest));
+    }
+}
