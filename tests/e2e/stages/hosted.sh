@@ -67,8 +67,12 @@ hosted_start() {
     fi
     HOSTED_CTR_HOSTS="$dir/ctr-hosts"
     mkdir -p "$HOSTED_CTR_HOSTS/$HOSTED" && cp "$CACERT" "$HOSTED_CTR_HOSTS/$HOSTED/ca.crt"
+    # The CA for the server as well: after a 404 from the [host] entry containerd tries the server,
+    # and without it would report an unknown authority instead. (Without a [host] table,
+    # containerd 1.6 logs "invalid `host` tree".)
     cat >"$HOSTED_CTR_HOSTS/$HOSTED/hosts.toml" <<EOF
 server = "https://$HOSTED"
+ca = "$HOSTED_CTR_HOSTS/$HOSTED/ca.crt"
 
 [host."https://$HOSTED"]
   capabilities = ["pull", "resolve"]

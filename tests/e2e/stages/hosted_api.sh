@@ -149,7 +149,9 @@ hosted_referrers_list() {
     local what=$1 filter=$2 dir="$TMP/hosted/referrers" entry name type want="" url
     shift 2
     url="https://$HOSTED/v2/${HOSTED_REPO[api]}/referrers/${HOSTED_PUSHED[api]}"
-    [[ -z $filter ]] || url+="?artifactType=$filter"
+    # Percent-encoded: in a query a bare '+' (application/…+json) reads as a space.
+    [[ -z $filter ]] || url+="?artifactType=$(python3 -c 'import sys, urllib.parse
+print(urllib.parse.quote(sys.argv[1], safe=""))' "$filter")"
     hosted_curl "GET $what" 200 "$dir/list.hdr" "$dir/list.json" "$url" || return 0
     expect_eq "$what: Content-Type" "$(header content-type "$dir/list.hdr")" application/vnd.oci.image.index.v1+json
     [[ -z $filter ]] || expect_eq "$what: OCI-Filters-Applied" "$(header oci-filters-applied "$dir/list.hdr")" artifactType
