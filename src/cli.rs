@@ -57,6 +57,20 @@ pub enum Command {
     Export(ExportArgs),
     /// Add a bundle from `export` (tar or directory) or a `docker save` tarball to the cache.
     Import(ImportArgs),
+    /// Free hosted content that no hosted tag reaches any more (safe while `serve` runs).
+    Gc(GcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// Keep what was pushed, mounted or linked this recently: it may belong to a push under way.
+    #[arg(long, value_parser = parse::duration, default_value = "1h")]
+    pub grace: Duration,
+    /// Remove unfinished uploads not written to for this long.
+    #[arg(long, env = "REGMIRROR_UPLOAD_MAX_AGE", value_parser = parse::duration, default_value = "24h")]
+    pub upload_max_age: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -12,10 +12,12 @@ use regmirror::airgap::{import, prefetch};
 use regmirror::cache::maintenance::{self, Prune};
 use regmirror::certs::{self, CertDir, NamePolicy, Names};
 use regmirror::cli::{
-    CacheCommand, CertClientArgs, CertInitArgs, ClientConfigArgs, DataDirArg, ExportArgs, ImportArgs, PrefetchArgs,
+    CacheCommand, CertClientArgs, CertInitArgs, ClientConfigArgs, DataDirArg, ExportArgs, GcArgs, ImportArgs,
+    PrefetchArgs,
 };
 use regmirror::client_config;
 use regmirror::config::{self, Config, ServeOptions, Tls};
+use regmirror::hosted::gc;
 use regmirror::image::{Platform, Platforms};
 use regmirror::mirror::Mirror;
 use regmirror::reference::ImageRef;
@@ -65,6 +67,26 @@ pub fn cert_client(args: CertClientArgs) -> anyhow::Result<()> {
 
 pub fn cert_show(args: DataDirArg) -> anyhow::Result<()> {
     print!("{}", certs::describe(&cert_dir(args))?);
+    Ok(())
+}
+
+/// Collects hosted content no tag reaches, beside a running server, and says what went.
+pub fn gc(args: GcArgs) -> anyhow::Result<()> {
+    let dir = data_dir(args.data_dir);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime
+        .block_on(gc::collect(&dir, args.grace, args.upload_max_age))
+        .with_context(|| format!("collecting {}", dir.display()))?;
+    println!("freed {} files, {} bytes", report.files, report.bytes);
+    println!("unlinked {} from hosted repositories", report.unlinked);
+    println!(
+        "left {} to the cache (mirrored repositories hold them)",
+        report.unpinned
+    );
+    println!("removed {} abandoned uploads", report.uploads);
     Ok(())
 }
 

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Prefetch(args) => report(commands::prefetch(args)),
         Command::Export(args) => report(commands::export(args)),
         Command::Import(args) => report(commands::import(args)),
+        Command::Gc(args) => report(commands::gc(args)),
     }
 }
 

@@ -50,7 +50,9 @@ pub(super) fn may_mount_from(app: &App, client: Option<&Client>, from: &Mount) -
     let (Some(access), Some(client)) = (&app.access, client) else {
         return true;
     };
-    access.admit(client, &from.registry, &from.repo, &from.name, Action::Pull).is_ok()
+    access
+        .admit(client, &from.registry, &from.repo, &from.name, Action::Pull)
+        .is_ok()
 }
 
 /// Where the mirror issues tokens, a 401 points there instead of asking for Basic

@@ -56,6 +56,10 @@ impl Cache {
         Ok(())
     }
 
+    pub fn record_hosted(&self, namespace: &Registry) -> io::Result<()> {
+        self.store.record_hosted(namespace)
+    }
+
     pub fn repositories(&self, registry: &Registry) -> io::Result<Vec<RepoName>> {
         self.store.repositories(registry)
     }

@@ -32,6 +32,9 @@ impl Hosted {
     /// Hosted repositories under `namespace`, over the mirrors' cache; unfinished uploads
     /// are kept `upload_max_age` after their last write, and none grows past `max_size`.
     pub fn new(namespace: Registry, cache: Arc<Cache>, upload_max_age: std::time::Duration, max_size: u64) -> Hosted {
+        if let Err(e) = cache.record_hosted(&namespace) {
+            tracing::warn!(error = %e, "cannot record the hosted namespace for gc");
+        }
         Hosted {
             namespace,
             cache,

@@ -72,6 +72,13 @@ impl Store {
         }
     }
 
+    /// When `repo` was linked to `digest`; `None` when it is not.
+    pub fn linked_at(&self, registry: &Registry, repo: &RepoName, digest: &Digest) -> Option<std::time::SystemTime> {
+        std::fs::metadata(self.link_path(registry, repo, digest))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
     /// Every digest `repo` links to.
     pub fn links_of(&self, registry: &Registry, repo: &RepoName) -> io::Result<Vec<Digest>> {
         let mut found = Vec::new();

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use super::Store;
 use crate::digest::{Algorithm, Digest};
 
+/// The file naming the hosted namespaces, one a line.
+const HOSTED: &str = "hosted-namespaces";
+
 impl Store {
     fn pin_path(&self, digest: &Digest) -> PathBuf {
         self.root
@@ -31,6 +34,28 @@ impl Store {
     /// lost to a transient error.
     pub fn pinned(&self, digest: &Digest) -> bool {
         !matches!(std::fs::metadata(self.pin_path(digest)), Err(e) if e.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// When content was last pinned (pushed, mounted or marked by `gc`).
+    pub fn pinned_at(&self, digest: &Digest) -> Option<std::time::SystemTime> {
+        std::fs::metadata(self.pin_path(digest)).and_then(|m| m.modified()).ok()
+    }
+
+    /// The hosted namespaces this data directory has served, so `gc` knows whose tags are
+    /// roots without being told.
+    pub fn record_hosted(&self, namespace: &crate::reference::Registry) -> io::Result<()> {
+        let mut known = self.hosted_namespaces()?;
+        if known.contains(namespace) {
+            return Ok(());
+        }
+        known.push(namespace.clone());
+        let text: String = known.iter().map(|n| format!("{n}\n")).collect();
+        std::fs::write(self.root.join(HOSTED), text)
+    }
+
+    pub fn hosted_namespaces(&self) -> io::Result<Vec<crate::reference::Registry>> {
+        let text = super::optional(std::fs::read_to_string(self.root.join(HOSTED)))?.unwrap_or_default();
+        Ok(text.lines().filter_map(|line| line.trim().parse().ok()).collect())
     }
 
     /// Every pinned digest.

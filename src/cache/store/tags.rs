@@ -110,6 +110,15 @@ impl Store {
         }
     }
 
+    /// Every registry with a directory of repositories here.
+    pub fn registries(&self) -> io::Result<Vec<Registry>> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(self.root.join("tags"))? {
+            found.extend(entry?.file_name().to_str().and_then(|n| n.parse().ok()));
+        }
+        Ok(found)
+    }
+
     /// The repositories of `registry` that hold anything (tags or links), sorted.
     pub fn repositories(&self, registry: &Registry) -> io::Result<Vec<RepoName>> {
         let root = self.root.join("tags").join(registry.as_str());
