@@ -1,6 +1,6 @@
 //! The request router: method, raw path and query, as a client sends them. A route that names
-//! a repository names a valid one in canonical form, and a route written back out as a path
-//! routes to itself.
+//! a repository (a pull, a push, an upload, a delete) names a valid one in canonical form, and
+//! a pull route written back out as a path routes to itself.
 #![no_main]
 
 use http::Method;
@@ -31,6 +31,10 @@ fuzz_target!(|request: &str| {
     let Ok(parsed) = Route::parse(&method, path, query) else {
         return;
     };
+    // Every route under a repository, pushes included, names a valid one.
+    if let Some((registry, repo)) = parsed.repository() {
+        check_located(registry, repo);
+    }
     let located = match &parsed {
         Route::Manifest { registry, repo, .. }
         | Route::Blob { registry, repo, .. }
@@ -41,7 +45,6 @@ fuzz_target!(|request: &str| {
         method == Method::GET || method == Method::HEAD,
         "{method} routed to {parsed:?}"
     );
-    check_located(located.0, located.1);
     let (again_path, again_query) = rendered(&parsed, located.0, located.1);
     assert_eq!(
         Route::parse(&Method::GET, &again_path, again_query.as_deref())

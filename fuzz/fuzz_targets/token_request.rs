@@ -24,7 +24,8 @@ fuzz_target!(|form: &[u8]| {
     let ghcr: Registry = "ghcr.io".parse().expect("registry");
     for scope in token_request_scopes(form) {
         assert!(!scope.name.is_empty() && !scope.actions.is_empty(), "{scope:?}");
-        let written = format!("repository:{}:{}", scope.name, scope.actions.join(","));
+        let actions: Vec<String> = scope.actions.iter().map(ToString::to_string).collect();
+        let written = format!("repository:{}:{}", scope.name, actions.join(","));
         assert_eq!(Scope::parse(&written).as_ref(), Some(&scope), "{written:?}");
         for ns in [None, Some(&ghcr), Some(&Registry::docker_hub())] {
             if let Some((registry, repo)) = route::locate_name(&scope.name, ns) {

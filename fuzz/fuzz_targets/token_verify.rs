@@ -37,7 +37,9 @@ fuzz_target!(|input: Input<'_>| {
     let granted = (grants.iter())
         .filter(|g| g.kind == "repository")
         .map(|g| {
-            let known = Action::ALL.into_iter().filter(|a| g.actions.iter().any(|w| w == a.as_str()));
+            let known = Action::ALL
+                .into_iter()
+                .filter(|a| g.actions.iter().any(|w| w == a.as_str()));
             (g.name.clone(), known.collect::<Vec<_>>())
         })
         .filter(|(_, actions)| !actions.is_empty())

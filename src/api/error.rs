@@ -156,6 +156,7 @@ fn hosted_status(error: &hosted::Error) -> (StatusCode, &'static str) {
         E::DigestMismatch { .. } => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
         E::OutOfOrder { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
         E::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+        E::DiskFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
         E::ManifestInvalid(_) => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
         E::ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
         E::Interrupted(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),

@@ -22,6 +22,8 @@ pub enum Error {
     OutOfOrder { start: u64, held: u64 },
     #[error("more than the {limit} bytes this registry takes")]
     TooLarge { limit: u64 },
+    #[error("the disk is down to {free} bytes free, under the {keep} the mirror keeps")]
+    DiskFull { free: u64, keep: u64 },
     #[error("invalid manifest: {0}")]
     ManifestInvalid(String),
     #[error("the manifest names {0}, which this repository does not hold")]

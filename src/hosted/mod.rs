@@ -135,3 +135,6 @@ impl Hosted {
         Ok(self.cache.linked(&self.namespace, repo, digest).await?.is_some())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,6 +18,10 @@ use crate::digest::{Algorithm, Digest, Hasher};
 use crate::reference::RepoName;
 use crate::sync::LockExt;
 
+/// How many bytes an upload takes between checks of the free disk: a statvfs per 64 MiB
+/// costs nothing beside writing them.
+const FREE_DISK_EVERY: u64 = 64 << 20;
+
 /// How often starting an upload also clears abandoned ones.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
@@ -206,7 +210,13 @@ where
         .append(true)
         .open(cache.upload_data(id))
         .await?;
+    let keep = cache.limits().min_free_disk;
+    let mut unchecked = FREE_DISK_EVERY;
     while let Some(chunk) = body.next().await {
+        if unchecked >= FREE_DISK_EVERY {
+            ensure_free(&file, keep)?;
+            unchecked = 0;
+        }
         let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(e) => {
@@ -219,10 +229,21 @@ where
             return Err(Error::TooLarge { limit: max });
         }
         file.write_all(&chunk).await?;
+        unchecked += chunk.len() as u64;
         session.hasher.update(&chunk);
         session.size += chunk.len() as u64;
     }
     file.flush().await?;
+    Ok(())
+}
+
+/// Refuses to grow an upload into the free disk the cache keeps (`--min-free-disk`).
+fn ensure_free(file: &tokio::fs::File, keep: u64) -> Result<(), Error> {
+    let stats = rustix::fs::fstatvfs(file).map_err(io::Error::from)?;
+    let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+    if free < keep {
+        return Err(Error::DiskFull { free, keep });
+    }
     Ok(())
 }
 

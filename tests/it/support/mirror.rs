@@ -122,6 +122,12 @@ impl Builder {
         self
     }
 
+    /// Hosts the site's own repositories under `namespace` (`site.lan`), so pushes are taken.
+    pub fn hosted(mut self, namespace: &str) -> Builder {
+        self.config.hosted = Some(namespace.parse().expect("a valid hosted namespace"));
+        self
+    }
+
     /// Client access control, written as the config file's `[access]` table.
     pub fn access(mut self, table: &str) -> Builder {
         self.config.access = toml::from_str(table).unwrap_or_else(|e| panic!("invalid [access] table: {e}"));

@@ -3,7 +3,8 @@
 //! images, indexes) the tests push upstream, and views of what the mirror has on disk;
 //! for the service side, parsed `/metrics` scrapes, TLS certificates and a TLS client, and
 //! headless Chromium; for access control, client credentials and a client presenting a
-//! client certificate (mutual TLS); clients from other loopback addresses (`peers`).
+//! client certificate (mutual TLS); clients from other loopback addresses (`peers`); pushing
+//! to hosted repositories (`push`).
 
 pub mod chromium;
 pub mod content;
@@ -15,6 +16,7 @@ pub mod mirror;
 pub mod mtls;
 pub mod peers;
 pub mod process;
+pub mod push;
 pub mod streaming;
 pub mod tls;
 
