@@ -265,9 +265,10 @@ hosted_gc() {
     fi
     # Nothing else in this data dir is unreachable: what gc frees is exactly ui's files.
     check "gc reports freeing ui's ${#gone[@]} files, $bytes bytes" grep -qF "freed ${#gone[@]} files, $bytes bytes" "$out"
-    expect_eq "gc removed ui's manifest, config and ${#gone[@]} blob files in all (still there:)" \
+    # Each prints the digests whose file is not as it should be.
+    expect_eq "gc removed all ${#gone[@]} of ui's files (manifest, config, layers) from blobs/sha256/" \
         "$(hosted_blob_files absent "${gone[@]}")" ""
-    expect_eq "gc kept api's, multi's and the referrers' ${#kept[@]} blob files (gone:)" \
+    expect_eq "gc kept all ${#kept[@]} files of api, multi and the referrers in blobs/sha256/" \
         "$(hosted_blob_files present "${kept[@]}")" ""
     for key in api multi; do
         [[ -z ${HOSTED_PUSHED[$key]:-} ]] || hosted_pull skopeo "$key" tag
