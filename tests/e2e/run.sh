@@ -28,6 +28,17 @@
 # prefix (and 401 without login), dockerd pull with a `regmirror cert client` certificate.
 # Tokens (stages/tokens.sh): the private mirror's own token service, used by skopeo --creds,
 # ctr --user, docker login + pull, and an anonymous docker pull through registry-mirrors.
+# Hosted repositories (stages/hosted*.sh): a third regmirror with --hosted-namespace site.lan on
+# [::1]:443, so clients name it plainly as regmirror.test, with an empty data dir of its own.
+# Fresh images (mkimages.py) are pushed: `docker push regmirror.test/site.lan/gallery/ui:v1` of a
+# `docker load`ed docker-archive, `podman push` of a `podman load`ed oci-archive
+# (site.lan/gallery/api:v1), `skopeo copy --all` of an OCI index (site.lan/base/multi:1). Each is
+# pulled back by docker, podman, skopeo and ctr (hosts.toml), by tag and by digest, and must carry
+# the pushed digest; skopeo copies api to another hosted repository by mounting its layers. curl
+# attaches two referrer artifacts to api (blob uploads: monolithic POST, POST + PATCH + PUT) and
+# lists them with GET .../referrers/<digest> (and ?artifactType=), then DELETEs ui's manifest,
+# after which every client's pull is a 404; `regmirror gc` beside the running server frees ui's
+# blobs and keeps api's, multi's and the referrers'.
 #
 # It runs in its own network and mount namespace (unshare --net --mount): only `lo`, and
 # private bind mounts over /etc/hosts (regmirror.test -> ::1 only; Docker Hub's names ->
@@ -44,8 +55,11 @@
 # Env:   REGMIRROR_BIN  mirror binary (default: <repo>/target/debug/regmirror)
 #        E2E_KEEP=1     keep the temp dir (logs, data) afterwards
 #        RUST_LOG       passed to regmirror (default: info)
+#        E2E_STAGES     which stages run after the shared setup (images, upstream, mirror, each
+#                       client's setup): "clients hosted" (default) or a subset, e.g.
+#                       E2E_STAGES=hosted while working on hosted repositories
 # Output ends with `e2e: N passed, M failed`; exit status non-zero on failure.
-# Layout: lib.sh (helpers), stages/*.sh (upstream, mirror, one file per client).
+# Layout: lib.sh (helpers), stages/*.sh (upstream, mirror, one file per client, hosted*).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -119,7 +133,8 @@ private_file /etc/hosts "127.0.0.1 localhost $(hostname)
 info "private /etc/hosts:"
 sed 's/^/     | /' /etc/hosts
 
-for stage in upstream mirror skopeo podman containerd docker cache offline private tokens; do
+for stage in upstream mirror skopeo podman containerd docker cache offline private tokens \
+    hosted hosted_pull hosted_api; do
     # shellcheck source=/dev/null
     source "$HERE/stages/$stage.sh"
 done
@@ -127,6 +142,13 @@ done
 # podman's pull happens before dockerd's stage puts the CA in /etc/docker/certs.d, which
 # containers/image also reads, so it proves /etc/containers/certs.d.
 CLIENTS=(skopeo podman containerd docker)
+
+E2E_STAGES=${E2E_STAGES:-clients hosted}
+for stage in $E2E_STAGES; do
+    [[ $stage == clients || $stage == hosted ]] || die "E2E_STAGES: unknown stage '$stage' (clients, hosted)"
+done
+# stage_on NAME: whether E2E_STAGES names NAME.
+stage_on() { [[ " $E2E_STAGES " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------------- run
 images_generate
@@ -140,35 +162,46 @@ for client in "${CLIENTS[@]}"; do
     step "$client: setup, then cold pulls from an empty cache (upstream up)"
     if "${client}_setup"; then
         READY+=("$client")
+        stage_on clients || continue
         mirror_empty_cache
         "${client}_cold"
     else
         fail "$client: setup failed, so its pulls were not tried (reason above)"
     fi
 done
-skopeo_direct
-mirror_facts_upstream_up
-mirror_wrong_upstream_ca
-offline_seed
+if stage_on clients; then
+    skopeo_direct
+    mirror_facts_upstream_up
+    mirror_wrong_upstream_ca
+    offline_seed
 
-upstream_stop
-for client in "${READY[@]}"; do
-    step "$client: warm pulls by digest (upstream down, removed locally first)"
-    "${client}_warm"
-done
-cache_commands
-mirror_facts_upstream_down
-offline_serve
-upstream_restart
-private_start
-private_mirror_start
-private_podman
-token_skopeo
-token_ctr
-token_docker
-token_anonymous_docker
-isolation_matrix
-private_docker
+    upstream_stop
+    for client in "${READY[@]}"; do
+        step "$client: warm pulls by digest (upstream down, removed locally first)"
+        "${client}_warm"
+    done
+    cache_commands
+    mirror_facts_upstream_down
+    offline_serve
+    upstream_restart
+    private_start
+    private_mirror_start
+    private_podman
+    token_skopeo
+    token_ctr
+    token_docker
+    token_anonymous_docker
+    isolation_matrix
+    private_docker
+fi
+if stage_on hosted; then
+    hosted_start
+    hosted_push
+    hosted_pull_all
+    hosted_referrers
+    hosted_delete
+    hosted_gc
+fi
 
 # ---------------------------------------------------------------------- result
 step "result"
