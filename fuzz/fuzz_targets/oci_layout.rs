@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use regmirror::airgap::layout::{self, Index};
-use regmirror::reference::{ImageRef, Registry};
+use regmirror::reference::ImageRef;
 use regmirror_fuzz::check_located;
 
 fuzz_target!(|input: &[u8]| {
@@ -29,7 +29,7 @@ fuzz_target!(|input: &[u8]| {
             Some(digest)
         );
         if let Some(image) = layout::image_name(descriptor) {
-            check_located(&Registry::docker_hub(), &image.repo);
+            check_located(&image.registry, &image.repo);
             assert_eq!(image.to_string().parse::<ImageRef>().as_ref(), Ok(&image), "{image}");
         }
     }

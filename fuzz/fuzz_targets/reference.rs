@@ -44,7 +44,7 @@ fuzz_target!(|text: &str| {
     }
 
     if let Ok(image) = text.parse::<ImageRef>() {
-        check_located(&hub, &image.repo);
+        check_located(&image.registry, &image.repo);
         let again = image.to_string().parse::<ImageRef>();
         assert_eq!(again.as_ref(), Ok(&image), "{text:?} displayed as {image}");
     }

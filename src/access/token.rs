@@ -232,7 +232,8 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// Repository scopes only; anything else (`registry:catalog:*`) is `None` and granted nothing.
+    /// Repository scopes only; anything else (`registry:catalog:*`), or a scope naming no action
+    /// regmirror knows, is `None` and granted nothing.
     pub fn parse(text: &str) -> Option<Scope> {
         let rest = text.strip_prefix("repository:")?;
         let (name, actions) = rest.rsplit_once(':')?;
@@ -245,6 +246,9 @@ impl Scope {
         } else {
             named(&words)
         };
+        if actions.is_empty() {
+            return None;
+        }
         Some(Scope {
             name: name.into(),
             actions,

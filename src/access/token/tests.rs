@@ -161,4 +161,5 @@ fn scopes_parse_with_ports_and_several_actions() {
     assert_eq!(Scope::parse("registry:catalog:*"), None);
     assert_eq!(Scope::parse("repository::pull"), None);
     assert_eq!(Scope::parse("repository:nocolon"), None);
+    assert_eq!(Scope::parse("repository:site.lan/app:admin"), None);
 }
