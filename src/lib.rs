@@ -28,6 +28,7 @@ pub mod cli;
 pub mod client_config;
 pub mod config;
 pub mod digest;
+pub mod fleet;
 // The fuzz targets in fuzz/ are a crate of their own, and must reach parsers that are not the
 // library's API; hidden, so no one takes them for it. It sits in `api`, the top layer, because
 // it reaches into every layer below.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::hosted::Hosted;
 use crate::metrics::{Metrics, Origin, Snapshot, TaggedImage};
 use crate::mirror::{self, Mirror, Transfers};
@@ -44,6 +45,8 @@ pub struct HostedOverview {
 pub struct Registries {
     mirrors: Vec<Mirror>,
     hosted: Option<Hosted>,
+    /// Kept for as long as the gateway serves: the members' probes stop once it is dropped.
+    fleet: Option<Arc<Fleet>>,
     cache: Arc<Cache>,
     metrics: Arc<Metrics>,
 }
@@ -53,11 +56,23 @@ impl Registries {
         let metrics = Arc::new(Metrics::default());
         let cache = Arc::new(Cache::load(&config.data_dir, mirror::limits(config), metrics.clone())?);
         let transfers = Transfers::new(mirror::transfer_limits(config), metrics.clone());
-        let mirrors = config
-            .all_registries()
-            .iter()
-            .map(|registry| Mirror::on(registry, config, cache.clone(), metrics.clone(), transfers.clone()))
+        let fleet = config.fleet.as_ref().map(Fleet::new);
+        let mirrors = (config.all_registries().iter())
+            .map(|registry| {
+                Mirror::on(
+                    registry,
+                    config,
+                    cache.clone(),
+                    metrics.clone(),
+                    transfers.clone(),
+                    fleet.as_ref(),
+                )
+            })
             .collect::<io::Result<Vec<_>>>()?;
+        if let Some(fleet) = &fleet {
+            fleet.watch(config.dns.clone()).map_err(io::Error::other)?;
+            tracing::info!(members = fleet.config().members.len(), me = %fleet.url(fleet.me()), "in a fleet");
+        }
         for mirror in &mirrors {
             tracing::info!(registry = %mirror.registry(), upstream = %mirror.upstream().base(), "mirroring");
         }
@@ -72,6 +87,7 @@ impl Registries {
         Ok(Registries {
             mirrors,
             hosted,
+            fleet,
             cache,
             metrics,
         })
@@ -96,6 +112,11 @@ impl Registries {
     /// The hosted repositories, if the gateway hosts any.
     pub fn any_hosted(&self) -> Option<&Hosted> {
         self.hosted.as_ref()
+    }
+
+    /// The fleet this instance is a member of, if any.
+    pub fn fleet(&self) -> Option<&Fleet> {
+        self.fleet.as_deref()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

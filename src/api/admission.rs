@@ -4,7 +4,7 @@
 
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::request::Parts;
-use http::Response;
+use http::{Method, Response};
 
 use super::error::Error;
 use super::route::{self, Mount, Route, RouteKind};
@@ -12,11 +12,17 @@ use super::{token, App, Peer};
 use crate::access::{Action, Client};
 use crate::body::Body;
 use crate::reference::{Registry, RepoName};
+use crate::upstream::MEMBER_KEY;
 
 /// Who the client is when access control is on (`None` when it is off, or the route is open).
+/// Another member of the fleet may pull anything: it asks for content one of its own clients
+/// was admitted to.
 pub(super) async fn admit(app: &App, route: &Route, peer: &Peer, request: &Parts) -> Result<Option<Client>, Error> {
     let Some(access) = &app.access else { return Ok(None) };
     if matches!(route, Route::Health | Route::Ready | Route::CaCert | Route::Token) {
+        return Ok(None);
+    }
+    if from_member(app, request) && matches!(route, Route::Base | Route::Blob { .. } | Route::Manifest { .. }) {
         return Ok(None);
     }
     let authorization = request.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
@@ -33,6 +39,17 @@ pub(super) async fn admit(app: &App, route: &Route, peer: &Peer, request: &Parts
         (_, None) => {}
     }
     Ok(Some(client))
+}
+
+/// Whether the request carries the fleet's key. Only pulls are made with it.
+pub(super) fn from_member(app: &App, request: &Parts) -> bool {
+    let offered = request.headers.get(MEMBER_KEY);
+    let fleet = app.registries.fleet();
+    matches!((fleet, offered), (Some(fleet), Some(key)) if fleet.is_key(key.as_bytes())) && is_pull(&request.method)
+}
+
+fn is_pull(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
 }
 
 /// Whether `client` may pull `registry`/`repo`: what the status page and the catalog may

@@ -89,14 +89,7 @@ where
             manifest_response(answer, head)
         }
         Route::Blob { registry, repo, digest } => {
-            let answer = match registries.hosted(&registry) {
-                Some(hosted) => hosted.blob(&repo, &digest).await?,
-                None => {
-                    let requester = Requester::client(peer.ip);
-                    let mirror = mirror(registries, &registry)?;
-                    mirror.blob(&repo, &digest, want, requester).await?
-                }
-            };
+            let answer = blob(app, &registry, &repo, &digest, want, peer, request).await?;
             blob_response(answer, &digest, &request.headers, head)
         }
         Route::Tags { registry, repo } if registries.hosted(&registry).is_some() => {
@@ -116,6 +109,28 @@ where
         }
         page => mirror_page(app, page, client, request, head).await,
     }
+}
+
+/// A blob from the hosted repositories or the mirror; a request from another member of the
+/// fleet is told apart, as this instance must then fetch the blob itself.
+async fn blob(
+    app: &App,
+    registry: &Registry,
+    repo: &RepoName,
+    digest: &Digest,
+    want: Want,
+    peer: &Peer,
+    request: &Parts,
+) -> Result<BlobAnswer, Error> {
+    if let Some(hosted) = app.registries.hosted(registry) {
+        return Ok(hosted.blob(repo, digest).await?);
+    }
+    let requester = match admission::from_member(app, request) {
+        true => Requester::member(peer.ip),
+        false => Requester::client(peer.ip),
+    };
+    let mirror = mirror(&app.registries, registry)?;
+    Ok(mirror.blob(repo, digest, want, requester).await?)
 }
 
 /// The mirror's own answers, outside any repository.

@@ -5,6 +5,7 @@
 //! `parse` holds the value parsers both use; `registries` the upstreams and their logins.
 
 pub(crate) mod file;
+mod fleet;
 mod options;
 pub mod parse;
 mod registries;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use http::Uri;
 
+pub use self::fleet::FleetConfig;
 pub use self::options::ServeOptions;
 pub use self::registries::{env_credentials, Credentials, FileRegistry, RegistryConfig};
 use crate::access::{AccessConfig, ClientCertificates};
@@ -77,6 +79,8 @@ pub enum Error {
     TlsConflict,
     #[error("hosted namespace '{0}' is also a mirrored registry; choose a name no upstream has")]
     HostedCollides(Registry),
+    #[error("fleet: {0}")]
+    Fleet(String),
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +129,8 @@ pub struct Config {
     pub hosted: Option<Registry>,
     /// How long an unfinished upload is kept after its last write.
     pub upload_max_age: Duration,
+    /// The instances sharing this one's work; `None`: it works alone.
+    pub fleet: Option<FleetConfig>,
     /// How upstream host names resolve: the system's resolver, unless a test or an embedder
     /// fixes them.
     pub dns: Dns,
@@ -186,6 +192,7 @@ impl Config {
             offline: false,
             hosted: None,
             upload_max_age: DEFAULT_UPLOAD_MAX_AGE,
+            fleet: None,
             dns: Dns::System,
         }
     }
@@ -239,10 +246,12 @@ impl Config {
             ..flags
         }
         .or(file);
+        let connections = connection_limits(&given);
         let data_dir = data_dir(given.data_dir, state_directory);
         let tls = pick_tls(given.tls_cert, given.tls_key, given.insecure_http)?.unwrap_or_else(|| Tls::SelfIssued {
             dir: data_dir.join("certs"),
         });
+        let fleet = fleet::from_options(given.fleet, given.fleet_self, given.fleet_key_file, given.fleet_ca)?;
         let config = Config {
             listen: given.listen.unwrap_or(DEFAULT_LISTEN),
             data_dir,
@@ -259,16 +268,7 @@ impl Config {
             source_idle: DEFAULT_SOURCE_IDLE,
             admin_listen: given.admin_listen,
             shutdown_grace: given.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
-            connections: ConnectionLimits {
-                max_open: given
-                    .max_connections
-                    .map_or(DEFAULT_CONNECTIONS.max_open, NonZeroUsize::get),
-                max_per_client: (given.max_connections_per_address)
-                    .map_or(DEFAULT_CONNECTIONS.max_per_client, NonZeroUsize::get),
-                first_request_timeout: (given.first_request_timeout)
-                    .unwrap_or(DEFAULT_CONNECTIONS.first_request_timeout),
-                idle_timeout: given.idle_timeout.unwrap_or(DEFAULT_CONNECTIONS.idle_timeout),
-            },
+            connections,
             max_transfers: given.max_transfers.unwrap_or(DEFAULT_MAX_TRANSFERS),
             max_transfers_per_address: (given.max_transfers_per_address).unwrap_or(DEFAULT_MAX_TRANSFERS_PER_ADDRESS),
             transfer_wait: DEFAULT_TRANSFER_WAIT,
@@ -280,6 +280,7 @@ impl Config {
             offline: given.offline,
             hosted: given.hosted_namespace,
             upload_max_age: given.upload_max_age.unwrap_or(DEFAULT_UPLOAD_MAX_AGE),
+            fleet,
             dns: Dns::System,
         };
         config.check_hosted()?;
@@ -317,5 +318,15 @@ fn pick_tls(cert: Option<PathBuf>, key: Option<PathBuf>, insecure: bool) -> Resu
         (None, None, true) => Ok(Some(Tls::Off)),
         (None, None, false) => Ok(None),
         _ => Err(Error::TlsIncomplete),
+    }
+}
+
+fn connection_limits(given: &ServeOptions) -> ConnectionLimits {
+    ConnectionLimits {
+        max_open: (given.max_connections).map_or(DEFAULT_CONNECTIONS.max_open, NonZeroUsize::get),
+        max_per_client: (given.max_connections_per_address)
+            .map_or(DEFAULT_CONNECTIONS.max_per_client, NonZeroUsize::get),
+        first_request_timeout: (given.first_request_timeout).unwrap_or(DEFAULT_CONNECTIONS.first_request_timeout),
+        idle_timeout: given.idle_timeout.unwrap_or(DEFAULT_CONNECTIONS.idle_timeout),
     }
 }

@@ -193,6 +193,28 @@ layered! {
         #[serde(default, deserialize_with = "parse::de::duration")]
         pub upload_max_age: Option<Duration>,
 
+        /// Every instance sharing this one's work, this one included, as the others reach it
+        /// (comma-separated URLs, the same list on each); each blob is then fetched from the
+        /// upstream by one of them only [default: none, the instance works alone].
+        #[arg(long, env = "REGMIRROR_FLEET", value_parser = parse::upstream, value_delimiter = ',')]
+        #[serde(default, deserialize_with = "parse::de::upstreams")]
+        pub fleet: Option<Vec<Uri>>,
+
+        /// This instance's own URL in --fleet.
+        #[arg(long, env = "REGMIRROR_FLEET_SELF", value_parser = parse::upstream)]
+        #[serde(default, deserialize_with = "parse::de::upstream")]
+        pub fleet_self: Option<Uri>,
+
+        /// File holding the key every member of --fleet shares (at least 16 characters), which
+        /// proves a request comes from a member.
+        #[arg(long, env = "REGMIRROR_FLEET_KEY_FILE")]
+        pub fleet_key_file: Option<PathBuf>,
+
+        /// PEM CA certificates the members' TLS certificates are checked against [default: the
+        /// public web roots].
+        #[arg(long, env = "REGMIRROR_FLEET_CA")]
+        pub fleet_ca: Option<PathBuf>,
+
         /// Never contact the upstream: serve only what the cache holds (air-gapped sites).
         #[arg(long, env = "REGMIRROR_OFFLINE", value_parser = BoolishValueParser::new())]
         #[serde(default)]

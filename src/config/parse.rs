@@ -145,6 +145,17 @@ pub mod de {
         optional(d, super::upstream)
     }
 
+    /// A TOML array of URLs.
+    pub fn upstreams<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Uri>>, D::Error> {
+        let Some(values) = Option::<Vec<String>>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let parsed = values
+            .iter()
+            .map(|v| super::upstream(v).map_err(|reason| invalid::<D>(v, reason)));
+        parsed.collect::<Result<_, _>>().map(Some)
+    }
+
     pub fn required_upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Uri, D::Error> {
         let value = String::deserialize(d)?;
         super::upstream(&value).map_err(|reason| invalid::<D>(&value, reason))

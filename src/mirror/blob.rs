@@ -204,13 +204,21 @@ impl Mirror {
 
     /// The fill's source: always through this repository, and through the registry again on
     /// every resume, never a cached redirect. It holds the transfer's place for as long as
-    /// the fill runs.
-    fn source(&self, asked: &Asked<'_>, permit: Permit) -> UpstreamBlob {
-        UpstreamBlob {
-            upstream: self.upstream.clone(),
-            repo: asked.repo.clone(),
-            digest: asked.digest.clone(),
-            permit: Arc::new(permit),
+    /// the fill runs. In a fleet, the member that owns the blob is asked first, unless the
+    /// request comes from a member: that one found this instance to be the owner.
+    fn source(&self, asked: &Asked<'_>, permit: Permit) -> Box<dyn Source> {
+        let permit = Arc::new(permit);
+        let from_member = (self.members.as_ref())
+            .filter(|_| !asked.requester.is_member())
+            .and_then(|members| members.source(&self.upstream, asked.repo, asked.digest, permit.clone()));
+        match from_member {
+            Some(source) => Box::new(source),
+            None => Box::new(UpstreamBlob {
+                upstream: self.upstream.clone(),
+                repo: asked.repo.clone(),
+                digest: asked.digest.clone(),
+                permit,
+            }),
         }
     }
 }
@@ -234,7 +242,7 @@ impl Source for UpstreamBlob {
 
 /// The stream's bytes, holding `permit` until they are dropped: a fill the cache could not
 /// take hands its opened bytes to a pass-through, and the transfer keeps its place there.
-fn opened(stream: BlobStream, permit: &Arc<Permit>) -> Opened {
+pub(super) fn opened(stream: BlobStream, permit: &Arc<Permit>) -> Opened {
     let size = stream.size;
     let permit = permit.clone();
     let bytes = stream.into_stream().map(move |item| {

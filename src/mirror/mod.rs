@@ -9,6 +9,7 @@
 mod blob;
 mod error;
 mod isolation;
+mod members;
 mod tags;
 mod transfers;
 
@@ -28,6 +29,7 @@ use crate::cache::store::TagRecord;
 use crate::cache::{Cache, Limits, Manifest};
 use crate::config::{Config, RegistryConfig};
 use crate::digest::{Digest, Hasher};
+use crate::fleet::Fleet;
 use crate::manifest;
 use crate::metrics::Metrics;
 use crate::reference::{Reference, Registry, RepoName, Tag};
@@ -46,6 +48,8 @@ pub struct Mirror {
     offline: bool,
     max_stale: Option<Duration>,
     tag_lists: moka::sync::Cache<(RepoName, Option<String>), TagList>,
+    /// The other members of the fleet, when this instance is in one.
+    members: Option<members::Members>,
 }
 
 /// Where an answer came from, for the request log.
@@ -97,7 +101,7 @@ impl Mirror {
         let metrics = Arc::new(Metrics::default());
         let cache = Arc::new(Cache::load(&config.data_dir, limits(config), metrics.clone())?);
         let transfers = Transfers::new(TransferLimits::unbounded(), metrics.clone());
-        Mirror::on(&config.docker_hub(), config, cache, metrics, transfers)
+        Mirror::on(&config.docker_hub(), config, cache, metrics, transfers, None)
     }
 
     /// The mirror of one registry over a shared cache and shared caps on upstream transfers.
@@ -107,7 +111,10 @@ impl Mirror {
         cache: Arc<Cache>,
         metrics: Arc<Metrics>,
         transfers: Arc<Transfers>,
+        fleet: Option<&Arc<Fleet>>,
     ) -> io::Result<Mirror> {
+        let failed = |e: crate::upstream::Error| io::Error::other(format!("registry {}: {e}", registry.registry));
+        let members = fleet.map(|fleet| members::Members::new(fleet, &registry.registry, config, &metrics));
         let upstream = Upstream::new(
             registry.url.clone(),
             registry.credentials.clone(),
@@ -116,7 +123,7 @@ impl Mirror {
             config.dns.clone(),
             metrics.clone(),
         )
-        .map_err(|e| io::Error::other(format!("registry {}: {e}", registry.registry)))?;
+        .map_err(failed)?;
         Ok(Mirror {
             registry: registry.registry.clone(),
             upstream: Arc::new(upstream),
@@ -127,6 +134,7 @@ impl Mirror {
             offline: config.offline,
             max_stale: config.max_stale,
             tag_lists: tags::tag_list_cache(config.max_stale),
+            members: members.transpose().map_err(failed)?,
         })
     }
 

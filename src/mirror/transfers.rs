@@ -18,9 +18,13 @@ use crate::sync::LockExt;
 /// retry sooner would most likely be refused again.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 
-/// Who a transfer is for, as the cap per address counts it.
+/// Who a transfer is for, as the cap per address counts it, and whether it is another member
+/// of the fleet (which this instance then fetches for itself, never from a third member).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Requester(IpAddr);
+pub struct Requester {
+    address: IpAddr,
+    member: bool,
+}
 
 impl Requester {
     /// A client at `ip`. An IPv4 client reached over an IPv6 socket counts as its IPv4
@@ -30,15 +34,31 @@ impl Requester {
         match ip.to_canonical() {
             IpAddr::V6(v6) => {
                 let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                Requester(IpAddr::V6(prefix.into()))
+                Requester::at(IpAddr::V6(prefix.into()))
             }
-            v4 => Requester(v4),
+            v4 => Requester::at(v4),
+        }
+    }
+
+    /// Another member of the fleet at `ip`, asking on its clients' behalf.
+    pub fn member(ip: IpAddr) -> Requester {
+        Requester {
+            member: true,
+            ..Requester::client(ip)
         }
     }
 
     /// This process itself (`prefetch`), whose own job bound applies.
     pub fn this_process() -> Requester {
-        Requester(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
+        Requester::at(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
+    }
+
+    fn at(address: IpAddr) -> Requester {
+        Requester { address, member: false }
+    }
+
+    pub fn is_member(&self) -> bool {
+        self.member
     }
 }
 

@@ -35,7 +35,7 @@ const KEEPALIVE_PROBES: u32 = 6;
 pub struct Connection {
     pub app: Arc<App>,
     pub builder: auto::Builder<TokioExecutor>,
-    pub stopping: watch::Receiver<bool>,
+    pub stopping: watch::Receiver<Phase>,
     pub role: Role,
     pub limits: ConnectionLimits,
     /// Held for the connection's life.
@@ -89,7 +89,7 @@ impl Connection {
                 return;
             }
             expiry = activity.expired(first_request, idle) => Some(expiry),
-            _ = self.stopping.wait_for(|stopping| *stopping) => None,
+            _ = self.stopping.wait_for(|phase| *phase != Phase::Serving) => None,
         };
         if let Some(expiry) = expiry {
             tracing::debug!(peer = %peer.ip, deadline = expiry.label(), "closing a connection that missed its deadline");
@@ -99,15 +99,29 @@ impl Connection {
                 return;
             }
         }
-        // Nothing is in flight unless the mirror is stopping, when those requests may finish.
+        // Nothing is in flight unless the mirror is stopping, when those requests may finish
+        // within the grace period; after it, the connection is dropped mid-answer.
         connection.as_mut().graceful_shutdown();
-        let _ = connection.await;
+        tokio::select! {
+            _ = connection => {}
+            _ = self.stopping.wait_for(|phase| *phase == Phase::Closed) => {}
+        }
     }
 
     fn timed_out(&self, expiry: Expiry) {
         let metrics = self.app.registries.metrics();
         metrics.connection_timed_out(expiry.label());
     }
+}
+
+/// Where the server is in its life, as its connections watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Serving,
+    /// Requests in flight may finish; no new ones are taken.
+    Draining,
+    /// The grace period is over: whatever is still open is closed.
+    Closed,
 }
 
 fn peer_of(address: SocketAddr, certificate_user: Option<String>) -> Peer {

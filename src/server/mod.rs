@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use self::connection::Connection;
+use self::connection::{Connection, Phase};
 use self::limits::Connections;
 use crate::access::{self, Access};
 use crate::api::{App, Role};
@@ -110,7 +110,7 @@ struct Server {
     acceptor: RwLock<Option<TlsAcceptor>>,
     builder: auto::Builder<TokioExecutor>,
     /// Set when the mirror stops: open connections then close once their requests are done.
-    stopping: watch::Sender<bool>,
+    stopping: watch::Sender<Phase>,
     main: Arc<Connections>,
     /// The admin listener's own caps, so a flood on the main one cannot blind monitoring.
     admin: Arc<Connections>,
@@ -134,7 +134,7 @@ impl Server {
             config: config.clone(),
             acceptor: RwLock::new(acceptor),
             builder,
-            stopping: watch::Sender::new(false),
+            stopping: watch::Sender::new(Phase::Serving),
             main: Connections::new(config.connections, metrics.clone()),
             admin: Connections::new(config.connections, metrics),
             main_role: if split_admin { Role::Pull } else { Role::All },
@@ -207,10 +207,11 @@ impl Server {
         let grace = self.config.shutdown_grace;
         let open = self.main.open() + self.admin.open();
         tracing::info!(open, "shutting down; letting transfers in flight finish");
-        self.stopping.send_replace(true);
+        self.stopping.send_replace(Phase::Draining);
         let closed = async { tokio::join!(self.main.all_closed(), self.admin.all_closed()) };
         if tokio::time::timeout(grace, closed).await.is_err() {
             tracing::warn!(?grace, "grace period over; closing the remaining connections");
+            self.stopping.send_replace(Phase::Closed);
         }
         if tokio::time::timeout(grace, self.app.registries.settle()).await.is_err() {
             tracing::warn!("blob commits still under way at exit; those blobs are not cached");

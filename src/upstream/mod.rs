@@ -11,6 +11,7 @@ mod blob;
 mod connect;
 pub(crate) mod dns;
 mod manifest;
+mod member;
 pub(crate) mod redirect;
 pub(crate) mod token;
 
@@ -19,6 +20,8 @@ use redirect::{check_redirect, resolve, same_origin};
 pub use blob::{pass_through, BlobStream, Expect};
 pub use dns::Dns;
 pub use manifest::{FetchedManifest, ManifestHead};
+use member::Membership;
+pub use member::MEMBER_KEY;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -102,6 +105,8 @@ pub struct Upstream {
     rate_limit_remaining: AtomicI64,
     metrics: Arc<Metrics>,
     health: Mutex<Health>,
+    /// Set when the "upstream" is another member of this instance's fleet.
+    membership: Option<Membership>,
 }
 
 /// When the upstream last answered, and when and how it last failed.
@@ -137,6 +142,7 @@ impl Upstream {
             rate_limit_remaining: AtomicI64::new(-1),
             metrics,
             health: Mutex::default(),
+            membership: None,
         })
     }
 
@@ -150,7 +156,7 @@ impl Upstream {
     }
 
     async fn send(&self, method: Method, repo: &RepoName, tail: &str, headers: HeaderMap) -> Result<Response, Error> {
-        let uri = self.url(&format!("/v2/{repo}/{tail}"))?;
+        let uri = self.url(&self.path(repo, tail))?;
         let scope = format!("repository:{repo}:pull");
         let mut authorization = self.tokens.get(&scope);
         let mut retried = false;
@@ -218,7 +224,8 @@ impl Upstream {
         headers: &HeaderMap,
     ) -> Result<(Response, Uri), Error> {
         for _ in 0..=MAX_REDIRECTS {
-            if !same_origin(&uri, &self.base) {
+            let home = same_origin(&uri, &self.base);
+            if !home {
                 authorization = None;
             }
             let mut request = Request::builder().method(method.clone()).uri(uri.clone());
@@ -226,6 +233,9 @@ impl Upstream {
                 map.extend(headers.clone());
                 if let Some(value) = &authorization {
                     map.insert(AUTHORIZATION, value.clone());
+                }
+                if let (true, Some(membership)) = (home, &self.membership) {
+                    map.insert(MEMBER_KEY, membership.key.clone());
                 }
             }
             let request = request.body(Empty::new()).map_err(|e| Error::Protocol(e.to_string()))?;

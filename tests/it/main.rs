@@ -22,6 +22,7 @@ mod crash;
 mod disk;
 mod errors;
 mod fake_upstream;
+mod fleet;
 mod health;
 mod hosted;
 mod hosted_airgap;

@@ -38,6 +38,13 @@ pub trait Source: Send + Sync + 'static {
     fn open(&self, offset: u64) -> BoxFuture<'_, Result<Opened, SourceError>>;
 }
 
+/// A source chosen at run time (the upstream, or a member of the fleet).
+impl Source for Box<dyn Source> {
+    fn open(&self, offset: u64) -> BoxFuture<'_, Result<Opened, SourceError>> {
+        (**self).open(offset)
+    }
+}
+
 /// Why a source could not be opened; the caller of `Claim::start` knows its concrete type.
 pub type SourceError = Arc<dyn std::error::Error + Send + Sync>;
 

@@ -148,6 +148,12 @@ impl Builder {
     pub async fn start(self) -> Mirror {
         Mirror::spawn(self.config, Arc::new(self.data_dir)).await
     }
+
+    /// As `start`, on a listener bound before: for servers that must know each other's
+    /// addresses before any of them starts (a fleet).
+    pub fn start_on(self, listener: TcpListener) -> Mirror {
+        Mirror::spawn_on(listener, self.config, Arc::new(self.data_dir))
+    }
 }
 
 impl Mirror {
@@ -173,9 +179,13 @@ impl Mirror {
         Builder { config, data_dir }
     }
 
-    async fn spawn(mut config: Config, data_dir: Arc<TempDir>) -> Mirror {
-        init_tracing();
+    async fn spawn(config: Config, data_dir: Arc<TempDir>) -> Mirror {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mirror");
+        Mirror::spawn_on(listener, config, data_dir)
+    }
+
+    fn spawn_on(listener: TcpListener, mut config: Config, data_dir: Arc<TempDir>) -> Mirror {
+        init_tracing();
         let addr = listener.local_addr().expect("mirror address");
         config.listen = addr;
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -199,10 +209,22 @@ impl Mirror {
 
     /// As `restart`, with the settings changed first (`--offline`, say).
     pub async fn restart_with(mut self, change: impl FnOnce(&mut Config)) -> Mirror {
+        self.shut_down().await;
+        let mut config = self.config.clone();
+        change(&mut config);
+        Mirror::spawn(config, Arc::clone(&self.data_dir)).await
+    }
+
+    /// Shuts the server down and waits until it has exited cleanly.
+    pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+
+    async fn shut_down(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        let task = self.task.take().expect("mirror task present until restart");
+        let task = self.task.take().expect("mirror task present until shut down");
         let result = tokio::time::timeout(REQUEST_TIMEOUT, task)
             .await
             .expect("mirror shut down in time")
@@ -210,9 +232,6 @@ impl Mirror {
         if let Err(error) = result {
             panic!("mirror exited with an error: {error}");
         }
-        let mut config = self.config.clone();
-        change(&mut config);
-        Mirror::spawn(config, Arc::clone(&self.data_dir)).await
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -11,6 +11,7 @@ pub mod content;
 pub mod credentials;
 pub mod data_dir;
 pub mod fake_registry;
+pub mod fleet;
 pub mod metrics;
 pub mod mirror;
 pub mod mtls;

@@ -1,0 +1,117 @@
+//! A blob missing here, filled from the member of the fleet that owns it (`fleet`), or from
+//! the upstream when this instance is the owner. The fill verifies the digest as it would
+//! the upstream's bytes, so a member that fails mid-blob, or lies, leaves nothing behind; a
+//! resume asks again, and by then a member that stopped answering has been passed over.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::blob::opened;
+use super::transfers::Permit;
+use crate::cache::{Opened, Source, SourceError};
+use crate::config::Config;
+use crate::digest::Digest;
+use crate::fleet::Fleet;
+use crate::metrics::Metrics;
+use crate::reference::{Registry, RepoName};
+use crate::upstream::{self, Upstream};
+
+/// The other members of the fleet, each as an upstream for one registry's content.
+pub(super) struct Members {
+    fleet: Arc<Fleet>,
+    /// By the member's place in the fleet; `None` at this instance's own.
+    clients: Vec<Option<Arc<Upstream>>>,
+}
+
+impl Members {
+    pub(super) fn new(
+        fleet: &Arc<Fleet>,
+        registry: &Registry,
+        config: &Config,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Members, upstream::Error> {
+        let ca = fleet.config().ca.as_deref();
+        let clients = (0..fleet.config().members.len()).map(|index| {
+            if index == fleet.me() {
+                return Ok(None);
+            }
+            let url = fleet.url(index).clone();
+            let client = Upstream::new(url, None, ca, &[], config.dns.clone(), metrics.clone())?;
+            Ok(Some(Arc::new(client.as_member(fleet.key(), registry)?)))
+        });
+        Ok(Members {
+            fleet: fleet.clone(),
+            clients: clients.collect::<Result<_, upstream::Error>>()?,
+        })
+    }
+
+    /// The source for a fill of `digest`, which this instance owns unless a member above it
+    /// in the digest's order is up.
+    pub(super) fn source(
+        &self,
+        upstream: &Arc<Upstream>,
+        repo: &RepoName,
+        digest: &Digest,
+        permit: Arc<Permit>,
+    ) -> Option<MemberBlob> {
+        let order = self.fleet.order(digest);
+        if order.first() == Some(&self.fleet.me()) {
+            return None;
+        }
+        Some(MemberBlob {
+            fleet: self.fleet.clone(),
+            candidates: order
+                .iter()
+                .map(|&index| (index, self.clients[index].clone()))
+                .collect(),
+            upstream: upstream.clone(),
+            repo: repo.clone(),
+            digest: digest.clone(),
+            permit,
+        })
+    }
+}
+
+pub(super) struct MemberBlob {
+    fleet: Arc<Fleet>,
+    /// The digest's order: each member's client, and `None` last, for this instance's upstream.
+    candidates: Vec<(usize, Option<Arc<Upstream>>)>,
+    upstream: Arc<Upstream>,
+    repo: RepoName,
+    digest: Digest,
+    permit: Arc<Permit>,
+}
+
+impl Source for MemberBlob {
+    fn open(&self, offset: u64) -> BoxFuture<'_, Result<Opened, SourceError>> {
+        Box::pin(async move {
+            for (index, client) in &self.candidates {
+                let Some(client) = client else { break };
+                if !self.fleet.is_up(*index) {
+                    continue;
+                }
+                match client.open_blob(&self.repo, &self.digest, offset).await {
+                    Ok(stream) => return Ok(opened(stream, &self.permit)),
+                    Err(e) if e.is_outage() => self.pass_over(*index, &e),
+                    Err(e) => return Err(Arc::new(e) as SourceError),
+                }
+            }
+            let stream = self.upstream.open_blob(&self.repo, &self.digest, offset).await;
+            let stream = stream.map_err(|e| Arc::new(e) as SourceError)?;
+            Ok(opened(stream, &self.permit))
+        })
+    }
+}
+
+impl MemberBlob {
+    /// A member that cannot be reached is down until its probe answers again; one that is
+    /// busy or failing upstream is only skipped for this blob.
+    fn pass_over(&self, index: usize, error: &upstream::Error) {
+        let member = self.fleet.url(index);
+        tracing::warn!(%member, digest = %self.digest, %error, "fleet member failed; the next in order fills");
+        if matches!(error, upstream::Error::Unreachable(_) | upstream::Error::Timeout(_)) {
+            self.fleet.set_up(index, false);
+        }
+    }
+}
