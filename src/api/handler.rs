@@ -80,7 +80,12 @@ where
         } => {
             let answer = match registries.hosted(&registry) {
                 Some(hosted) => hosted.manifest(&repo, &reference, want).await?,
-                None => mirror(registries, &registry)?.manifest(&repo, &reference, want).await?,
+                None => {
+                    let requester = requester(app, peer, request);
+                    mirror(registries, &registry)?
+                        .manifest(&repo, &reference, want, requester)
+                        .await?
+                }
             };
             let by_tag = matches!(reference, Reference::Tag(_));
             if by_tag && !manifest::accepts(&request.headers, &answer.media_type) {
@@ -111,8 +116,7 @@ where
     }
 }
 
-/// A blob from the hosted repositories or the mirror; a request from another member of the
-/// fleet is told apart, as this instance must then fetch the blob itself.
+/// A blob from the hosted repositories or the mirror.
 async fn blob(
     app: &App,
     registry: &Registry,
@@ -125,12 +129,17 @@ async fn blob(
     if let Some(hosted) = app.registries.hosted(registry) {
         return Ok(hosted.blob(repo, digest).await?);
     }
-    let requester = match admission::from_member(app, request) {
+    let mirror = mirror(&app.registries, registry)?;
+    Ok(mirror.blob(repo, digest, want, requester(app, peer, request)).await?)
+}
+
+/// Who the mirror fetches for: a client, or another member of the fleet, which this instance
+/// must then serve from its own upstream.
+fn requester(app: &App, peer: &Peer, request: &Parts) -> Requester {
+    match admission::from_member(app, request) {
         true => Requester::member(peer.ip),
         false => Requester::client(peer.ip),
-    };
-    let mirror = mirror(&app.registries, registry)?;
-    Ok(mirror.blob(repo, digest, want, requester).await?)
+    }
 }
 
 /// The mirror's own answers, outside any repository.

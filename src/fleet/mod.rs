@@ -17,7 +17,7 @@ use http::Uri;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::FleetConfig;
-use crate::digest::Digest;
+use crate::upstream;
 
 pub struct Fleet {
     members: Vec<Member>,
@@ -51,11 +51,12 @@ impl Fleet {
         })
     }
 
-    /// The members that may fetch `digest`, in its order, down to this instance: a member
-    /// below this one in the order would only ever ask it. Members marked down are left out.
-    pub fn order(&self, digest: &Digest) -> Vec<usize> {
+    /// The members that may fetch what `key` names (a digest, a tag), in its order, down to
+    /// this instance: a member below this one in the order would only ever ask it. Members
+    /// marked down are left out.
+    pub fn order(&self, key: &str) -> Vec<usize> {
         let mut ranked: Vec<(u64, usize)> = (0..self.members.len())
-            .map(|index| (self.score(index, digest), index))
+            .map(|index| (self.score(index, key), index))
             .collect();
         ranked.sort_unstable_by(|a, b| b.cmp(a));
         let ranked = ranked.into_iter().map(|(_, index)| index);
@@ -67,11 +68,11 @@ impl Fleet {
         order
     }
 
-    fn score(&self, index: usize, digest: &Digest) -> u64 {
+    fn score(&self, index: usize, key: &str) -> u64 {
         let mut hash = Sha256::new();
         hash.update(self.members[index].url.to_string().as_bytes());
         hash.update(b"\n");
-        hash.update(digest.to_string().as_bytes());
+        hash.update(key.as_bytes());
         let hash = hash.finalize();
         let mut first = [0u8; 8];
         first.copy_from_slice(&hash[..8]);
@@ -107,6 +108,16 @@ impl Fleet {
 
     pub fn is_up(&self, index: usize) -> bool {
         self.members[index].up.load(Ordering::Relaxed)
+    }
+
+    /// A member that failed a request for `what`: down, when it cannot be reached, until its
+    /// probe answers again; one that is busy or failing upstream is only skipped this time.
+    pub fn pass_over(&self, index: usize, what: &str, error: &upstream::Error) {
+        let member = self.url(index);
+        tracing::warn!(%member, what, %error, "fleet member failed; the next in order is asked");
+        if matches!(error, upstream::Error::Unreachable(_) | upstream::Error::Timeout(_)) {
+            self.set_up(index, false);
+        }
     }
 
     /// Records what was learnt of a member; a change is logged.

@@ -10,8 +10,8 @@ fn fleet(size: usize, me: usize) -> Arc<Fleet> {
     })
 }
 
-fn digest(n: u32) -> Digest {
-    Digest::sha256_of(n.to_string().as_bytes())
+fn digest(n: u32) -> String {
+    crate::digest::Digest::sha256_of(n.to_string().as_bytes()).to_string()
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! A blob missing here, filled from the member of the fleet that owns it (`fleet`), or from
-//! the upstream when this instance is the owner. The fill verifies the digest as it would
+//! the upstream when this instance is the owner; likewise a tag's check, so that each tag is
+//! revalidated with the upstream by one member for all. The fill verifies the digest as it would
 //! the upstream's bytes, so a member that fails mid-blob, or lies, leaves nothing behind; a
 //! resume asks again, and by then a member that stopped answering has been passed over.
 
@@ -14,12 +15,13 @@ use crate::config::Config;
 use crate::digest::Digest;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
-use crate::reference::{Registry, RepoName};
-use crate::upstream::{self, Upstream};
+use crate::reference::{Reference, Registry, RepoName, Tag};
+use crate::upstream::{self, ManifestHead, Upstream};
 
 /// The other members of the fleet, each as an upstream for one registry's content.
 pub(super) struct Members {
     fleet: Arc<Fleet>,
+    registry: Registry,
     /// By the member's place in the fleet; `None` at this instance's own.
     clients: Vec<Option<Arc<Upstream>>>,
 }
@@ -42,8 +44,24 @@ impl Members {
         });
         Ok(Members {
             fleet: fleet.clone(),
+            registry: registry.clone(),
             clients: clients.collect::<Result<_, upstream::Error>>()?,
         })
+    }
+
+    /// The tag's HEAD from the member that checks it for the fleet, or from the next in order
+    /// on an outage; `None` when this instance is the one to ask its upstream.
+    pub(super) async fn head_tag(&self, repo: &RepoName, tag: &Tag) -> Option<Result<ManifestHead, upstream::Error>> {
+        let key = format!("{}/{repo}:{tag}", self.registry);
+        let reference = Reference::Tag(tag.clone());
+        for index in self.fleet.order(&key) {
+            let client = self.clients[index].as_ref()?;
+            match client.head_manifest(repo, &reference).await {
+                Err(e) if e.is_outage() => self.fleet.pass_over(index, "tag", &e),
+                answer => return Some(answer),
+            }
+        }
+        None
     }
 
     /// The source for a fill of `digest`, which this instance owns unless a member above it
@@ -55,7 +73,7 @@ impl Members {
         digest: &Digest,
         permit: Arc<Permit>,
     ) -> Option<MemberBlob> {
-        let order = self.fleet.order(digest);
+        let order = self.fleet.order(&digest.to_string());
         if order.first() == Some(&self.fleet.me()) {
             return None;
         }
@@ -93,7 +111,7 @@ impl Source for MemberBlob {
                 }
                 match client.open_blob(&self.repo, &self.digest, offset).await {
                     Ok(stream) => return Ok(opened(stream, &self.permit)),
-                    Err(e) if e.is_outage() => self.pass_over(*index, &e),
+                    Err(e) if e.is_outage() => self.fleet.pass_over(*index, "blob", &e),
                     Err(e) => return Err(Arc::new(e) as SourceError),
                 }
             }
@@ -101,17 +119,5 @@ impl Source for MemberBlob {
             let stream = stream.map_err(|e| Arc::new(e) as SourceError)?;
             Ok(opened(stream, &self.permit))
         })
-    }
-}
-
-impl MemberBlob {
-    /// A member that cannot be reached is down until its probe answers again; one that is
-    /// busy or failing upstream is only skipped for this blob.
-    fn pass_over(&self, index: usize, error: &upstream::Error) {
-        let member = self.fleet.url(index);
-        tracing::warn!(%member, digest = %self.digest, %error, "fleet member failed; the next in order fills");
-        if matches!(error, upstream::Error::Unreachable(_) | upstream::Error::Timeout(_)) {
-            self.fleet.set_up(index, false);
-        }
     }
 }

@@ -33,7 +33,7 @@ use crate::fleet::Fleet;
 use crate::manifest;
 use crate::metrics::Metrics;
 use crate::reference::{Reference, Registry, RepoName, Tag};
-use crate::upstream::Upstream;
+use crate::upstream::{self, ManifestHead, Upstream};
 
 /// The pull-through mirror of one registry. Several share one cache (see `registries`).
 pub struct Mirror {
@@ -146,7 +146,15 @@ impl Mirror {
         &self.upstream
     }
 
-    pub async fn manifest(&self, repo: &RepoName, reference: &Reference, want: Want) -> Result<ManifestAnswer, Error> {
+    /// The manifest for `requester` (another member of the fleet has its tags checked here,
+    /// never by a third).
+    pub async fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        want: Want,
+        requester: Requester,
+    ) -> Result<ManifestAnswer, Error> {
         let resolved = match reference {
             Reference::Digest(digest) => Resolved {
                 digest: digest.clone(),
@@ -154,7 +162,7 @@ impl Mirror {
                 source: Source::Cache,
             },
             Reference::Tag(tag) => {
-                let resolved = self.resolve(repo, tag).await?;
+                let resolved = self.resolve(repo, tag, requester).await?;
                 self.metrics.count_pull(&self.registry, repo, tag);
                 resolved
             }
@@ -188,7 +196,7 @@ impl Mirror {
 
     /// A tag's digest: from the cache while fresh, else from an upstream HEAD, else (upstream
     /// down) from the cache with a warning.
-    async fn resolve(&self, repo: &RepoName, tag: &Tag) -> Result<Resolved, Error> {
+    async fn resolve(&self, repo: &RepoName, tag: &Tag, requester: Requester) -> Result<Resolved, Error> {
         if self.offline {
             return self.resolve_offline(repo, tag).await;
         }
@@ -204,7 +212,7 @@ impl Mirror {
             }
         }
         let reference = Reference::Tag(tag.clone());
-        let head = match self.upstream.head_manifest(repo, &reference).await {
+        let head = match self.tag_head(repo, tag, requester).await {
             Ok(head) => head,
             Err(e) => match known_digest {
                 Some(digest) if e.is_outage() && self.may_serve_stale(known.as_ref()) => {
@@ -234,6 +242,24 @@ impl Mirror {
         };
         self.cache.set_tag(&self.registry, repo, tag, &resolved.digest).await?;
         Ok(resolved)
+    }
+
+    /// A tag's HEAD: in a fleet, from the member that checks this tag for all, unless the
+    /// request comes from a member; else from the upstream.
+    async fn tag_head(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        requester: Requester,
+    ) -> Result<ManifestHead, upstream::Error> {
+        let from_member = match (&self.members, requester.is_member()) {
+            (Some(members), false) => members.head_tag(repo, tag).await,
+            _ => None,
+        };
+        match from_member {
+            Some(answer) => answer,
+            None => self.upstream.head_manifest(repo, &Reference::Tag(tag.clone())).await,
+        }
     }
 
     /// Offline, the record on disk is the tag's truth however old it is; it is read afresh

@@ -1,6 +1,7 @@
 //! A fleet of mirrors on one site (`--fleet`): each blob comes from the upstream once for all
 //! of them, however many members are asked for it at once; a member that is down hands its
-//! blobs to the next in each blob's order, also when it dies halfway through one; and the
+//! blobs to the next in each blob's order, also when it dies halfway through one; each tag is
+//! checked with the upstream by one member for all, or the next when that one is gone; and the
 //! fleet's key lets a member pull past access control, and nothing else.
 
 use std::time::Duration;
@@ -11,7 +12,7 @@ use http::{Method, StatusCode};
 use crate::support::content::{random_bytes, Blob, MIB};
 use crate::support::credentials::htpasswd;
 use crate::support::fleet::{Fleet, KEY};
-use crate::support::{poll_until, FakeRegistry, Fault, Gate, Mirror, Target};
+use crate::support::{poll_until, FakeRegistry, Fault, Format, Gate, Mirror, Target};
 
 const REPO: &str = "library/postgres";
 const WAIT: Duration = Duration::from_secs(20);
@@ -73,16 +74,15 @@ async fn a_stopped_member_hands_its_blobs_to_the_next_in_order() {
     }
 }
 
-/// The member that owns `blob`, as every member computes it.
-fn owner_of(fleet: &Fleet, blob: &Blob) -> usize {
+/// The member that owns `key` (a digest, or `registry/repo:tag`), as every member computes it.
+fn owner_of(fleet: &Fleet, key: &str) -> usize {
     let config = regmirror::config::FleetConfig {
         members: fleet.urls.iter().map(|u| u.parse().expect("member URL")).collect(),
         me: 0,
         key: KEY.to_owned(),
         ca: None,
     };
-    let digest = blob.digest.parse().expect("digest");
-    regmirror::fleet::Fleet::new(&config).order(&digest)[0]
+    regmirror::fleet::Fleet::new(&config).order(key)[0]
 }
 
 /// The owner dies with the blob half sent: the member filling from it resumes from the next
@@ -94,7 +94,7 @@ async fn a_member_dying_mid_blob_costs_no_client_its_pull() {
     let gate = Gate::new();
     upstream.fail_next(Target::reference(&blob.digest), 1, Fault::HoldMidBody(gate.clone()));
     let mut fleet = Fleet::start(&upstream, 2, |b| b.configure(|c| c.shutdown_grace = Duration::ZERO)).await;
-    let owner = owner_of(&fleet, blob);
+    let owner = owner_of(&fleet, &blob.digest);
     let doomed = fleet.members[owner].take().expect("owner running");
 
     let blob_path = path(blob);
@@ -111,6 +111,42 @@ async fn a_member_dying_mid_blob_costs_no_client_its_pull() {
     assert_eq!(reply.bytes(), &blob.bytes, "the exact bytes, after the owner died");
     // The owner's fetch, cut off, and the survivor's own, which took over.
     assert_eq!(upstream.blob_gets(&blob.digest), 2);
+}
+
+/// A tag is checked with the upstream by one member for the whole fleet: the others ask it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tag_is_checked_with_the_upstream_once_for_the_whole_fleet() {
+    let upstream = FakeRegistry::builder().build().await;
+    let image = upstream.push_image(REPO, "16", Format::Oci);
+    let fleet = Fleet::start(&upstream, 3, |b| b.tag_ttl(Duration::from_secs(60))).await;
+
+    for member in 0..3 {
+        let reply = fleet
+            .member(member)
+            .get_manifest(&format!("/v2/{REPO}/manifests/16"))
+            .await;
+        reply.assert_manifest(&image.manifest);
+    }
+    assert_eq!(upstream.manifest_heads(REPO), 1, "one HEAD by tag for three members");
+}
+
+/// The member that checks a tag is gone: the next in the tag's order checks it for the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_members_tags_are_checked_by_the_next_in_order() {
+    let upstream = FakeRegistry::builder().build().await;
+    let image = upstream.push_image(REPO, "16", Format::Oci);
+    let mut fleet = Fleet::start(&upstream, 3, |b| b.tag_ttl(Duration::from_secs(60))).await;
+    let owner = owner_of(&fleet, &format!("docker.io/{REPO}:16"));
+    fleet.stop(owner).await;
+
+    for member in (0..3).filter(|&m| m != owner) {
+        let reply = fleet
+            .member(member)
+            .get_manifest(&format!("/v2/{REPO}/manifests/16"))
+            .await;
+        reply.assert_manifest(&image.manifest);
+    }
+    assert_eq!(upstream.manifest_heads(REPO), 1, "one HEAD by tag for the two left");
 }
 
 /// With access control on, only the fleet's key lets a request past it, and only for pulls.
