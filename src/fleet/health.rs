@@ -32,7 +32,9 @@ impl Fleet {
 }
 
 async fn probe_all(fleet: Weak<Fleet>, probes: Vec<(usize, Arc<Upstream>)>) {
-    let mut ticks = tokio::time::interval(INTERVAL);
+    // The first probe waits an interval: members started together are not down for the
+    // moment the others take to listen.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + INTERVAL, INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;

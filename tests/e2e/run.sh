@@ -39,6 +39,11 @@
 # lists them with GET .../referrers/<digest> (and ?artifactType=), then DELETEs ui's manifest,
 # after which every client's pull is a 404; `regmirror gc` beside the running server frees ui's
 # blobs and keeps api's, multi's and the referrers'.
+# Fleet (stages/fleet.sh): three regmirror instances with --fleet on [::1], sharing the mirror's
+# certificates; 16 concurrent cold skopeo pulls of a generated 60 MiB image spread over them cost
+# the upstream one GET per blob; one instance is killed with SIGKILL during 12 cold pulls of
+# another such image through the other two, which all complete verified; after it restarts,
+# warm pulls from every instance cost the upstream no blob GET.
 #
 # It runs in its own network and mount namespace (unshare --net --mount): only `lo`, and
 # private bind mounts over /etc/hosts (regmirror.test -> ::1 only; Docker Hub's names ->
@@ -56,7 +61,7 @@
 #        E2E_KEEP=1     keep the temp dir (logs, data) afterwards
 #        RUST_LOG       passed to regmirror (default: info)
 #        E2E_STAGES     which stages run after the shared setup (images, upstream, mirror, each
-#                       client's setup): "clients hosted" (default) or a subset, e.g.
+#                       client's setup): "clients hosted fleet" (default) or a subset, e.g.
 #                       E2E_STAGES=hosted while working on hosted repositories
 # Output ends with `e2e: N passed, M failed`; exit status non-zero on failure.
 # Layout: lib.sh (helpers), stages/*.sh (upstream, mirror, one file per client, hosted*).
@@ -134,7 +139,7 @@ info "private /etc/hosts:"
 sed 's/^/     | /' /etc/hosts
 
 for stage in upstream mirror skopeo podman containerd docker cache offline private tokens \
-    hosted hosted_pull hosted_api; do
+    hosted hosted_pull hosted_api fleet; do
     # shellcheck source=/dev/null
     source "$HERE/stages/$stage.sh"
 done
@@ -143,9 +148,10 @@ done
 # containers/image also reads, so it proves /etc/containers/certs.d.
 CLIENTS=(skopeo podman containerd docker)
 
-E2E_STAGES=${E2E_STAGES:-clients hosted}
+E2E_STAGES=${E2E_STAGES:-clients hosted fleet}
 for stage in $E2E_STAGES; do
-    [[ $stage == clients || $stage == hosted ]] || die "E2E_STAGES: unknown stage '$stage' (clients, hosted)"
+    [[ $stage == clients || $stage == hosted || $stage == fleet ]] \
+        || die "E2E_STAGES: unknown stage '$stage' (clients, hosted, fleet)"
 done
 # stage_on NAME: whether E2E_STAGES names NAME.
 stage_on() { [[ " $E2E_STAGES " == *" $1 "* ]]; }
@@ -201,6 +207,12 @@ if stage_on hosted; then
     hosted_referrers
     hosted_delete
     hosted_gc
+fi
+if stage_on fleet; then
+    fleet_start
+    fleet_cold
+    fleet_kill
+    fleet_warm
 fi
 
 # ---------------------------------------------------------------------- result

@@ -1,0 +1,186 @@
+# Stage: three regmirror instances on one site (--fleet), sharing the mirror's certificates
+# (sourced by run.sh). A 60 MiB image (three random 20 MiB layers, generated here) is pushed to
+# the upstream; 16 concurrent cold skopeo pulls spread over the three instances must cost the
+# upstream one GET per blob; a second such image is pulled while one instance is killed with
+# SIGKILL, and every pull aimed at the other two completes with the right digests; after the
+# killed one restarts, warm pulls from every instance cost the upstream nothing.
+# Sets: FLEET_PIDS, FLEET_PORTS.
+
+FLEET_SIZE=3
+
+# fleet_image NAME: an OCI layout at $TMP/fleet-images/NAME:1 with three 20 MiB random layers.
+fleet_image() {
+    python3 - "$TMP/fleet-images/$1" <<'EOF_PY'
+import hashlib, io, json, os, sys, tarfile
+root = sys.argv[1]
+os.makedirs(f"{root}/blobs/sha256", exist_ok=True)
+def put(data):
+    digest = hashlib.sha256(data).hexdigest()
+    with open(f"{root}/blobs/sha256/{digest}", "wb") as f:
+        f.write(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+layers, diffs = [], []
+for n in range(3):
+    payload = os.urandom(20 * 1024 * 1024)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(f"layer{n}.bin")
+        info.size, info.mtime = len(payload), 0
+        tar.addfile(info, io.BytesIO(payload))
+    desc = put(out.getvalue())
+    diffs.append(desc["digest"])
+    layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", **desc})
+config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diffs}}
+config_desc = {"mediaType": "application/vnd.oci.image.config.v1+json",
+               **put(json.dumps(config, sort_keys=True).encode())}
+manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config_desc, "layers": layers}
+manifest_desc = {"mediaType": manifest["mediaType"], **put(json.dumps(manifest, sort_keys=True).encode()),
+                 "annotations": {"org.opencontainers.image.ref.name": "1"}}
+with open(f"{root}/index.json", "w") as f:
+    json.dump({"schemaVersion": 2, "manifests": [manifest_desc]}, f)
+with open(f"{root}/oci-layout", "w") as f:
+    json.dump({"imageLayoutVersion": "1.0.0"}, f)
+print(manifest_desc["digest"])
+EOF_PY
+}
+
+# fleet_push NAME: generate NAME and push it upstream as library/NAME:1 (skopeo compresses the
+# layers on the way, so the digests are the upstream's); its manifest is kept in
+# $TMP/fleet-images/NAME.manifest, and its digest printed.
+fleet_push() {
+    local manifest="$TMP/fleet-images/$1.manifest"
+    fleet_image "$1" >/dev/null || die "cannot generate the fleet image $1"
+    "${SKOPEO[@]}" copy -q --dest-cert-dir "$UP_CA_DIR" "oci:$TMP/fleet-images/$1:1" "docker://$UP/library/$1:1" \
+        >/dev/null || die "skopeo push of $1 to the upstream failed"
+    "${SKOPEO[@]}" inspect --cert-dir "$UP_CA_DIR" --raw "docker://$UP/library/$1:1" >"$manifest" \
+        || die "skopeo inspect of $UP/library/$1:1 failed"
+    printf 'sha256:%s\n' "$(sha256_of "$manifest")"
+}
+
+# fleet_serve N: start instance N (0-based) on its port, in the fleet.
+fleet_serve() {
+    local n=$1 members="" p
+    for p in "${FLEET_PORTS[@]}"; do members+="${members:+,}https://$MIRROR_NAME:$p"; done
+    start_bg "regmirror-fleet-$n" "$TMP/fleet-$n.log" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
+        "$REGMIRROR_BIN" serve --listen "[::1]:${FLEET_PORTS[n]}" --data-dir "$TMP/fleet-data-$n" \
+        --upstream "$UP_URL" --upstream-ca "$UP_CA" --fleet "$members" \
+        --fleet-self "https://$MIRROR_NAME:${FLEET_PORTS[n]}" --fleet-key-file "$TMP/fleet.key" \
+        --fleet-ca "$CACERT"
+    FLEET_PIDS[n]=$BG_PID
+    wait_http "regmirror-fleet-$n" "$BG_PID" "https://$MIRROR_NAME:${FLEET_PORTS[n]}/v2/" --cacert "$CACERT"
+}
+
+fleet_start() {
+    step "fleet: three regmirror instances sharing one site's upstream work"
+    local n
+    openssl rand -hex 32 >"$TMP/fleet.key"
+    FLEET_PORTS=() FLEET_PIDS=()
+    for ((n = 0; n < FLEET_SIZE; n++)); do
+        FLEET_PORTS[n]=$(free_port ::1)
+        mkdir -p "$TMP/fleet-data-$n"
+        cp -r "$MDATA/certs" "$TMP/fleet-data-$n/certs"
+        LOG_FILES+=("$TMP/fleet-$n.log")
+    done
+    for ((n = 0; n < FLEET_SIZE; n++)); do fleet_serve "$n"; done
+}
+
+# fleet_pull TAG N IMAGE DIGEST: skopeo copy of library/IMAGE:1 from instance N into a dir
+# named by TAG; passes when the copied manifest has DIGEST and every blob its digest.
+fleet_pull() {
+    local tag=$1 n=$2 image=$3 digest=$4 out="$TMP/fleet-pulls/$1" f
+    rm -rf "$out" && mkdir -p "$out"
+    timeout 300 "${SKOPEO[@]}" copy -q --src-cert-dir "$CA_ONLY_DIR" \
+        "docker://$MIRROR_NAME:${FLEET_PORTS[n]}/library/$image:1" "dir:$out" >"$out.log" 2>&1 || return 1
+    [[ "sha256:$(sha256_of "$out/manifest.json")" == "$digest" ]] || return 1
+    for f in "$out"/*; do
+        [[ $f == */manifest.json || $f == */version ]] && continue
+        [[ "$(basename "$f")" == "$(sha256_of "$f")" ]] || return 1
+    done
+}
+
+# fleet_blobs IMAGE: the digests of the blobs (config and layers) its upstream manifest names.
+fleet_blobs() {
+    python3 -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+for d in [m["config"]] + m["layers"]: print(d["digest"])' "$TMP/fleet-images/$1.manifest"
+}
+
+# fleet_many IMAGE DIGEST COUNT [SKIP]: COUNT concurrent pulls spread over the instances (none
+# at instance SKIP); sets FLEET_OK and FLEET_FAILED to how many completed verified.
+fleet_many() {
+    local image=$1 digest=$2 count=$3 skip=${4:--1} i n pids=() rc
+    FLEET_OK=0 FLEET_FAILED=0
+    for ((i = 0; i < count; i++)); do
+        n=$((i % FLEET_SIZE))
+        ((n != skip)) || n=$(((n + 1) % FLEET_SIZE))
+        fleet_pull "$image-$i" "$n" "$image" "$digest" &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do
+        rc=0
+        wait "$i" || rc=$?
+        if ((rc == 0)); then FLEET_OK=$((FLEET_OK + 1)); else FLEET_FAILED=$((FLEET_FAILED + 1)); fi
+    done
+}
+
+# fleet_image_bytes IMAGE: the size of its blobs, as its upstream manifest gives them.
+fleet_image_bytes() {
+    python3 -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+print(sum(d["size"] for d in [m["config"]] + m["layers"]))' "$TMP/fleet-images/$1.manifest"
+}
+
+# fleet_upstream_bytes MARK REPO: bytes of blob bodies the upstream sent after MARK.
+fleet_upstream_bytes() {
+    tail -n +"$(($1 + 1))" "$UPSTREAM_LOG" | grep -E "\"GET /v2/$2/blobs/" | awk '{ sum += $10 } END { print sum + 0 }'
+}
+
+fleet_cold() {
+    step "fleet: 16 concurrent cold pulls of a 60 MiB image over three instances"
+    local digest mark blobs
+    digest=$(fleet_push fleetbig)
+    mapfile -t blobs < <(fleet_blobs fleetbig)
+    mark=$(upstream_mark)
+    fleet_many fleetbig "$digest" 16
+    expect_eq "fleet cold: pulls completed with the right digests (of 16)" "$FLEET_OK" 16
+    upstream_served_once "fleet cold: 16 pulls over $FLEET_SIZE instances" "$mark" library/fleetbig "${blobs[@]}"
+    info "fleet cold transcript: 16 pulls over $FLEET_SIZE instances; the upstream sent $(fleet_upstream_bytes "$mark" library/fleetbig) blob bytes for an image whose blobs are $(fleet_image_bytes fleetbig) bytes"
+}
+
+fleet_kill() {
+    step "fleet: kill -9 one instance while 12 cold pulls run"
+    local digest pids=() i n ok=0 rc mark
+    digest=$(fleet_push fleetkill)
+    mark=$(upstream_mark)
+    for ((i = 0; i < 12; i++)); do
+        n=$((1 + i % 2))
+        fleet_pull "fleetkill-$i" "$n" fleetkill "$digest" &
+        pids+=($!)
+    done
+    sleep 1
+    info "killing instance 0 (pid ${FLEET_PIDS[0]}) with SIGKILL"
+    kill -KILL "${FLEET_PIDS[0]}"
+    wait "${FLEET_PIDS[0]}" 2>/dev/null || true
+    for i in "${pids[@]}"; do
+        rc=0
+        wait "$i" || rc=$?
+        ((rc != 0)) || ok=$((ok + 1))
+    done
+    expect_eq "fleet kill -9: pulls through the other two instances completed with the right digests (of 12)" "$ok" 12
+    info "fleet kill -9 transcript: $ok of 12 pulls verified; the upstream sent $(fleet_upstream_bytes "$mark" library/fleetkill) blob bytes for an image whose blobs are $(fleet_image_bytes fleetkill) bytes"
+}
+
+fleet_warm() {
+    step "fleet: restart the killed instance, then warm pulls from every instance"
+    local digest mark blobs b gets=0
+    fleet_serve 0
+    digest="sha256:$(sha256_of "$TMP/fleet-images/fleetbig.manifest")"
+    mapfile -t blobs < <(fleet_blobs fleetbig)
+    mark=$(upstream_mark)
+    fleet_many fleetbig "$digest" 6
+    expect_eq "fleet warm: pulls from every instance completed (of 6)" "$FLEET_OK" 6
+    for b in "${blobs[@]}"; do gets=$((gets + $(upstream_blob_gets "$mark" library/fleetbig "$b"))); done
+    expect_eq "fleet warm: blob GETs the upstream answered" "$gets" 0
+    for n in "${!FLEET_PIDS[@]}"; do stop_pid "${FLEET_PIDS[n]}"; done
+}
