@@ -172,9 +172,10 @@ fn upstream_status(error: &upstream::Error) -> (StatusCode, &'static str) {
             (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
         }
         upstream::Error::NotFound | upstream::Error::Denied => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
-        upstream::Error::Status(_) | upstream::Error::Protocol(_) | upstream::Error::Token(_) => {
-            (StatusCode::BAD_GATEWAY, "UNAVAILABLE")
-        }
+        upstream::Error::Status(_)
+        | upstream::Error::Protocol(_)
+        | upstream::Error::Token(_)
+        | upstream::Error::Stale => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
     }
 }
 

@@ -176,11 +176,13 @@ impl Transfers {
         }
     }
 
-    /// Takes a place if both caps allow; else the cap that does not.
+    /// Takes a place if both caps allow; else the cap that does not. Another member of the
+    /// fleet asks for many clients from one address, so only the overall cap applies to it: a
+    /// member turned away would fetch the blob from the upstream itself.
     fn take(&self, requester: Requester) -> Result<(), Cap> {
         let mut counts = self.counts.locked();
         let mine = counts.by_requester.get(&requester).copied().unwrap_or(0);
-        if mine >= self.limits.per_address {
+        if mine >= self.limits.per_address && !requester.member {
             return Err(Cap::Address);
         }
         if counts.overall >= self.limits.overall {
@@ -247,6 +249,17 @@ mod tests {
         tokio::task::yield_now().await;
         drop(first);
         assert!(waiter.await.expect("task"), "the freed place went to the waiter");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fleet_member_is_held_to_the_overall_cap_only() {
+        let transfers = transfers(3, 1);
+        let member = Requester::member("10.0.0.1".parse().expect("address"));
+        let _client = transfers.acquire(at("10.0.0.1")).await.expect("free");
+        let _first = transfers.acquire(member).await.expect("no address cap for a member");
+        let _second = transfers.acquire(member).await.expect("no address cap for a member");
+        let busy = transfers.acquire(member).await.err().expect("overall cap");
+        assert_eq!(busy.cap, Cap::Overall);
     }
 
     #[test]

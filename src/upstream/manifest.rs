@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::{ACCEPT, CONTENT_TYPE, WARNING};
 use http::{HeaderMap, HeaderValue, Method};
 use http_body_util::{BodyExt, Limited};
 
@@ -32,8 +32,13 @@ pub struct FetchedManifest {
 }
 
 impl Upstream {
+    /// A fleet member's answer with a `Warning` came from its cache while its upstream fails:
+    /// taken as a check, it would make a stale tag look fresh here.
     pub async fn head_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestHead, Error> {
         let response = self.manifest_request(Method::HEAD, repo, reference).await?;
+        if self.is_member() && response.headers().contains_key(WARNING) {
+            return Err(Error::Stale);
+        }
         Ok(head_of(&response))
     }
 

@@ -28,6 +28,10 @@ impl Upstream {
         Ok(self)
     }
 
+    pub(super) fn is_member(&self) -> bool {
+        self.membership.is_some()
+    }
+
     /// The request path for `tail` in `repo`, with the registry named for a member.
     pub(super) fn path(&self, repo: &RepoName, tail: &str) -> String {
         match &self.membership {

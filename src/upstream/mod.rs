@@ -73,6 +73,9 @@ pub enum Error {
     Protocol(String),
     #[error("the upstream's token service failed: {0}")]
     Token(String),
+    /// A fleet member answered from its cache because its own upstream failed: no check.
+    #[error("the fleet member's upstream is unavailable (it answered from its cache)")]
+    Stale,
 }
 
 impl Error {
@@ -86,6 +89,7 @@ impl Error {
                 | Error::RateLimited { .. }
                 | Error::Status(_)
                 | Error::Token(_)
+                | Error::Stale
         )
     }
 }

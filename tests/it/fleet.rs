@@ -149,6 +149,35 @@ async fn a_stopped_members_tags_are_checked_by_the_next_in_order() {
     assert_eq!(upstream.manifest_heads(REPO), 1, "one HEAD by tag for the two left");
 }
 
+/// The member that checks a tag answers from its cache while the upstream fails: the others
+/// do not take that for a check, and say the tag is stale too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_a_member_serves_stale_is_stale_for_the_fleet() {
+    let upstream = FakeRegistry::builder().build().await;
+    let image = upstream.push_image(REPO, "16", Format::Oci);
+    let fleet = Fleet::start(&upstream, 2, |b| b.tag_ttl(Duration::ZERO)).await;
+    let owner = owner_of(&fleet, &format!("docker.io/{REPO}:16"));
+    let tag = format!("/v2/{REPO}/manifests/16");
+    for member in 0..2 {
+        fleet
+            .member(member)
+            .get_manifest(&tag)
+            .await
+            .assert_manifest(&image.manifest);
+    }
+
+    upstream.fail_always(Target::name(REPO), Fault::status(503));
+    for member in [owner, 1 - owner] {
+        let reply = fleet.member(member).get_manifest(&tag).await;
+        reply.assert_manifest(&image.manifest);
+        let warning = reply.header("warning").unwrap_or_default();
+        assert!(
+            warning.starts_with("299"),
+            "member {member} (owner {owner}) says it is stale: {warning:?}"
+        );
+    }
+}
+
 /// With access control on, only the fleet's key lets a request past it, and only for pulls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_fleets_key_passes_access_control_and_only_to_pull() {
