@@ -1,9 +1,10 @@
 //! A blob missing here, filled from the member of the fleet that owns it (`fleet`), or from
-//! the upstream when this instance is the owner; likewise a tag's check, so that each tag is
-//! revalidated with the upstream by one member for all. The fill verifies the digest as it would
+//! the upstream when this instance is the owner; likewise a tag's check and a manifest, so
+//! that each is asked of the upstream by one member for all. The fill verifies the digest as it would
 //! the upstream's bytes, so a member that fails mid-blob, or lies, leaves nothing behind; a
 //! resume asks again, and by then a member that stopped answering has been passed over.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -16,7 +17,7 @@ use crate::digest::Digest;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::reference::{Reference, Registry, RepoName, Tag};
-use crate::upstream::{self, ManifestHead, Upstream};
+use crate::upstream::{self, FetchedManifest, ManifestHead, Upstream};
 
 /// The other members of the fleet, each as an upstream for one registry's content.
 pub(super) struct Members {
@@ -52,12 +53,41 @@ impl Members {
     /// The tag's HEAD from the member that checks it for the fleet, or from the next in order
     /// on an outage; `None` when this instance is the one to ask its upstream.
     pub(super) async fn head_tag(&self, repo: &RepoName, tag: &Tag) -> Option<Result<ManifestHead, upstream::Error>> {
-        let key = format!("{}/{repo}:{tag}", self.registry);
         let reference = Reference::Tag(tag.clone());
-        for index in self.fleet.order(&key) {
-            let client = self.clients[index].as_ref()?;
-            match client.head_manifest(repo, &reference).await {
-                Err(e) if e.is_outage() => self.fleet.pass_over(index, "tag", &e),
+        let key = self.key(repo, &reference);
+        self.ask(&key, |member| member.head_manifest(repo, &reference)).await
+    }
+
+    /// The manifest from the member that fetches it for the fleet, as `head_tag` does.
+    pub(super) async fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Option<Result<FetchedManifest, upstream::Error>> {
+        let key = self.key(repo, reference);
+        self.ask(&key, |member| member.get_manifest(repo, reference)).await
+    }
+
+    /// What orders the members for `reference`: a digest (blobs and manifests share the
+    /// digest's owner), or the tag with its registry and repository.
+    fn key(&self, repo: &RepoName, reference: &Reference) -> String {
+        match reference {
+            Reference::Digest(digest) => digest.to_string(),
+            Reference::Tag(tag) => format!("{}/{repo}:{tag}", self.registry),
+        }
+    }
+
+    /// `request` of the members first in `key`'s order, passing over those with an outage;
+    /// `None` once the order reaches this instance.
+    async fn ask<'a, T, F, Fut>(&'a self, key: &str, request: F) -> Option<Result<T, upstream::Error>>
+    where
+        F: Fn(&'a Upstream) -> Fut,
+        Fut: Future<Output = Result<T, upstream::Error>>,
+    {
+        for index in self.fleet.order(key) {
+            let member = self.clients[index].as_deref()?;
+            match request(member).await {
+                Err(e) if e.is_outage() => self.fleet.pass_over(index, key, &e),
                 answer => return Some(answer),
             }
         }

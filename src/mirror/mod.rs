@@ -189,7 +189,8 @@ impl Mirror {
                 source: Source::Upstream,
             });
         }
-        let (digest, fetched) = self.fetch_manifest(repo, &Reference::Digest(resolved.digest)).await?;
+        let reference = Reference::Digest(resolved.digest);
+        let (digest, fetched) = self.fetch_manifest(repo, &reference, requester).await?;
         self.link_manifest(repo, &digest, &fetched).await?;
         Ok(answer(digest, fetched, Source::Upstream))
     }
@@ -235,7 +236,7 @@ impl Mirror {
             },
             // Some registries omit the digest on HEAD: fetch by tag and hash what came.
             None => Resolved {
-                digest: self.fetch_manifest(repo, &reference).await?.0,
+                digest: self.fetch_manifest(repo, &reference, requester).await?.0,
                 head: None,
                 source: Source::Upstream,
             },
@@ -293,9 +294,21 @@ impl Mirror {
 
     /// GETs a manifest, checks its bytes against the digest asked for (or, by tag, the one the
     /// upstream states) and stores it.
-    async fn fetch_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<(Digest, Manifest), Error> {
+    async fn fetch_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        requester: Requester,
+    ) -> Result<(Digest, Manifest), Error> {
         self.online(Error::OfflineManifest)?;
-        let fetched = self.upstream.get_manifest(repo, reference).await;
+        let from_member = match (&self.members, requester.is_member()) {
+            (Some(members), false) => members.manifest(repo, reference).await,
+            _ => None,
+        };
+        let fetched = match from_member {
+            Some(answer) => answer,
+            None => self.upstream.get_manifest(repo, reference).await,
+        };
         let fetched = fetched.map_err(|e| Error::from_upstream(e, Error::ManifestUnknown))?;
         let media_type = fetched.head.media_type.ok_or_else(|| bad("no Content-Type"))?;
         if manifest::is_schema1(&media_type) {

@@ -113,7 +113,8 @@ async fn a_member_dying_mid_blob_costs_no_client_its_pull() {
     assert_eq!(upstream.blob_gets(&blob.digest), 2);
 }
 
-/// A tag is checked with the upstream by one member for the whole fleet: the others ask it.
+/// A tag is checked with the upstream by one member for the whole fleet, and its manifest
+/// fetched by one: the others ask them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_tag_is_checked_with_the_upstream_once_for_the_whole_fleet() {
     let upstream = FakeRegistry::builder().build().await;
@@ -128,6 +129,12 @@ async fn each_tag_is_checked_with_the_upstream_once_for_the_whole_fleet() {
         reply.assert_manifest(&image.manifest);
     }
     assert_eq!(upstream.manifest_heads(REPO), 1, "one HEAD by tag for three members");
+    let digest = &image.manifest.digest;
+    assert_eq!(
+        upstream.manifest_gets_of(digest),
+        1,
+        "one GET of the manifest for three members"
+    );
 }
 
 /// The member that checks a tag is gone: the next in the tag's order checks it for the rest.
