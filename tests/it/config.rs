@@ -200,3 +200,47 @@ async fn a_relative_password_file_is_read_from_the_credentials_directory() {
     let mirror = configured(&fake, dir.path(), &given).spawn().await;
     assert!(!mirror.log().contains("s3cret"), "the password is never logged");
 }
+
+/// A fleet that does not fit together stops startup with one line saying what is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_that_does_not_fit_together_stops_startup_with_one_line() {
+    let fake = FakeRegistry::start().await;
+    let keys = tempfile::tempdir().expect("temp dir");
+    let key = keys.path().join("fleet.key");
+    std::fs::write(&key, "0123456789abcdef0123\n").expect("write the key");
+    let key = key.to_str().expect("utf-8 path");
+    let members = "https://a.lan:5000,https://b.lan:5000";
+    let cases: [(&[&str], &str); 4] = [
+        (&["--fleet", members, "--fleet-key-file", key], "--fleet-self"),
+        (
+            &[
+                "--fleet",
+                members,
+                "--fleet-self",
+                "https://c.lan:5000",
+                "--fleet-key-file",
+                key,
+            ],
+            "is not in --fleet",
+        ),
+        (
+            &["--fleet", members, "--fleet-self", "https://a.lan:5000"],
+            "--fleet-key-file",
+        ),
+        (&["--fleet", "ftp://a.lan", "--fleet-self", "ftp://a.lan"], "--fleet"),
+    ];
+    for (flags, named) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let given = Given { flags, ..NOTHING };
+        let mut process = configured(&fake, dir.path(), &given).launch();
+        let status = process.wait_exit(WAIT).await;
+        let stderr = process.log();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(2),
+            "{flags:?}: {status:?}\n{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{flags:?}: one line:\n{stderr}");
+        assert!(stderr.contains(named), "{named:?} not named in: {stderr}");
+    }
+}
