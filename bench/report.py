@@ -67,6 +67,14 @@ row("16 concurrent cold pulls: failed pulls", "pulls",
     ("abs", "==", 0, "16 concurrent cold pulls all succeed"))
 row("16 concurrent cold pulls: upstream blob GETs", "GETs",
     per_server("conc.upstream_gets.{s}", ("regmirror", "distribution", "direct")))
+# A fleet of three regmirror instances, in regmirror's column.
+row("16 concurrent cold pulls over a 3-instance fleet: wall", "s",
+    {"regmirror": "conc.wall.fleet", "direct": "conc.wall.direct"})
+row("16 concurrent cold pulls over a 3-instance fleet: upstream blob bytes", "× image",
+    {"regmirror": "conc.upstream.fleet"},
+    ("abs", "==", 1.0, "a fleet's concurrent cold pulls fetch the image from the upstream exactly once"))
+row("16 concurrent cold pulls over a 3-instance fleet: failed pulls", "pulls",
+    {"regmirror": "conc.failed.fleet"}, ("abs", "==", 0, "a fleet's 16 concurrent cold pulls all succeed"))
 row("one cold pull (1 GiB): upstream blob bytes", "× image",
     per_server("upstream.cold.big.{s}", ("regmirror", "distribution")))
 row("RSS just before the 1 GiB cold pull", "MiB", per_server("rss.base.cold.{s}", ("regmirror", "distribution")))

@@ -21,7 +21,7 @@
 #   4 HEAD manifest with 64 connections (bench/loadgen: wrk 4.1 cannot do HEAD), 1 MiB blob
 #     GETs with 64 and 16 connections (wrk)
 #   5 16 concurrent cold pulls of the 60 MiB image: wall time, and the bytes the upstream
-#     sent (its access log)
+#     sent (its access log); also spread over a fleet of three regmirror instances (--fleet)
 #   6 regmirror's peak RSS (VmHWM, reset through /proc/PID/clear_refs before each) during
 #     the 1 GiB cold pull, warm pull and GETs
 #   7 restart with 100k cached blobs: exec to TCP accept, to the first 200, and index_ms
@@ -269,6 +269,29 @@ start_distribution() {
         await_http "$name" "$DI_PID" "http://$DI/v2/"
     fi
 }
+# start_fleet: three regmirror instances in one fleet (--fleet, plain HTTP), each with a data
+# directory of its own; sets FLEET_ADDRS and FLEET_PIDS.
+start_fleet() {
+    local n members="" addr
+    FLEET_ADDRS=() FLEET_PIDS=()
+    for n in 0 1 2; do FLEET_ADDRS[n]="127.0.0.1:$(port)"; done
+    for addr in "${FLEET_ADDRS[@]}"; do members+="${members:+,}http://$addr"; done
+    openssl rand -hex 32 >"$TMP/fleet.key"
+    for n in 0 1 2; do
+        INSTANCES=$((INSTANCES + 1))
+        spawn "fleet-$n" "$TMP/fleet-$n-$INSTANCES.log" env NO_COLOR=1 "$BIN" serve --insecure-http \
+            --listen "${FLEET_ADDRS[n]}" --data-dir "$TMP/fleet-data-$n" --upstream "http://$UP" \
+            --fleet "$members" --fleet-self "http://${FLEET_ADDRS[n]}" --fleet-key-file "$TMP/fleet.key"
+        FLEET_PIDS[n]=$SPAWNED
+        await_http "fleet-$n" "$SPAWNED" "http://${FLEET_ADDRS[n]}/v2/"
+    done
+}
+stop_fleet() {
+    local pid
+    for pid in "${FLEET_PIDS[@]}"; do stop_named "$pid"; done
+    rm -rf "$TMP"/fleet-data-*
+}
+
 # stop_named PID: stop, and forget it (so stop_all does not wait for it again).
 stop_named() {
     local pid=$1 i
@@ -288,9 +311,10 @@ skopeo_pull() {
     "${SKOPEO[@]}" copy -q --src-tls-verify=false "docker://$1/${IMG_REPO[$2]}:${IMG_TAG[$2]}" "dir:$3" \
         >>"$TMP/skopeo.log" 2>&1
 }
-addr_of() { # SERVER: its plain-HTTP address
+addr_of() { # SERVER [N]: its plain-HTTP address (a fleet's: of its instance N mod 3)
     case $1 in
         direct) echo "$UP" ;; regmirror) echo "$RM" ;; distribution) echo "$DI" ;; nginx) echo "$NG" ;;
+        fleet) echo "${FLEET_ADDRS[$((${2:-0} % 3))]}" ;;
     esac
 }
 pid_of() { case $1 in regmirror) echo "$RM_PID" ;; distribution) echo "$DI_PID" ;; *) echo "" ;; esac; }
@@ -424,7 +448,7 @@ concurrent() {
     mark=$(log_mark "$UP_LOG")
     t0=$(now)
     for ((i = 0; i < CONC; i++)); do
-        skopeo_pull "$(addr_of "$server")" medium "$TMP/conc/$i" &
+        skopeo_pull "$(addr_of "$server" "$i")" medium "$TMP/conc/$i" &
         pids+=($!)
     done
     for i in "${pids[@]}"; do wait "$i" || failed=$((failed + 1)); done
@@ -446,6 +470,9 @@ for ((round = 1; round <= COLD_REPS; round++)); do
     concurrent distribution
     stop_named "$RM_PID"
     stop_named "$DI_PID"
+    start_fleet
+    concurrent fleet
+    stop_fleet
 done
 rm -rf "$TMP"/rm-data "$TMP"/di-data
 record conc.image_blobs "${IMG_BLOBS[medium]}" blobs
