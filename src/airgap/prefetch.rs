@@ -221,9 +221,7 @@ impl Job {
 
     async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<(Digest, Node), Error> {
         let _permit = self.permits.acquire().await;
-        let answer = (self.mirror)
-            .manifest(repo, reference, Want::Body, Requester::this_process())
-            .await?;
+        let answer = self.mirror.manifest(repo, reference, Want::Body).await?;
         let bytes = answer.bytes.unwrap_or_default();
         let node = Node::parse(&answer.media_type, &bytes).map_err(|source| Error::Manifest {
             digest: answer.digest.clone(),

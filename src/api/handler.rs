@@ -80,12 +80,7 @@ where
         } => {
             let answer = match registries.hosted(&registry) {
                 Some(hosted) => hosted.manifest(&repo, &reference, want).await?,
-                None => {
-                    let requester = requester(app, peer, request);
-                    mirror(registries, &registry)?
-                        .manifest(&repo, &reference, want, requester)
-                        .await?
-                }
+                None => mirror(registries, &registry)?.manifest(&repo, &reference, want).await?,
             };
             let by_tag = matches!(reference, Reference::Tag(_));
             if by_tag && !manifest::accepts(&request.headers, &answer.media_type) {
@@ -133,8 +128,8 @@ async fn blob(
     Ok(mirror.blob(repo, digest, want, requester(app, peer, request)).await?)
 }
 
-/// Who the mirror fetches for: a client, or another member of the fleet, which this instance
-/// must then serve from its own upstream.
+/// Who the mirror fetches for: a client, or another member of the fleet, whose transfers count
+/// against the overall cap only.
 fn requester(app: &App, peer: &Peer, request: &Parts) -> Requester {
     match admission::from_member(app, request) {
         true => Requester::member(peer.ip),

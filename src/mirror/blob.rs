@@ -204,12 +204,10 @@ impl Mirror {
 
     /// The fill's source: always through this repository, and through the registry again on
     /// every resume, never a cached redirect. It holds the transfer's place for as long as
-    /// the fill runs. In a fleet, the member that owns the blob is asked first, unless the
-    /// request comes from a member: that one found this instance to be the owner.
+    /// the fill runs. In a fleet, the member that owns the blob is asked first.
     fn source(&self, asked: &Asked<'_>, permit: Permit) -> Box<dyn Source> {
         let permit = Arc::new(permit);
         let from_member = (self.members.as_ref())
-            .filter(|_| !asked.requester.is_member())
             .and_then(|members| members.source(&self.upstream, asked.repo, asked.digest, permit.clone()));
         match from_member {
             Some(source) => Box::new(source),

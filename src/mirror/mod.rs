@@ -146,15 +146,7 @@ impl Mirror {
         &self.upstream
     }
 
-    /// The manifest for `requester` (another member of the fleet has its tags checked here,
-    /// never by a third).
-    pub async fn manifest(
-        &self,
-        repo: &RepoName,
-        reference: &Reference,
-        want: Want,
-        requester: Requester,
-    ) -> Result<ManifestAnswer, Error> {
+    pub async fn manifest(&self, repo: &RepoName, reference: &Reference, want: Want) -> Result<ManifestAnswer, Error> {
         let resolved = match reference {
             Reference::Digest(digest) => Resolved {
                 digest: digest.clone(),
@@ -162,7 +154,7 @@ impl Mirror {
                 source: Source::Cache,
             },
             Reference::Tag(tag) => {
-                let resolved = self.resolve(repo, tag, requester).await?;
+                let resolved = self.resolve(repo, tag).await?;
                 self.metrics.count_pull(&self.registry, repo, tag);
                 resolved
             }
@@ -190,14 +182,14 @@ impl Mirror {
             });
         }
         let reference = Reference::Digest(resolved.digest);
-        let (digest, fetched) = self.fetch_manifest(repo, &reference, requester).await?;
+        let (digest, fetched) = self.fetch_manifest(repo, &reference).await?;
         self.link_manifest(repo, &digest, &fetched).await?;
         Ok(answer(digest, fetched, Source::Upstream))
     }
 
     /// A tag's digest: from the cache while fresh, else from an upstream HEAD, else (upstream
     /// down) from the cache with a warning.
-    async fn resolve(&self, repo: &RepoName, tag: &Tag, requester: Requester) -> Result<Resolved, Error> {
+    async fn resolve(&self, repo: &RepoName, tag: &Tag) -> Result<Resolved, Error> {
         if self.offline {
             return self.resolve_offline(repo, tag).await;
         }
@@ -213,7 +205,7 @@ impl Mirror {
             }
         }
         let reference = Reference::Tag(tag.clone());
-        let head = match self.tag_head(repo, tag, requester).await {
+        let head = match self.tag_head(repo, tag).await {
             Ok(head) => head,
             Err(e) => match known_digest {
                 Some(digest) if e.is_outage() && self.may_serve_stale(known.as_ref()) => {
@@ -236,7 +228,7 @@ impl Mirror {
             },
             // Some registries omit the digest on HEAD: fetch by tag and hash what came.
             None => Resolved {
-                digest: self.fetch_manifest(repo, &reference, requester).await?.0,
+                digest: self.fetch_manifest(repo, &reference).await?.0,
                 head: None,
                 source: Source::Upstream,
             },
@@ -245,17 +237,12 @@ impl Mirror {
         Ok(resolved)
     }
 
-    /// A tag's HEAD: in a fleet, from the member that checks this tag for all, unless the
-    /// request comes from a member; else from the upstream.
-    async fn tag_head(
-        &self,
-        repo: &RepoName,
-        tag: &Tag,
-        requester: Requester,
-    ) -> Result<ManifestHead, upstream::Error> {
-        let from_member = match (&self.members, requester.is_member()) {
-            (Some(members), false) => members.head_tag(repo, tag).await,
-            _ => None,
+    /// A tag's HEAD: in a fleet, from the member that checks this tag for all; else from the
+    /// upstream.
+    async fn tag_head(&self, repo: &RepoName, tag: &Tag) -> Result<ManifestHead, upstream::Error> {
+        let from_member = match &self.members {
+            Some(members) => members.head_tag(repo, tag).await,
+            None => None,
         };
         match from_member {
             Some(answer) => answer,
@@ -294,16 +281,11 @@ impl Mirror {
 
     /// GETs a manifest, checks its bytes against the digest asked for (or, by tag, the one the
     /// upstream states) and stores it.
-    async fn fetch_manifest(
-        &self,
-        repo: &RepoName,
-        reference: &Reference,
-        requester: Requester,
-    ) -> Result<(Digest, Manifest), Error> {
+    async fn fetch_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<(Digest, Manifest), Error> {
         self.online(Error::OfflineManifest)?;
-        let from_member = match (&self.members, requester.is_member()) {
-            (Some(members), false) => members.manifest(repo, reference).await,
-            _ => None,
+        let from_member = match &self.members {
+            Some(members) => members.manifest(repo, reference).await,
+            None => None,
         };
         let fetched = match from_member {
             Some(answer) => answer,

@@ -19,7 +19,7 @@ use crate::sync::LockExt;
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// Who a transfer is for, as the cap per address counts it, and whether it is another member
-/// of the fleet (which this instance then fetches for itself, never from a third member).
+/// of the fleet (held to the overall cap only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Requester {
     address: IpAddr,
@@ -55,10 +55,6 @@ impl Requester {
 
     fn at(address: IpAddr) -> Requester {
         Requester { address, member: false }
-    }
-
-    pub fn is_member(&self) -> bool {
-        self.member
     }
 }
 
