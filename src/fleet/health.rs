@@ -9,8 +9,9 @@ use crate::metrics::Metrics;
 use crate::upstream::{self, Dns, Upstream};
 
 const INTERVAL: Duration = Duration::from_secs(2);
-/// Well below the interval: a member that takes longer is as good as down for a fill.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Generous: a member that is only slow still fills well, and one marked down by mistake costs
+/// a second upstream fetch. A member that is gone fails its connection at once anyway.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Fleet {
     /// Starts probing every other member; the probes stop once the fleet is no longer used.
