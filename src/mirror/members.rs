@@ -1,8 +1,8 @@
 //! A blob missing here, filled from the member of the fleet that owns it (`fleet`), or from
 //! the upstream when this instance is the owner; likewise a tag's check and a manifest, so
-//! that each is asked of the upstream by one member for all. The fill verifies the digest as it would
-//! the upstream's bytes, so a member that fails mid-blob, or lies, leaves nothing behind; a
-//! resume asks again, and by then a member that stopped answering has been passed over.
+//! that each is asked of the upstream by one member for all. The fill verifies the digest as
+//! it would the upstream's bytes, so a member that fails mid-blob, or lies, leaves nothing
+//! behind; a resume asks again, and by then a member that stopped answering is passed over.
 
 use std::future::Future;
 use std::sync::Arc;
