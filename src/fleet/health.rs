@@ -20,14 +20,12 @@ impl Fleet {
         let metrics = Arc::new(Metrics::default());
         let ca = self.config.ca.as_deref();
         let probes = (self.others())
-            .map(|index| Upstream::new(self.url(index).clone(), None, ca, &[], dns.clone(), metrics.clone()))
-            .map(|probe| probe.map(Arc::new))
+            .map(|index| {
+                let probe = Upstream::new(self.url(index).clone(), None, ca, &[], dns.clone(), metrics.clone());
+                probe.map(|probe| (index, Arc::new(probe)))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let members: Vec<usize> = self.others().collect();
-        tokio::spawn(probe_all(
-            Arc::downgrade(self),
-            members.into_iter().zip(probes).collect(),
-        ));
+        tokio::spawn(probe_all(Arc::downgrade(self), probes));
         Ok(())
     }
 }

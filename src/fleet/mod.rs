@@ -21,11 +21,9 @@ use crate::upstream;
 
 pub struct Fleet {
     members: Vec<Member>,
-    me: usize,
     /// SHA-256 of the shared key: offered keys are compared by their hashes, so the comparison
     /// takes the same time however much of a guess is right.
     key_hash: [u8; 32],
-    key: String,
     config: FleetConfig,
 }
 
@@ -44,9 +42,7 @@ impl Fleet {
             .collect();
         Arc::new(Fleet {
             members,
-            me: config.me,
             key_hash: Sha256::digest(config.key.as_bytes()).into(),
-            key: config.key.clone(),
             config: config.clone(),
         })
     }
@@ -61,10 +57,10 @@ impl Fleet {
         ranked.sort_unstable_by(|a, b| b.cmp(a));
         let ranked = ranked.into_iter().map(|(_, index)| index);
         let mut order: Vec<usize> = ranked
-            .take_while(|&index| index != self.me)
+            .take_while(|&index| index != self.me())
             .filter(|&index| self.is_up(index))
             .collect();
-        order.push(self.me);
+        order.push(self.me());
         order
     }
 
@@ -80,7 +76,7 @@ impl Fleet {
     }
 
     pub fn me(&self) -> usize {
-        self.me
+        self.config.me
     }
 
     pub fn url(&self, index: usize) -> &Uri {
@@ -89,11 +85,11 @@ impl Fleet {
 
     /// Every member but this one.
     pub fn others(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.members.len()).filter(move |&index| index != self.me)
+        (0..self.members.len()).filter(move |&index| index != self.me())
     }
 
     pub fn key(&self) -> &str {
-        &self.key
+        &self.config.key
     }
 
     pub fn config(&self) -> &FleetConfig {

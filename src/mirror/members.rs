@@ -97,22 +97,17 @@ impl Members {
     /// The source for a fill of `digest`, which this instance owns unless a member above it
     /// in the digest's order is up.
     pub(super) fn source(
-        &self,
+        self: &Arc<Self>,
         upstream: &Arc<Upstream>,
         repo: &RepoName,
         digest: &Digest,
         permit: Arc<Permit>,
     ) -> Option<MemberBlob> {
-        let order = self.fleet.order(&digest.to_string());
-        if order.first() == Some(&self.fleet.me()) {
+        if self.fleet.order(&digest.to_string()).first() == Some(&self.fleet.me()) {
             return None;
         }
         Some(MemberBlob {
-            fleet: self.fleet.clone(),
-            candidates: order
-                .iter()
-                .map(|&index| (index, self.clients[index].clone()))
-                .collect(),
+            members: self.clone(),
             upstream: upstream.clone(),
             repo: repo.clone(),
             digest: digest.clone(),
@@ -121,10 +116,10 @@ impl Members {
     }
 }
 
+/// A fill's source that asks the members in the digest's order, on every open and resume,
+/// and this instance's upstream once the order reaches it.
 pub(super) struct MemberBlob {
-    fleet: Arc<Fleet>,
-    /// The digest's order: each member's client, and `None` last, for this instance's upstream.
-    candidates: Vec<(usize, Option<Arc<Upstream>>)>,
+    members: Arc<Members>,
     upstream: Arc<Upstream>,
     repo: RepoName,
     digest: Digest,
@@ -134,18 +129,15 @@ pub(super) struct MemberBlob {
 impl Source for MemberBlob {
     fn open(&self, offset: u64) -> BoxFuture<'_, Result<Opened, SourceError>> {
         Box::pin(async move {
-            for (index, client) in &self.candidates {
-                let Some(client) = client else { break };
-                if !self.fleet.is_up(*index) {
-                    continue;
-                }
-                match client.open_blob(&self.repo, &self.digest, offset).await {
-                    Ok(stream) => return Ok(opened(stream, &self.permit)),
-                    Err(e) if e.is_outage() => self.fleet.pass_over(*index, "blob", &e),
-                    Err(e) => return Err(Arc::new(e) as SourceError),
-                }
-            }
-            let stream = self.upstream.open_blob(&self.repo, &self.digest, offset).await;
+            let (repo, digest) = (&self.repo, &self.digest);
+            let key = digest.to_string();
+            let asked = (self.members)
+                .ask(&key, |member| member.open_blob(repo, digest, offset))
+                .await;
+            let stream = match asked {
+                Some(stream) => stream,
+                None => self.upstream.open_blob(repo, digest, offset).await,
+            };
             let stream = stream.map_err(|e| Arc::new(e) as SourceError)?;
             Ok(opened(stream, &self.permit))
         })

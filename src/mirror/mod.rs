@@ -49,7 +49,7 @@ pub struct Mirror {
     max_stale: Option<Duration>,
     tag_lists: moka::sync::Cache<(RepoName, Option<String>), TagList>,
     /// The other members of the fleet, when this instance is in one.
-    members: Option<members::Members>,
+    members: Option<Arc<members::Members>>,
 }
 
 /// Where an answer came from, for the request log.
@@ -114,7 +114,8 @@ impl Mirror {
         fleet: Option<&Arc<Fleet>>,
     ) -> io::Result<Mirror> {
         let failed = |e: crate::upstream::Error| io::Error::other(format!("registry {}: {e}", registry.registry));
-        let members = fleet.map(|fleet| members::Members::new(fleet, &registry.registry, config, &metrics));
+        let members =
+            fleet.map(|fleet| members::Members::new(fleet, &registry.registry, config, &metrics).map(Arc::new));
         let upstream = Upstream::new(
             registry.url.clone(),
             registry.credentials.clone(),
