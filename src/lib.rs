@@ -22,6 +22,7 @@ pub mod access;
 pub mod airgap;
 pub mod api;
 pub mod body;
+pub mod bucket;
 pub mod cache;
 pub mod certs;
 pub mod cli;

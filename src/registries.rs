@@ -57,6 +57,7 @@ impl Registries {
         let cache = Arc::new(Cache::load(&config.data_dir, mirror::limits(config), metrics.clone())?);
         let transfers = Transfers::new(mirror::transfer_limits(config), metrics.clone());
         let fleet = config.fleet.as_ref().map(Fleet::new);
+        let bucket = mirror::bucket(config)?;
         let mirrors = (config.all_registries().iter())
             .map(|registry| {
                 Mirror::on(
@@ -66,12 +67,16 @@ impl Registries {
                     metrics.clone(),
                     transfers.clone(),
                     fleet.as_ref(),
+                    bucket.clone(),
                 )
             })
             .collect::<io::Result<Vec<_>>>()?;
         if let Some(fleet) = &fleet {
             fleet.watch(config.dns.clone()).map_err(io::Error::other)?;
             tracing::info!(members = fleet.config().members.len(), me = %fleet.url(fleet.me()), "in a fleet");
+        }
+        if let Some(bucket) = &config.bucket {
+            tracing::info!(endpoint = %bucket.endpoint, bucket = %bucket.name, "sharing a bucket as the store");
         }
         for mirror in &mirrors {
             tracing::info!(registry = %mirror.registry(), upstream = %mirror.upstream().base(), "mirroring");

@@ -259,7 +259,11 @@ impl Cache {
     }
 
     pub async fn set_tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag, digest: &Digest) -> io::Result<()> {
-        let record = TagRecord::new(digest);
+        self.keep_tag(registry, repo, tag, TagRecord::new(digest)).await
+    }
+
+    /// Keeps a tag record as another instance made it, with the time it was checked then.
+    pub async fn keep_tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag, record: TagRecord) -> io::Result<()> {
         self.index.set_tag(registry, repo, tag, record.clone());
         self.store.put_tag(registry, repo, tag, &record).await
     }

@@ -4,6 +4,7 @@
 //! `options` defines each option once; `file` reads the config file into the same shape;
 //! `parse` holds the value parsers both use; `registries` the upstreams and their logins.
 
+mod bucket;
 pub(crate) mod file;
 mod fleet;
 mod options;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use http::Uri;
 
+pub use self::bucket::{BucketConfig, BucketCredentials};
 pub use self::fleet::FleetConfig;
 pub use self::options::ServeOptions;
 pub use self::registries::{env_credentials, Credentials, FileRegistry, RegistryConfig};
@@ -81,6 +83,8 @@ pub enum Error {
     HostedCollides(Registry),
     #[error("fleet: {0}")]
     Fleet(String),
+    #[error("bucket: {0}")]
+    Bucket(String),
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +135,8 @@ pub struct Config {
     pub upload_max_age: Duration,
     /// The instances sharing this one's work; `None`: it works alone.
     pub fleet: Option<FleetConfig>,
+    /// The S3 bucket shared as the store; `None`: the data directory alone.
+    pub bucket: Option<BucketConfig>,
     /// How upstream host names resolve: the system's resolver, unless a test or an embedder
     /// fixes them.
     pub dns: Dns,
@@ -193,6 +199,7 @@ impl Config {
             hosted: None,
             upload_max_age: DEFAULT_UPLOAD_MAX_AGE,
             fleet: None,
+            bucket: None,
             dns: Dns::System,
         }
     }
@@ -252,6 +259,12 @@ impl Config {
             dir: data_dir.join("certs"),
         });
         let fleet = fleet::from_options(given.fleet, given.fleet_self, given.fleet_key_file, given.fleet_ca)?;
+        let bucket = bucket::from_options(
+            given.bucket,
+            given.bucket_region,
+            given.bucket_virtual_host,
+            given.bucket_credentials,
+        )?;
         let config = Config {
             listen: given.listen.unwrap_or(DEFAULT_LISTEN),
             data_dir,
@@ -281,6 +294,7 @@ impl Config {
             hosted: given.hosted_namespace,
             upload_max_age: given.upload_max_age.unwrap_or(DEFAULT_UPLOAD_MAX_AGE),
             fleet,
+            bucket,
             dns: Dns::System,
         };
         config.check_hosted()?;

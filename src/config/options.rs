@@ -215,6 +215,28 @@ layered! {
         #[arg(long, env = "REGMIRROR_FLEET_CA")]
         pub fleet_ca: Option<PathBuf>,
 
+        /// S3 bucket shared as the store, endpoint and bucket name as one URL
+        /// (`http://garage.lan:3900/regmirror`); the data directory becomes a read-through tier
+        /// in front of it [default: none, the data directory alone].
+        #[arg(long, env = "REGMIRROR_BUCKET", value_parser = parse::bucket)]
+        #[serde(default, deserialize_with = "parse::de::bucket")]
+        pub bucket: Option<url::Url>,
+
+        /// Region the bucket's requests are signed for (`garage` for Garage's default)
+        /// [default: us-east-1].
+        #[arg(long, env = "REGMIRROR_BUCKET_REGION")]
+        pub bucket_region: Option<String>,
+
+        /// Address the bucket as a host name (`name.endpoint`) instead of a path.
+        #[arg(long, env = "REGMIRROR_BUCKET_VIRTUAL_HOST", value_parser = BoolishValueParser::new())]
+        #[serde(default)]
+        pub bucket_virtual_host: bool,
+
+        /// TOML file with the bucket's `access_key_id` and `secret_access_key` [default:
+        /// $CREDENTIALS_DIRECTORY/bucket, else AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY].
+        #[arg(long, env = "REGMIRROR_BUCKET_CREDENTIALS")]
+        pub bucket_credentials: Option<PathBuf>,
+
         /// Never contact the upstream: serve only what the cache holds (air-gapped sites).
         #[arg(long, env = "REGMIRROR_OFFLINE", value_parser = BoolishValueParser::new())]
         #[serde(default)]

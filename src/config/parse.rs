@@ -34,6 +34,17 @@ pub fn size(value: &str) -> Result<u64, String> {
         .map_err(|e| format!("{e} (expected a number with an optional unit: B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)"))
 }
 
+/// An S3 bucket's URL: http(s), a host, and the bucket's name as the path (checked when the
+/// options are put together).
+pub fn bucket(value: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(value).map_err(|e| e.to_string())?;
+    match (url.scheme(), url.host(), url.query()) {
+        ("http" | "https", Some(_), None) if url.username().is_empty() && url.password().is_none() => Ok(url),
+        ("http" | "https", Some(_), _) => Err("credentials and queries do not belong in the bucket URL".to_owned()),
+        _ => Err("expected an http:// or https:// URL".to_owned()),
+    }
+}
+
 /// A whole number from 1 up: how many of something may run at a time.
 pub fn count(value: &str) -> Result<usize, String> {
     match value.trim().parse::<usize>() {
@@ -143,6 +154,10 @@ pub mod de {
 
     pub fn upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Uri>, D::Error> {
         optional(d, super::upstream)
+    }
+
+    pub fn bucket<'de, D: Deserializer<'de>>(d: D) -> Result<Option<url::Url>, D::Error> {
+        optional(d, super::bucket)
     }
 
     /// A TOML array of URLs.

@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
 use super::isolation::Kind;
+use super::shared::Fetched;
 use super::transfers::{Permit, Requester};
 use super::{Error, Mirror, Want};
 use crate::body::Body;
@@ -100,7 +101,19 @@ impl Mirror {
         match self.cache.find_or_claim(asked.digest).await? {
             // Fetched through this repository: the upstream's answer is the confirmation.
             Lookup::Claimed(claim) => {
-                let fill = claim.start(self.source(asked, permit), asked.described());
+                let fill = match self.blob_in_bucket(asked.digest).await {
+                    Some(shared) => {
+                        drop(permit);
+                        self.confirm_unless_linked(asked).await?;
+                        claim.start(shared, asked.described())
+                    }
+                    None => {
+                        let fetched = Fetched::default();
+                        let fill = claim.start(self.source(asked, permit, &fetched), asked.described());
+                        self.publish_blob(fill.clone(), asked.digest, fetched);
+                        fill
+                    }
+                };
                 let answer = self.follow(asked, fill, Want::Body).await?;
                 self.link(asked.repo, asked.digest, None).await?;
                 Ok(answer)
@@ -204,33 +217,37 @@ impl Mirror {
 
     /// The fill's source: always through this repository, and through the registry again on
     /// every resume, never a cached redirect. It holds the transfer's place for as long as
-    /// the fill runs. In a fleet, the member that owns the blob is asked first.
-    fn source(&self, asked: &Asked<'_>, permit: Permit) -> Box<dyn Source> {
+    /// the fill runs. In a fleet, the member that owns the blob is asked first. `fetched`
+    /// records whether the upstream was read.
+    fn source(&self, asked: &Asked<'_>, permit: Permit, fetched: &Fetched) -> Box<dyn Source> {
         let permit = Arc::new(permit);
-        let from_member = (self.members.as_ref())
-            .and_then(|members| members.source(&self.upstream, asked.repo, asked.digest, permit.clone()));
-        match from_member {
-            Some(source) => Box::new(source),
-            None => Box::new(UpstreamBlob {
-                upstream: self.upstream.clone(),
-                repo: asked.repo.clone(),
-                digest: asked.digest.clone(),
-                permit,
-            }),
+        let upstream = UpstreamBlob {
+            upstream: self.upstream.clone(),
+            repo: asked.repo.clone(),
+            digest: asked.digest.clone(),
+            permit,
+            fetched: fetched.clone(),
+        };
+        match &self.members {
+            Some(members) => members.source(upstream),
+            None => Box::new(upstream),
         }
     }
 }
 
-struct UpstreamBlob {
+/// The blob from this instance's upstream, through one repository.
+pub(super) struct UpstreamBlob {
     upstream: Arc<Upstream>,
-    repo: RepoName,
-    digest: Digest,
-    permit: Arc<Permit>,
+    pub(super) repo: RepoName,
+    pub(super) digest: Digest,
+    pub(super) permit: Arc<Permit>,
+    fetched: Fetched,
 }
 
 impl Source for UpstreamBlob {
     fn open(&self, offset: u64) -> BoxFuture<'_, Result<Opened, SourceError>> {
         Box::pin(async move {
+            self.fetched.read_upstream();
             let stream = self.upstream.open_blob(&self.repo, &self.digest, offset).await;
             let stream = stream.map_err(|e| Arc::new(e) as SourceError)?;
             Ok(opened(stream, &self.permit))

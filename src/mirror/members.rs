@@ -9,11 +9,9 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::blob::opened;
-use super::transfers::Permit;
+use super::blob::{opened, UpstreamBlob};
 use crate::cache::{Opened, Source, SourceError};
 use crate::config::Config;
-use crate::digest::Digest;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::reference::{Reference, Registry, RepoName, Tag};
@@ -94,52 +92,42 @@ impl Members {
         None
     }
 
-    /// The source for a fill of `digest`, which this instance owns unless a member above it
-    /// in the digest's order is up.
-    pub(super) fn source(
-        self: &Arc<Self>,
-        upstream: &Arc<Upstream>,
-        repo: &RepoName,
-        digest: &Digest,
-        permit: Arc<Permit>,
-    ) -> Option<MemberBlob> {
-        if self.fleet.order(&digest.to_string()).first() == Some(&self.fleet.me()) {
-            return None;
+    /// The source for a fill of the blob `upstream` reads: `upstream` itself when this
+    /// instance owns the blob, which it does unless a member above it in the digest's order
+    /// is up.
+    pub(super) fn source(self: &Arc<Self>, upstream: UpstreamBlob) -> Box<dyn Source> {
+        if self.fleet.order(&upstream.digest.to_string()).first() == Some(&self.fleet.me()) {
+            return Box::new(upstream);
         }
-        Some(MemberBlob {
+        Box::new(MemberBlob {
             members: self.clone(),
-            upstream: upstream.clone(),
-            repo: repo.clone(),
-            digest: digest.clone(),
-            permit,
+            upstream,
         })
     }
 }
 
 /// A fill's source that asks the members in the digest's order, on every open and resume,
 /// and this instance's upstream once the order reaches it.
-pub(super) struct MemberBlob {
+struct MemberBlob {
     members: Arc<Members>,
-    upstream: Arc<Upstream>,
-    repo: RepoName,
-    digest: Digest,
-    permit: Arc<Permit>,
+    upstream: UpstreamBlob,
 }
 
 impl Source for MemberBlob {
     fn open(&self, offset: u64) -> BoxFuture<'_, Result<Opened, SourceError>> {
         Box::pin(async move {
-            let (repo, digest) = (&self.repo, &self.digest);
+            let (repo, digest) = (&self.upstream.repo, &self.upstream.digest);
             let key = digest.to_string();
             let asked = (self.members)
                 .ask(&key, |member| member.open_blob(repo, digest, offset))
                 .await;
-            let stream = match asked {
-                Some(stream) => stream,
-                None => self.upstream.open_blob(repo, digest, offset).await,
-            };
-            let stream = stream.map_err(|e| Arc::new(e) as SourceError)?;
-            Ok(opened(stream, &self.permit))
+            match asked {
+                Some(stream) => Ok(opened(
+                    stream.map_err(|e| Arc::new(e) as SourceError)?,
+                    &self.upstream.permit,
+                )),
+                None => self.upstream.open(offset).await,
+            }
         })
     }
 }

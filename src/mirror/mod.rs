@@ -10,6 +10,7 @@ mod blob;
 mod error;
 mod isolation;
 mod members;
+mod shared;
 mod tags;
 mod transfers;
 
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::bucket::Bucket;
 use crate::cache::store::TagRecord;
 use crate::cache::{Cache, Limits, Manifest};
 use crate::config::{Config, RegistryConfig};
@@ -50,6 +52,8 @@ pub struct Mirror {
     tag_lists: moka::sync::Cache<(RepoName, Option<String>), TagList>,
     /// The other members of the fleet, when this instance is in one.
     members: Option<Arc<members::Members>>,
+    /// The bucket the fleet shares as its store, when there is one.
+    bucket: Option<Arc<Bucket>>,
 }
 
 /// Where an answer came from, for the request log.
@@ -101,7 +105,8 @@ impl Mirror {
         let metrics = Arc::new(Metrics::default());
         let cache = Arc::new(Cache::load(&config.data_dir, limits(config), metrics.clone())?);
         let transfers = Transfers::new(TransferLimits::unbounded(), metrics.clone());
-        Mirror::on(&config.docker_hub(), config, cache, metrics, transfers, None)
+        let bucket = bucket(config)?;
+        Mirror::on(&config.docker_hub(), config, cache, metrics, transfers, None, bucket)
     }
 
     /// The mirror of one registry over a shared cache and shared caps on upstream transfers.
@@ -112,6 +117,7 @@ impl Mirror {
         metrics: Arc<Metrics>,
         transfers: Arc<Transfers>,
         fleet: Option<&Arc<Fleet>>,
+        bucket: Option<Arc<Bucket>>,
     ) -> io::Result<Mirror> {
         let failed = |e: crate::upstream::Error| io::Error::other(format!("registry {}: {e}", registry.registry));
         let members =
@@ -136,6 +142,7 @@ impl Mirror {
             max_stale: config.max_stale,
             tag_lists: tags::tag_list_cache(config.max_stale),
             members: members.transpose().map_err(failed)?,
+            bucket,
         })
     }
 
@@ -160,7 +167,11 @@ impl Mirror {
                 resolved
             }
         };
-        if let Some(cached) = self.cache.manifest(&resolved.digest).await? {
+        let cached = match self.cache.manifest(&resolved.digest).await? {
+            Some(cached) => Some(cached),
+            None => self.manifest_in_bucket(&resolved.digest).await?,
+        };
+        if let Some(cached) = cached {
             if matches!(reference, Reference::Digest(_)) {
                 self.confirm(repo, &resolved.digest, Kind::Manifest).await?;
             }
@@ -194,7 +205,7 @@ impl Mirror {
         if self.offline {
             return self.resolve_offline(repo, tag).await;
         }
-        let known = self.cache.tag(&self.registry, repo, tag).await;
+        let known = self.known_tag(repo, tag).await;
         let known_digest = known.as_ref().map(|r| r.digest.clone());
         if let (Some(record), Some(digest)) = (&known, &known_digest) {
             if record.age() < self.tag_ttl {
@@ -238,17 +249,41 @@ impl Mirror {
         Ok(resolved)
     }
 
+    /// The tag's last check: this instance's, unless the bucket has a fresher one.
+    async fn known_tag(&self, repo: &RepoName, tag: &Tag) -> Option<TagRecord> {
+        let local = self.cache.tag(&self.registry, repo, tag).await;
+        if local.as_ref().is_some_and(|record| record.age() < self.tag_ttl) || self.bucket.is_none() {
+            return local;
+        }
+        let shared = self.tag_in_bucket(repo, tag).await;
+        match (local, shared) {
+            (Some(local), Some(shared)) if local.checked_at >= shared.checked_at => Some(local),
+            (local, None) => local,
+            (_, Some(shared)) => {
+                let kept = self.cache.keep_tag(&self.registry, repo, tag, shared.clone()).await;
+                if let Err(e) = kept {
+                    tracing::warn!(%repo, %tag, error = %e, "cannot keep the bucket's tag record");
+                }
+                Some(shared)
+            }
+        }
+    }
+
     /// A tag's HEAD: in a fleet, from the member that checks this tag for all; else from the
-    /// upstream.
+    /// upstream, and then it goes in the bucket for the others.
     async fn tag_head(&self, repo: &RepoName, tag: &Tag) -> Result<ManifestHead, upstream::Error> {
         let from_member = match &self.members {
             Some(members) => members.head_tag(repo, tag).await,
             None => None,
         };
-        match from_member {
-            Some(answer) => answer,
-            None => self.upstream.head_manifest(repo, &Reference::Tag(tag.clone())).await,
+        if let Some(answer) = from_member {
+            return answer;
         }
+        let head = self.upstream.head_manifest(repo, &Reference::Tag(tag.clone())).await?;
+        if let Some(digest) = &head.digest {
+            self.publish_tag(repo, tag, digest);
+        }
+        Ok(head)
     }
 
     /// Offline, the record on disk is the tag's truth however old it is; it is read afresh
@@ -288,6 +323,7 @@ impl Mirror {
             Some(members) => members.manifest(repo, reference).await,
             None => None,
         };
+        let from_upstream = from_member.is_none();
         let fetched = match from_member {
             Some(answer) => answer,
             None => self.upstream.get_manifest(repo, reference).await,
@@ -323,6 +359,9 @@ impl Mirror {
             media_type,
         };
         self.cache.put_manifest(&actual, &manifest).await?;
+        if from_upstream {
+            self.publish_manifest(&actual, &manifest);
+        }
         Ok((actual, manifest))
     }
 }
@@ -347,6 +386,12 @@ pub fn limits(config: &Config) -> Limits {
         max_blob_size: config.max_blob_size,
         source_idle: config.source_idle,
     }
+}
+
+/// The bucket the configuration names, if any.
+pub fn bucket(config: &Config) -> io::Result<Option<Arc<Bucket>>> {
+    let bucket = config.bucket.as_ref().map(Bucket::new).transpose();
+    Ok(bucket.map_err(io::Error::other)?.map(Arc::new))
 }
 
 /// The caps on upstream transfers as the configuration sets them.

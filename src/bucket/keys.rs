@@ -1,0 +1,56 @@
+//! Where things live in the bucket. The layout follows the data directory's, so an operator
+//! who knows one can read the other:
+//! - `blobs/<alg>/<hex>`: content, blobs and manifests alike, exactly as served;
+//! - `manifests/<alg>/<hex>`: a manifest again, its media type as the object's `Content-Type`
+//!   (so a reader needs one request, and a blob fetched as a blob never becomes a manifest);
+//! - `tags/<registry>/<repo>/_tags/<tag>`: the tag record, as JSON.
+
+use std::fmt;
+
+use crate::digest::Digest;
+use crate::reference::{Registry, RepoName, Tag};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key(String);
+
+impl Key {
+    pub fn blob(digest: &Digest) -> Key {
+        Key(format!("blobs/{}/{}", digest.algorithm().name(), digest.hex()))
+    }
+
+    pub fn manifest(digest: &Digest) -> Key {
+        Key(format!("manifests/{}/{}", digest.algorithm().name(), digest.hex()))
+    }
+
+    pub fn tag(registry: &Registry, repo: &RepoName, tag: &Tag) -> Key {
+        Key(format!("tags/{registry}/{repo}/_tags/{tag}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_data_directory() {
+        let digest = Digest::sha256_of(b"x");
+        assert_eq!(Key::blob(&digest).as_str(), format!("blobs/sha256/{}", digest.hex()));
+        let registry: Registry = "ghcr.io".parse().expect("registry");
+        let repo = RepoName::on(&registry, "org/app").expect("repo");
+        let tag: Tag = "v1".parse().expect("tag");
+        assert_eq!(
+            Key::tag(&registry, &repo, &tag).as_str(),
+            "tags/ghcr.io/org/app/_tags/v1"
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! The shared store: an S3 bucket (Garage, MinIO, AWS) that every instance of a site reads
+//! before its fleet or its upstream, and fills with what it fetched from the upstream.
+//!
+//! Only verified content goes in, and it goes in whole or not at all: a blob is uploaded from
+//! the local copy its fill committed (already checked against its digest), with one PutObject
+//! or, past `multipart::PART_SIZE`, a multipart upload that S3 makes visible only when it is
+//! completed. An upload cut short leaves no object; readers check the digest again anyway.
+//!
+//! Requests are signed by `rusty-s3`, which only builds presigned URLs: they are sent with
+//! hyper like every other request here, so bodies stream both ways and nothing is buffered
+//! beyond a manifest or a tag record.
+
+mod keys;
+mod multipart;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rusty_s3::{Credentials, S3Action, UrlStyle};
+
+use crate::body::{self, Body};
+use crate::config::BucketConfig;
+pub use keys::Key;
+
+/// How long a signed URL stays valid: long enough for the slowest part upload.
+const SIGNED_FOR: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    #[error("the bucket is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the bucket answered {status} to {action} {key}")]
+    Status {
+        status: StatusCode,
+        action: &'static str,
+        key: String,
+    },
+    #[error("the bucket's answer to {action} {key}: {reason}")]
+    Answer {
+        action: &'static str,
+        key: String,
+        reason: String,
+    },
+    #[error("bucket: {0}")]
+    Config(String),
+}
+
+pub struct Bucket {
+    bucket: rusty_s3::Bucket,
+    credentials: Credentials,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+}
+
+/// An object's bytes as the bucket streams them.
+pub struct Object {
+    /// Bytes from the offset asked for to the end.
+    pub len: Option<u64>,
+    pub content_type: Option<String>,
+    pub body: Incoming,
+}
+
+impl Bucket {
+    pub fn new(config: &BucketConfig) -> Result<Bucket, Error> {
+        let style = match config.virtual_host {
+            true => UrlStyle::VirtualHost,
+            false => UrlStyle::Path,
+        };
+        let bucket = rusty_s3::Bucket::new(
+            config.endpoint.clone(),
+            style,
+            config.name.clone(),
+            config.region.clone(),
+        )
+        .map_err(|e| Error::Config(format!("{}: {e}", config.endpoint)))?;
+        let creds = &config.credentials;
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Bucket {
+            bucket,
+            credentials: Credentials::new(creds.access_key_id.clone(), creds.secret_access_key.clone()),
+            client: Client::builder(TokioExecutor::new()).build(https),
+        })
+    }
+
+    /// The object's size; `None` when there is no such object.
+    pub async fn size(&self, key: &Key) -> Result<Option<u64>, Error> {
+        let action = rusty_s3::actions::HeadObject::new(&self.bucket, Some(&self.credentials), key.as_str());
+        let response = self
+            .send(Method::HEAD, action.sign(SIGNED_FOR), &[], body::empty())
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::OK => Ok(Some(length(&response).unwrap_or_default())),
+            status => Err(status_error(status, "HEAD", key)),
+        }
+    }
+
+    /// The object from byte `offset`; `None` when there is no such object.
+    pub async fn get(&self, key: &Key, offset: u64) -> Result<Option<Object>, Error> {
+        let action = rusty_s3::actions::GetObject::new(&self.bucket, Some(&self.credentials), key.as_str());
+        let range = format!("bytes={offset}-");
+        let headers: &[(header::HeaderName, &str)] = match offset {
+            0 => &[],
+            _ => &[(header::RANGE, &range)],
+        };
+        let response = self
+            .send(Method::GET, action.sign(SIGNED_FOR), headers, body::empty())
+            .await?;
+        match (response.status(), offset) {
+            (StatusCode::NOT_FOUND, _) => Ok(None),
+            (StatusCode::OK, 0) | (StatusCode::PARTIAL_CONTENT, 1..) => {
+                let content_type = response.headers().get(header::CONTENT_TYPE);
+                let content_type = content_type.and_then(|v| v.to_str().ok()).map(str::to_owned);
+                Ok(Some(Object {
+                    len: length(&response),
+                    content_type,
+                    body: response.into_body(),
+                }))
+            }
+            (status, _) => Err(status_error(status, "GET", key)),
+        }
+    }
+
+    /// A small object read whole (a manifest, a tag record), refused past `limit` bytes.
+    pub async fn read(&self, key: &Key, limit: usize) -> Result<Option<(Bytes, Option<String>)>, Error> {
+        let Some(object) = self.get(key, 0).await? else {
+            return Ok(None);
+        };
+        let answer = |reason: String| Error::Answer {
+            action: "GET",
+            key: key.to_string(),
+            reason,
+        };
+        let collected = Limited::new(object.body, limit).collect().await;
+        let bytes = collected.map_err(|e| answer(e.to_string()))?.to_bytes();
+        if object.len.is_some_and(|len| len != bytes.len() as u64) {
+            return Err(answer("the object ended short".into()));
+        }
+        Ok(Some((bytes, object.content_type)))
+    }
+
+    /// Stores small bytes whole under `key`.
+    pub async fn put(&self, key: &Key, bytes: Bytes, content_type: Option<&str>) -> Result<(), Error> {
+        let action = rusty_s3::actions::PutObject::new(&self.bucket, Some(&self.credentials), key.as_str());
+        let len = bytes.len().to_string();
+        let mut headers = vec![(header::CONTENT_LENGTH, len.as_str())];
+        headers.extend(content_type.map(|t| (header::CONTENT_TYPE, t)));
+        let response = self
+            .send(Method::PUT, action.sign(SIGNED_FOR), &headers, body::full(bytes))
+            .await?;
+        expect_ok(&response, "PUT", key)
+    }
+
+    pub async fn delete(&self, key: &Key) -> Result<(), Error> {
+        let action = rusty_s3::actions::DeleteObject::new(&self.bucket, Some(&self.credentials), key.as_str());
+        let response = self
+            .send(Method::DELETE, action.sign(SIGNED_FOR), &[], body::empty())
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(()),
+            _ => expect_ok(&response, "DELETE", key),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: url::Url,
+        headers: &[(header::HeaderName, &str)],
+        body: Body,
+    ) -> Result<Response<Incoming>, Error> {
+        let mut request = Request::builder().method(method).uri(url.as_str());
+        for (name, value) in headers {
+            let value = HeaderValue::from_str(value).map_err(|e| Error::Config(e.to_string()))?;
+            request = request.header(name, value);
+        }
+        let request = request.body(body).map_err(|e| Error::Config(e.to_string()))?;
+        let response = self.client.request(request).await;
+        response.map_err(|e| Error::Unreachable(chain(&e)))
+    }
+}
+
+/// The answer's `Content-Length`.
+fn length(response: &Response<Incoming>) -> Option<u64> {
+    let value = response.headers().get(header::CONTENT_LENGTH)?;
+    value.to_str().ok()?.parse().ok()
+}
+
+fn expect_ok(response: &Response<Incoming>, action: &'static str, key: &Key) -> Result<(), Error> {
+    match response.status() {
+        status if status.is_success() => Ok(()),
+        status => Err(status_error(status, action, key)),
+    }
+}
+
+fn status_error(status: StatusCode, action: &'static str, key: &Key) -> Error {
+    Error::Status {
+        status,
+        action,
+        key: key.to_string(),
+    }
+}
+
+/// An error with its causes, which is where hyper keeps the reason a connection failed.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,122 @@
+//! Uploading a verified local file: one PutObject up to `PART_SIZE`, a multipart upload past
+//! it. Each request's body streams from the file (`body::file`), so memory stays at a few
+//! read chunks whatever the size. The multipart upload is completed only when every part is
+//! in, and aborted on any failure: S3 shows an object only once it is completed, so readers
+//! never see part of one. An instance that dies mid-upload leaves parts no reader can see;
+//! the bucket's lifecycle rule (or Garage's `bucket cleanup-incomplete-uploads`) drops them.
+
+use bytes::Bytes;
+use http::{header, Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use rusty_s3::actions::{AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, PutObject, UploadPart};
+use rusty_s3::S3Action;
+
+use super::{expect_ok, status_error, Bucket, Error, Key, SIGNED_FOR};
+use crate::body;
+
+/// Part size: S3 wants at least 5 MiB per part but the last; 16 MiB keeps a 1 GiB blob at 64
+/// requests.
+pub const PART_SIZE: u64 = 16 << 20;
+/// S3 takes at most this many parts; bigger files get bigger parts.
+const MAX_PARTS: u64 = 10_000;
+/// Answers to multipart requests are a few hundred bytes of XML.
+const ANSWER_LIMIT: usize = 64 << 10;
+
+impl Bucket {
+    /// Uploads the `size` bytes of `file` under `key`, visible only once all of them are in.
+    pub async fn upload(&self, key: &Key, file: &std::fs::File, size: u64) -> Result<(), Error> {
+        if size <= PART_SIZE {
+            return self.put_file(file, size, key).await;
+        }
+        let action = CreateMultipartUpload::new(&self.bucket, Some(&self.credentials), key.as_str());
+        let response = self
+            .send(Method::POST, action.sign(SIGNED_FOR), &[], body::empty())
+            .await?;
+        expect_ok(&response, "POST ?uploads", key)?;
+        let text = answer_text(response.into_body(), key).await?;
+        let created = CreateMultipartUpload::parse_response(&text).map_err(|e| bad_answer(key, e))?;
+        let upload_id = created.upload_id();
+        match self.upload_parts(key, upload_id, file, size).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let abort = AbortMultipartUpload::new(&self.bucket, Some(&self.credentials), key.as_str(), upload_id);
+                // The upload failed already; an abort that fails too leaves parts for the sweep.
+                let _ = self
+                    .send(Method::DELETE, abort.sign(SIGNED_FOR), &[], body::empty())
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(&self, key: &Key, upload_id: &str, file: &std::fs::File, size: u64) -> Result<(), Error> {
+        let part_size = PART_SIZE.max(size.div_ceil(MAX_PARTS));
+        let mut etags = Vec::new();
+        for (index, start) in (0..size).step_by(part_size as usize).enumerate() {
+            let number = u16::try_from(index + 1).map_err(|_| Error::Config("too many parts".into()))?;
+            let len = part_size.min(size - start);
+            let etag = self.put_part(file, start, len, key, (number, upload_id)).await?;
+            etags.push(etag);
+        }
+        let etags = etags.iter().map(String::as_str);
+        let action =
+            CompleteMultipartUpload::new(&self.bucket, Some(&self.credentials), key.as_str(), upload_id, etags);
+        let url = action.sign(SIGNED_FOR);
+        let response = self.send(Method::POST, url, &[], body::full(action.body())).await?;
+        expect_ok(&response, "POST ?uploadId", key)?;
+        // S3 may answer 200 and still fail the completion, with an error in the body.
+        let text = answer_text(response.into_body(), key).await?;
+        rusty_s3::actions::CompleteMultipartUploadResponse::parse(&text).map_err(|e| bad_answer(key, e))?;
+        Ok(())
+    }
+
+    /// PUTs `len` bytes of `file` from `start` as part `number` of upload `id`; its ETag.
+    async fn put_part(
+        &self,
+        file: &std::fs::File,
+        start: u64,
+        len: u64,
+        key: &Key,
+        (number, id): (u16, &str),
+    ) -> Result<String, Error> {
+        let action = UploadPart::new(&self.bucket, Some(&self.credentials), key.as_str(), number, id);
+        let url = action.sign(SIGNED_FOR);
+        let reader = file.try_clone().map_err(|e| Error::Config(e.to_string()))?;
+        let length = len.to_string();
+        let headers = [(header::CONTENT_LENGTH, length.as_str())];
+        let response = self
+            .send(Method::PUT, url, &headers, body::file(reader, start, len))
+            .await?;
+        if response.status() != StatusCode::OK {
+            return Err(status_error(response.status(), "PUT part", key));
+        }
+        let etag = response.headers().get(header::ETAG).and_then(|v| v.to_str().ok());
+        etag.map(str::to_owned)
+            .ok_or_else(|| bad_answer(key, "a part with no ETag"))
+    }
+
+    async fn put_file(&self, file: &std::fs::File, len: u64, key: &Key) -> Result<(), Error> {
+        let url = PutObject::new(&self.bucket, Some(&self.credentials), key.as_str()).sign(SIGNED_FOR);
+        let reader = file.try_clone().map_err(|e| Error::Config(e.to_string()))?;
+        let length = len.to_string();
+        let headers = [(header::CONTENT_LENGTH, length.as_str())];
+        let response = self
+            .send(Method::PUT, url, &headers, body::file(reader, 0, len))
+            .await?;
+        expect_ok(&response, "PUT", key)
+    }
+}
+
+async fn answer_text(body: hyper::body::Incoming, key: &Key) -> Result<String, Error> {
+    let collected = Limited::new(body, ANSWER_LIMIT).collect().await;
+    let bytes: Bytes = collected.map_err(|e| bad_answer(key, e))?.to_bytes();
+    String::from_utf8(bytes.to_vec()).map_err(|e| bad_answer(key, e))
+}
+
+fn bad_answer(key: &Key, reason: impl std::fmt::Display) -> Error {
+    Error::Answer {
+        action: "multipart upload",
+        key: key.to_string(),
+        reason: reason.to_string(),
+    }
+}

@@ -1,0 +1,189 @@
+//! The bucket several instances share (`--bucket`), as the mirror uses it: read before the
+//! fleet and the upstream, filled with what this instance fetched from the upstream.
+//!
+//! What comes out of the bucket is checked like anything else: a blob by the fill that
+//! streams it (digest and size), a manifest by hashing it, and content found there is served
+//! through a repository only once it is known to be in that repository, as cached content is.
+//! The bucket failing is never the client's failure: it is logged and the mirror goes on as
+//! if the bucket lacked the content.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::TryStreamExt;
+use http_body_util::BodyDataStream;
+
+use super::{Mirror, TagRecord};
+use crate::bucket::{self, Bucket, Key};
+use crate::cache::{Fill, Lookup, Manifest, Opened, Source, SourceError};
+use crate::digest::{Digest, Hasher};
+use crate::manifest;
+use crate::reference::{RepoName, Tag};
+
+/// Set by a fill's source once it has read from the upstream: what it fetched is then put in
+/// the bucket, and what it read from a member (who puts it there) or the bucket is not.
+#[derive(Clone, Default)]
+pub(super) struct Fetched(Arc<AtomicBool>);
+
+impl Fetched {
+    pub(super) fn read_upstream(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Mirror {
+    /// A source for the blob from the bucket, when it holds the blob.
+    pub(super) async fn blob_in_bucket(&self, digest: &Digest) -> Option<BucketBlob> {
+        let bucket = self.bucket.as_ref()?;
+        let key = Key::blob(digest);
+        match bucket.size(&key).await {
+            Ok(Some(_)) => Some(BucketBlob {
+                bucket: bucket.clone(),
+                key,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "bucket unavailable; asking past it");
+                None
+            }
+        }
+    }
+
+    /// Once the fill has committed the blob, uploads it to the bucket if it came from the
+    /// upstream, in the background: no client waits for it.
+    pub(super) fn publish_blob(&self, fill: Arc<Fill>, digest: &Digest, fetched: Fetched) {
+        let Some(bucket) = self.bucket.clone() else {
+            return;
+        };
+        let (cache, digest) = (self.cache.clone(), digest.clone());
+        tokio::spawn(async move {
+            if !fill.cached().await || !fetched.0.load(Ordering::Relaxed) {
+                return;
+            }
+            let Ok(Lookup::Cached { file, size }) = cache.find(&digest).await else {
+                return;
+            };
+            let key = Key::blob(&digest);
+            let uploaded = match bucket.size(&key).await {
+                Ok(Some(_)) => Ok(()),
+                _ => bucket.upload(&key, &file, size).await,
+            };
+            match uploaded {
+                Ok(()) => tracing::debug!(%digest, size, "blob in the bucket"),
+                Err(e) => tracing::warn!(%digest, error = %e, "cannot put the blob in the bucket"),
+            }
+        });
+    }
+
+    /// A manifest from the bucket, verified against its digest and kept in the cache.
+    pub(super) async fn manifest_in_bucket(&self, digest: &Digest) -> Result<Option<Manifest>, super::Error> {
+        let Some(bucket) = &self.bucket else {
+            return Ok(None);
+        };
+        let read = bucket.read(&Key::manifest(digest), manifest::MAX_SIZE).await;
+        let (bytes, media_type) = match read {
+            Ok(Some((bytes, Some(media_type)))) if manifest::is_manifest(&media_type) => (bytes, media_type),
+            Ok(_) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "bucket unavailable; asking past it");
+                return Ok(None);
+            }
+        };
+        if !hashes_to(&bytes, digest) {
+            tracing::error!(%digest, "the bucket's copy of the manifest does not match its digest; not served");
+            return Ok(None);
+        }
+        let manifest = Manifest {
+            bytes,
+            media_type: Arc::from(media_type),
+        };
+        self.cache.put_manifest(digest, &manifest).await?;
+        Ok(Some(manifest))
+    }
+
+    /// Puts a manifest this instance fetched from the upstream in the bucket, in the background.
+    pub(super) fn publish_manifest(&self, digest: &Digest, manifest: &Manifest) {
+        let Some(bucket) = self.bucket.clone() else {
+            return;
+        };
+        let (digest, bytes, media_type) = (digest.clone(), manifest.bytes.clone(), manifest.media_type.clone());
+        tokio::spawn(async move {
+            let put = bucket.put(&Key::manifest(&digest), bytes, Some(&media_type)).await;
+            if let Err(e) = put {
+                tracing::warn!(%digest, error = %e, "cannot put the manifest in the bucket");
+            }
+        });
+    }
+
+    /// The tag's record in the bucket, as another instance last checked it.
+    pub(super) async fn tag_in_bucket(&self, repo: &RepoName, tag: &Tag) -> Option<TagRecord> {
+        let bucket = self.bucket.as_ref()?;
+        let read = bucket
+            .read(&Key::tag(&self.registry, repo, tag), TAG_RECORD_LIMIT)
+            .await;
+        match read {
+            Ok(Some((bytes, _))) => serde_json::from_slice(&bytes).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(%repo, %tag, error = %e, "bucket unavailable; asking past it");
+                None
+            }
+        }
+    }
+
+    /// Puts a tag this instance checked with the upstream in the bucket, in the background.
+    pub(super) fn publish_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) {
+        let Some(bucket) = self.bucket.clone() else {
+            return;
+        };
+        let key = Key::tag(&self.registry, repo, tag);
+        let Ok(record) = serde_json::to_vec(&TagRecord::new(digest)) else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = bucket.put(&key, Bytes::from(record), Some("application/json")).await {
+                tracing::warn!(%key, error = %e, "cannot put the tag in the bucket");
+            }
+        });
+    }
+}
+
+/// A tag record is under a hundred bytes; anything much bigger is not one.
+const TAG_RECORD_LIMIT: usize = 4096;
+
+fn hashes_to(bytes: &[u8], digest: &Digest) -> bool {
+    let mut hasher = Hasher::new(digest.algorithm());
+    hasher.update(bytes);
+    hasher.finish() == *digest
+}
+
+/// A fill's source reading the bucket's copy of a blob, resumed with a range.
+pub(super) struct BucketBlob {
+    bucket: Arc<Bucket>,
+    key: Key,
+}
+
+impl Source for BucketBlob {
+    fn open(&self, offset: u64) -> BoxFuture<'_, Result<Opened, SourceError>> {
+        Box::pin(async move {
+            let object = self.bucket.get(&self.key, offset).await.map_err(source_error)?;
+            let gone = || bucket::Error::Answer {
+                action: "GET",
+                key: self.key.to_string(),
+                reason: "the object is gone".into(),
+            };
+            let object = object.ok_or_else(gone).map_err(source_error)?;
+            let bytes = BodyDataStream::new(object.body).map_err(std::io::Error::other);
+            Ok(Opened {
+                size: object.len.map(|len| len + offset),
+                bytes: Box::pin(bytes),
+            })
+        })
+    }
+}
+
+fn source_error(error: bucket::Error) -> SourceError {
+    Arc::new(error)
+}
