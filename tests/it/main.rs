@@ -15,6 +15,7 @@ mod airgap;
 mod auth;
 mod blob_sizes;
 mod blobs;
+mod bucket;
 mod concurrency;
 mod config;
 mod connections;

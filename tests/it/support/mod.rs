@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod data_dir;
 pub mod fake_registry;
 pub mod fleet;
+pub mod garage;
 pub mod metrics;
 pub mod mirror;
 pub mod mtls;

@@ -1,0 +1,219 @@
+//! A bucket shared as the store (`--bucket`), against a real one-node Garage: what one
+//! instance fetched from the upstream another reads from the bucket, costing the upstream
+//! nothing; only verified content goes in, whole (a multipart upload cut short leaves no
+//! object); a bucket object that does not match its digest is never served; and the data
+//! directory, bounded, is a read-through tier in front of the bucket.
+//!
+//! Run by `.ci/run` with `REGMIRROR_GARAGE` naming a garage binary:
+//! `cargo test --test it bucket -- --ignored`.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use regmirror::bucket::{Bucket, Key};
+use regmirror::digest::Digest;
+
+use crate::support::content::{random_bytes, Blob, MIB};
+use crate::support::garage::Garage;
+use crate::support::mirror::assert_not_delivered;
+use crate::support::{FakeRegistry, Fault, Format, Mirror, Target};
+
+const REPO: &str = "library/redis";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn key(digest: &str) -> Key {
+    Key::blob(&digest.parse::<Digest>().expect("digest"))
+}
+
+/// Waits, bounded, until the bucket holds `key`; its bytes.
+async fn in_bucket(bucket: &Bucket, key: &Key) -> Bytes {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(object) = bucket.get(key, 0).await.expect("bucket GET") {
+            return object.body.collect().await.expect("object body").to_bytes();
+        }
+        assert!(Instant::now() < deadline, "{key} never reached the bucket");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn mirror_on(upstream: &FakeRegistry, garage: &Garage) -> Mirror {
+    let bucket = garage.config();
+    Mirror::builder(upstream)
+        .configure(|c| c.bucket = Some(bucket))
+        .start()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn what_one_instance_fetched_the_next_reads_from_the_bucket() {
+    let garage = Garage::start();
+    let upstream = FakeRegistry::start().await;
+    let image = upstream.push_image(REPO, "7", Format::Oci);
+    // Over the part size: it goes in as a multipart upload.
+    let big = Blob::new(random_bytes(20 * MIB));
+    upstream.add_blob(REPO, big.bytes.clone());
+
+    let first = mirror_on(&upstream, &garage).await;
+    first
+        .get_manifest(&format!("/v2/{REPO}/manifests/7"))
+        .await
+        .assert_manifest(&image.manifest);
+    for blob in image.layers.iter().chain([&image.config, &big]) {
+        first
+            .get(&format!("/v2/{REPO}/blobs/{}", blob.digest))
+            .await
+            .assert_blob(blob);
+    }
+    let bucket = garage.client();
+    for blob in image.layers.iter().chain([&image.config, &big]) {
+        assert_eq!(
+            in_bucket(&bucket, &key(&blob.digest)).await,
+            blob.bytes,
+            "{}",
+            blob.digest
+        );
+    }
+    let manifest = Key::manifest(&image.manifest.digest.parse().expect("digest"));
+    assert_eq!(in_bucket(&bucket, &manifest).await, image.manifest.bytes);
+    let asked_before = upstream.total();
+
+    let second = mirror_on(&upstream, &garage).await;
+    second
+        .get_manifest(&format!("/v2/{REPO}/manifests/7"))
+        .await
+        .assert_manifest(&image.manifest);
+    for blob in image.layers.iter().chain([&image.config]) {
+        second
+            .get(&format!("/v2/{REPO}/blobs/{}", blob.digest))
+            .await
+            .assert_blob(blob);
+    }
+    assert_eq!(
+        upstream.total(),
+        asked_before,
+        "the second instance read the tag, manifest and blobs from the bucket"
+    );
+    second
+        .get(&format!("/v2/{REPO}/blobs/{}", big.digest))
+        .await
+        .assert_blob(&big);
+    assert_eq!(upstream.blob_gets(&big.digest), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn only_verified_blobs_reach_the_bucket() {
+    let garage = Garage::start();
+    let upstream = FakeRegistry::start().await;
+    let blob = Blob::new(random_bytes(MIB));
+    upstream.add_blob(REPO, blob.bytes.clone());
+    upstream.fail_next(Target::reference(&blob.digest), 1, Fault::CorruptByte);
+    let mirror = mirror_on(&upstream, &garage).await;
+    let path = format!("/v2/{REPO}/blobs/{}", blob.digest);
+
+    assert_not_delivered(&mirror.try_send(http::Method::GET, &path, &[]).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let bucket = garage.client();
+    assert_eq!(
+        bucket.size(&key(&blob.digest)).await.expect("HEAD"),
+        None,
+        "bad bytes stay out"
+    );
+
+    mirror.get(&path).await.assert_blob(&blob);
+    assert_eq!(in_bucket(&bucket, &key(&blob.digest)).await, blob.bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn an_upload_cut_short_leaves_nothing_visible() {
+    let garage = Garage::start();
+    let bucket = garage.client();
+    let bytes = random_bytes(40 * MIB);
+    let mut file = tempfile::tempfile().expect("temp file");
+    file.write_all(&bytes[..20 * MIB]).expect("write");
+    let digest = Digest::sha256_of(&bytes);
+
+    // The file ends in the second part: the upload fails there, and is aborted.
+    let cut = bucket.upload(&Key::blob(&digest), &file, bytes.len() as u64).await;
+    assert!(cut.is_err(), "an upload past the file's end fails");
+    assert_eq!(bucket.size(&Key::blob(&digest)).await.expect("HEAD"), None);
+
+    file.write_all(&bytes[20 * MIB..]).expect("write the rest");
+    bucket
+        .upload(&Key::blob(&digest), &file, bytes.len() as u64)
+        .await
+        .expect("upload");
+    assert_eq!(in_bucket(&bucket, &Key::blob(&digest)).await, bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn a_corrupt_object_in_the_bucket_is_never_served() {
+    let garage = Garage::start();
+    let upstream = FakeRegistry::start().await;
+    let blob = Blob::new(random_bytes(MIB));
+    upstream.add_blob(REPO, blob.bytes.clone());
+    let mut lie = blob.bytes.to_vec();
+    lie[MIB / 2] ^= 1;
+    let bucket = garage.client();
+    bucket
+        .put(&key(&blob.digest), Bytes::from(lie), None)
+        .await
+        .expect("PUT");
+    let mirror = mirror_on(&upstream, &garage).await;
+
+    let outcome = mirror
+        .try_send(http::Method::GET, &format!("/v2/{REPO}/blobs/{}", blob.digest), &[])
+        .await;
+    assert_not_delivered(&outcome);
+    assert!(!mirror.data_dir().has_blob(&blob.digest), "nothing cached from the lie");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn the_data_directory_is_a_bounded_tier_in_front_of_the_bucket() {
+    let garage = Garage::start();
+    let upstream = FakeRegistry::start().await;
+    let blobs: Vec<Blob> = (0..6).map(|_| Blob::new(random_bytes(MIB))).collect();
+    for blob in &blobs {
+        upstream.add_blob(REPO, blob.bytes.clone());
+    }
+    let bucket = garage.config();
+    let mirror = Mirror::builder(&upstream)
+        .max_cache_size(3 * MIB as u64)
+        .configure(|c| c.bucket = Some(bucket))
+        .start()
+        .await;
+    let client = garage.client();
+    for blob in &blobs {
+        mirror
+            .get(&format!("/v2/{REPO}/blobs/{}", blob.digest))
+            .await
+            .assert_blob(blob);
+        in_bucket(&client, &key(&blob.digest)).await;
+    }
+    for blob in &blobs {
+        mirror
+            .get(&format!("/v2/{REPO}/blobs/{}", blob.digest))
+            .await
+            .assert_blob(blob);
+    }
+    for blob in &blobs {
+        assert_eq!(
+            upstream.blob_gets(&blob.digest),
+            1,
+            "{} came back from the bucket",
+            blob.digest
+        );
+    }
+    let kept: u64 = mirror.data_dir().blobs().iter().map(|(_, size)| size).sum();
+    assert!(
+        kept <= 4 * MIB as u64,
+        "the data directory stays near its bound: {kept} bytes"
+    );
+}
