@@ -44,6 +44,11 @@
 # the upstream one GET per blob; one instance is killed with SIGKILL during 12 cold pulls of
 # another such image through the other two, which all complete verified; after it restarts,
 # warm pulls from every instance cost the upstream no blob GET.
+# Bucket (stages/bucket.sh): three Garage nodes (replication factor 3) and a second such fleet
+# on one bucket; 16 cold pulls cost one upstream GET per blob and put each blob in the bucket;
+# a Garage node and then an instance are killed with SIGKILL during cold pulls, which all
+# complete verified; after everything restarts (one instance with an empty data directory)
+# every blob in the bucket hashes to its key and warm pulls cost the upstream no blob GET.
 #
 # It runs in its own network and mount namespace (unshare --net --mount): only `lo`, and
 # private bind mounts over /etc/hosts (regmirror.test -> ::1 only; Docker Hub's names ->
@@ -60,8 +65,9 @@
 # Env:   REGMIRROR_BIN  mirror binary (default: <repo>/target/debug/regmirror)
 #        E2E_KEEP=1     keep the temp dir (logs, data) afterwards
 #        RUST_LOG       passed to regmirror (default: info)
+#        REGMIRROR_GARAGE  garage binary for the bucket stage (default: garage on PATH)
 #        E2E_STAGES     which stages run after the shared setup (images, upstream, mirror, each
-#                       client's setup): "clients hosted fleet" (default) or a subset, e.g.
+#                       client's setup): "clients hosted fleet bucket" (default) or a subset, e.g.
 #                       E2E_STAGES=hosted while working on hosted repositories
 # Output ends with `e2e: N passed, M failed`; exit status non-zero on failure.
 # Layout: lib.sh (helpers), stages/*.sh (upstream, mirror, one file per client, hosted*).
@@ -139,7 +145,7 @@ info "private /etc/hosts:"
 sed 's/^/     | /' /etc/hosts
 
 for stage in upstream mirror skopeo podman containerd docker cache offline private tokens \
-    hosted hosted_pull hosted_api fleet; do
+    hosted hosted_pull hosted_api fleet bucket; do
     # shellcheck source=/dev/null
     source "$HERE/stages/$stage.sh"
 done
@@ -148,10 +154,10 @@ done
 # containers/image also reads, so it proves /etc/containers/certs.d.
 CLIENTS=(skopeo podman containerd docker)
 
-E2E_STAGES=${E2E_STAGES:-clients hosted fleet}
+E2E_STAGES=${E2E_STAGES:-clients hosted fleet bucket}
 for stage in $E2E_STAGES; do
-    [[ $stage == clients || $stage == hosted || $stage == fleet ]] \
-        || die "E2E_STAGES: unknown stage '$stage' (clients, hosted, fleet)"
+    [[ $stage == clients || $stage == hosted || $stage == fleet || $stage == bucket ]] \
+        || die "E2E_STAGES: unknown stage '$stage' (clients, hosted, fleet, bucket)"
 done
 # stage_on NAME: whether E2E_STAGES names NAME.
 stage_on() { [[ " $E2E_STAGES " == *" $1 "* ]]; }
@@ -213,6 +219,13 @@ if stage_on fleet; then
     fleet_cold
     fleet_kill
     fleet_warm
+fi
+if stage_on bucket; then
+    bucket_start
+    bucket_cold
+    bucket_kill_garage
+    fleet_kill bucketkill
+    bucket_restart
 fi
 
 # ---------------------------------------------------------------------- result

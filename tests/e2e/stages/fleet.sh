@@ -4,9 +4,12 @@
 # upstream one GET per blob; a second such image is pulled while one instance is killed with
 # SIGKILL, and every pull aimed at the other two completes with the right digests; after the
 # killed one restarts, warm pulls from every instance cost the upstream nothing.
-# Sets: FLEET_PIDS, FLEET_PORTS.
+# Sets: FLEET_PIDS, FLEET_PORTS. stages/bucket.sh runs a second fleet with the same helpers:
+# FLEET_NAME names its logs and data directories, FLEET_BUCKETS gives each instance its bucket.
 
 FLEET_SIZE=3
+FLEET_NAME=fleet
+FLEET_BUCKETS=()
 
 # fleet_image NAME: an OCI layout at $TMP/fleet-images/NAME:1 with three 20 MiB random layers.
 fleet_image() {
@@ -58,29 +61,32 @@ fleet_push() {
     printf 'sha256:%s\n' "$(sha256_of "$manifest")"
 }
 
-# fleet_serve N: start instance N (0-based) on its port, in the fleet.
+# fleet_serve N: start instance N (0-based) on its port, in the fleet (on its bucket, if any).
 fleet_serve() {
-    local n=$1 members="" p
+    local n=$1 members="" p bucket=()
     for p in "${FLEET_PORTS[@]}"; do members+="${members:+,}https://$MIRROR_NAME:$p"; done
-    start_bg "regmirror-fleet-$n" "$TMP/fleet-$n.log" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
-        "$REGMIRROR_BIN" serve --listen "[::1]:${FLEET_PORTS[n]}" --data-dir "$TMP/fleet-data-$n" \
+    if [[ -n ${FLEET_BUCKETS[n]:-} ]]; then
+        bucket=(--bucket "${FLEET_BUCKETS[n]}" --bucket-region garage --bucket-credentials "$TMP/bucket.toml")
+    fi
+    start_bg "regmirror-$FLEET_NAME-$n" "$TMP/$FLEET_NAME-$n.log" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
+        "$REGMIRROR_BIN" serve --listen "[::1]:${FLEET_PORTS[n]}" --data-dir "$TMP/$FLEET_NAME-data-$n" \
         --upstream "$UP_URL" --upstream-ca "$UP_CA" --fleet "$members" \
         --fleet-self "https://$MIRROR_NAME:${FLEET_PORTS[n]}" --fleet-key-file "$TMP/fleet.key" \
-        --fleet-ca "$CACERT"
+        --fleet-ca "$CACERT" "${bucket[@]}"
     FLEET_PIDS[n]=$BG_PID
-    wait_http "regmirror-fleet-$n" "$BG_PID" "https://$MIRROR_NAME:${FLEET_PORTS[n]}/v2/" --cacert "$CACERT"
+    wait_http "regmirror-$FLEET_NAME-$n" "$BG_PID" "https://$MIRROR_NAME:${FLEET_PORTS[n]}/v2/" --cacert "$CACERT"
 }
 
 fleet_start() {
-    step "fleet: three regmirror instances sharing one site's upstream work"
+    step "$FLEET_NAME: three regmirror instances sharing one site's upstream work"
     local n
     openssl rand -hex 32 >"$TMP/fleet.key"
     FLEET_PORTS=() FLEET_PIDS=()
     for ((n = 0; n < FLEET_SIZE; n++)); do
         FLEET_PORTS[n]=$(free_port ::1)
-        mkdir -p "$TMP/fleet-data-$n"
-        cp -r "$MDATA/certs" "$TMP/fleet-data-$n/certs"
-        LOG_FILES+=("$TMP/fleet-$n.log")
+        mkdir -p "$TMP/$FLEET_NAME-data-$n"
+        cp -r "$MDATA/certs" "$TMP/$FLEET_NAME-data-$n/certs"
+        LOG_FILES+=("$TMP/$FLEET_NAME-$n.log")
     done
     for ((n = 0; n < FLEET_SIZE; n++)); do fleet_serve "$n"; done
 }
@@ -148,14 +154,15 @@ fleet_cold() {
     info "fleet cold transcript: 16 pulls over $FLEET_SIZE instances; the upstream sent $(fleet_upstream_bytes "$mark" library/fleetbig) blob bytes for an image whose blobs are $(fleet_image_bytes fleetbig) bytes"
 }
 
+# fleet_kill [IMAGE]: a new image (default fleetkill) pulled while instance 0 is killed.
 fleet_kill() {
-    step "fleet: kill -9 one instance while 12 cold pulls run"
-    local digest pids=() i n ok=0 rc mark
-    digest=$(fleet_push fleetkill)
+    step "$FLEET_NAME: kill -9 one instance while 12 cold pulls run"
+    local image=${1:-fleetkill} digest pids=() i n ok=0 rc mark
+    digest=$(fleet_push "$image")
     mark=$(upstream_mark)
     for ((i = 0; i < 12; i++)); do
         n=$((1 + i % 2))
-        fleet_pull "fleetkill-$i" "$n" fleetkill "$digest" &
+        fleet_pull "$image-$i" "$n" "$image" "$digest" &
         pids+=($!)
     done
     sleep 1
@@ -167,8 +174,8 @@ fleet_kill() {
         wait "$i" || rc=$?
         ((rc != 0)) || ok=$((ok + 1))
     done
-    expect_eq "fleet kill -9: pulls through the other two instances completed with the right digests (of 12)" "$ok" 12
-    info "fleet kill -9 transcript: $ok of 12 pulls verified; the upstream sent $(fleet_upstream_bytes "$mark" library/fleetkill) blob bytes for an image whose blobs are $(fleet_image_bytes fleetkill) bytes"
+    expect_eq "$FLEET_NAME kill -9: pulls through the other two instances completed with the right digests (of 12)" "$ok" 12
+    info "$FLEET_NAME kill -9 transcript: $ok of 12 pulls verified; the upstream sent $(fleet_upstream_bytes "$mark" "library/$image") blob bytes for an image whose blobs are $(fleet_image_bytes "$image") bytes"
 }
 
 fleet_warm() {

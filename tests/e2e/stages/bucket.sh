@@ -1,0 +1,168 @@
+# Stage: a fleet on a shared bucket (sourced by run.sh, after fleet.sh, whose helpers it uses).
+# Three Garage nodes on 127.0.0.1 (replication factor 3) hold one bucket; three regmirror
+# instances, in a fleet, each use their own node's S3 endpoint. 16 concurrent cold pulls of a
+# generated 60 MiB image spread over the instances must cost the upstream one GET per blob,
+# and put every blob in the bucket under its digest. One Garage node is killed with SIGKILL
+# during 12 cold pulls of another image, all of which must complete verified; one instance is
+# killed likewise during pulls through the other two. Then everything restarts, one instance
+# with an empty data directory: every object in the bucket must hash to its key (nothing
+# partial is visible), and warm pulls from every instance must cost the upstream no blob GET.
+# Needs garage (REGMIRROR_GARAGE or PATH; .ci/run installs it).
+
+GARAGE_BIN=${REGMIRROR_GARAGE:-$(command -v garage || true)}
+GARAGE_KEY_ID=GK00112233445566778899aabb
+GARAGE_SECRET=$(printf '%064d' 7)
+GARAGE_PIDS=() GARAGE_RPC=() GARAGE_S3=()
+
+garage_cmd() {
+    local n=$1; shift
+    "$GARAGE_BIN" -c "$TMP/garage-$n/garage.toml" "$@"
+}
+
+# garage_node_start N: start Garage node N (its config written on the first start).
+garage_node_start() {
+    local n=$1 dir="$TMP/garage-$1"
+    if [[ ! -f $dir/garage.toml ]]; then
+        mkdir -p "$dir"
+        GARAGE_RPC[n]=$(free_port 127.0.0.1) GARAGE_S3[n]=$(free_port 127.0.0.1)
+        cat >"$dir/garage.toml" <<EOF_TOML
+metadata_dir = "$dir/meta"
+data_dir = "$dir/data"
+db_engine = "sqlite"
+replication_factor = 3
+rpc_bind_addr = "127.0.0.1:${GARAGE_RPC[n]}"
+rpc_public_addr = "127.0.0.1:${GARAGE_RPC[n]}"
+rpc_secret = "$GARAGE_SECRET"
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:${GARAGE_S3[n]}"
+root_domain = ".s3.garage.localhost"
+[admin]
+api_bind_addr = "127.0.0.1:$(free_port 127.0.0.1)"
+EOF_TOML
+        LOG_FILES+=("$dir/garage.log")
+    fi
+    start_bg "garage-$n" "$dir/garage.log" env RUST_LOG=garage=warn "$GARAGE_BIN" -c "$dir/garage.toml" server
+    GARAGE_PIDS[n]=$BG_PID
+    wait_until "garage-$n" "$BG_PID" 100 garage_cmd "$n" node id -q || die "garage node $n did not start"
+}
+
+# garage_retry TRIES CMD...: CMD until it succeeds (the layout takes a moment to spread).
+garage_retry() {
+    local tries=$1 i; shift
+    for ((i = 0; i < tries; i++)); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    "$@"
+}
+
+bucket_start() {
+    step "bucket: three Garage nodes (replication factor 3), one bucket"
+    [[ -x $GARAGE_BIN ]] || die "the bucket stage needs garage (cargo install garage --locked; or set REGMIRROR_GARAGE)"
+    info "garage: $("$GARAGE_BIN" --version 2>&1 | head -1)"
+    local n id
+    for ((n = 0; n < 3; n++)); do garage_node_start "$n"; done
+    for ((n = 1; n < 3; n++)); do
+        id=$(garage_cmd "$n" node id -q)
+        garage_retry 20 garage_cmd 0 node connect "$id" || die "garage: cannot connect node $n"
+    done
+    for ((n = 0; n < 3; n++)); do
+        id=$(garage_cmd "$n" node id -q)
+        garage_retry 20 garage_cmd 0 layout assign -z "dc$n" -c 1G "${id%%@*}" || die "garage: layout of node $n"
+    done
+    garage_retry 20 garage_cmd 0 layout apply --version 1 || die "garage: layout apply"
+    garage_retry 40 garage_cmd 0 bucket create regmirror || die "garage: bucket create"
+    garage_retry 20 garage_cmd 0 key import --yes -n regmirror "$GARAGE_KEY_ID" "$GARAGE_SECRET" || die "garage: key import"
+    garage_retry 20 garage_cmd 0 bucket allow --read --write --owner regmirror --key "$GARAGE_KEY_ID" \
+        || die "garage: bucket allow"
+    printf 'access_key_id = "%s"\nsecret_access_key = "%s"\n' "$GARAGE_KEY_ID" "$GARAGE_SECRET" >"$TMP/bucket.toml"
+    FLEET_NAME=bucketfleet
+    FLEET_BUCKETS=()
+    for ((n = 0; n < 3; n++)); do FLEET_BUCKETS[n]="http://127.0.0.1:${GARAGE_S3[n]}/regmirror"; done
+    fleet_start
+}
+
+# bucket_curl N PATH: a signed GET of PATH in the bucket, through Garage node N.
+bucket_curl() {
+    curl -fsS --max-time 60 --aws-sigv4 "aws:amz:garage:s3" --user "$GARAGE_KEY_ID:$GARAGE_SECRET" \
+        "http://127.0.0.1:${GARAGE_S3[$1]}/regmirror$2"
+}
+
+# bucket_keys N PREFIX: the keys under PREFIX (one page is plenty here).
+bucket_keys() {
+    bucket_curl "$1" "?list-type=2&prefix=$2" | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g'
+}
+
+# bucket_verified N: passes when every blob in the bucket hashes to its key; prints the count.
+bucket_verified() {
+    local n=$1 key count=0 bad=""
+    while read -r key; do
+        [[ -n $key ]] || continue
+        count=$((count + 1))
+        [[ "$(bucket_curl "$n" "/$key" | sha256sum | cut -d' ' -f1)" == "${key##*/}" ]] || bad+=" $key"
+    done < <(bucket_keys "$n" blobs/)
+    check "bucket: all $count blobs in the bucket hash to their keys" test -z "$bad" -a "$count" -gt 0
+}
+
+bucket_cold() {
+    step "bucket: 16 concurrent cold pulls of a 60 MiB image over three instances on one bucket"
+    local digest mark blobs b missing=""
+    digest=$(fleet_push bucketbig)
+    mapfile -t blobs < <(fleet_blobs bucketbig)
+    mark=$(upstream_mark)
+    fleet_many bucketbig "$digest" 16
+    expect_eq "bucket cold: pulls completed with the right digests (of 16)" "$FLEET_OK" 16
+    upstream_served_once "bucket cold: 16 pulls over 3 instances" "$mark" library/bucketbig "${blobs[@]}"
+    info "bucket cold transcript: 16 pulls over 3 instances on 3 Garage nodes; the upstream sent $(fleet_upstream_bytes "$mark" library/bucketbig) blob bytes for an image whose blobs are $(fleet_image_bytes bucketbig) bytes"
+    for b in "${blobs[@]}"; do
+        wait_until "bucket" "$$" 100 bucket_curl 1 "/blobs/sha256/${b#sha256:}" -o /dev/null || missing+=" $b"
+    done
+    check "bucket cold: every blob of the image is in the bucket" test -z "$missing"
+}
+
+bucket_kill_garage() {
+    step "bucket: kill -9 one Garage node while 12 cold pulls run"
+    local digest pids=() i ok=0 rc mark
+    digest=$(fleet_push bucketnode)
+    mark=$(upstream_mark)
+    for ((i = 0; i < 12; i++)); do
+        fleet_pull "bucketnode-$i" "$((i % 3))" bucketnode "$digest" &
+        pids+=($!)
+    done
+    sleep 1
+    info "killing Garage node 2 (pid ${GARAGE_PIDS[2]}) with SIGKILL"
+    kill -KILL "${GARAGE_PIDS[2]}"
+    wait "${GARAGE_PIDS[2]}" 2>/dev/null || true
+    for i in "${pids[@]}"; do
+        rc=0
+        wait "$i" || rc=$?
+        ((rc != 0)) || ok=$((ok + 1))
+    done
+    expect_eq "bucket, Garage node killed: pulls completed with the right digests (of 12)" "$ok" 12
+    info "bucket Garage kill -9 transcript: $ok of 12 pulls verified; the upstream sent $(fleet_upstream_bytes "$mark" library/bucketnode) blob bytes for an image whose blobs are $(fleet_image_bytes bucketnode) bytes"
+    garage_node_start 2
+}
+
+bucket_restart() {
+    step "bucket: restart every Garage node and instance (one with an empty data directory), then warm pulls"
+    local n mark gets=0 image b digest
+    for n in "${!FLEET_PIDS[@]}"; do stop_pid "${FLEET_PIDS[n]}"; done
+    for n in "${!GARAGE_PIDS[@]}"; do kill -KILL "${GARAGE_PIDS[n]}"; wait "${GARAGE_PIDS[n]}" 2>/dev/null || true; done
+    rm -rf "$TMP/bucketfleet-data-2/blobs" "$TMP/bucketfleet-data-2/manifests" "$TMP/bucketfleet-data-2/tags"
+    for ((n = 0; n < 3; n++)); do garage_node_start "$n"; done
+    for ((n = 0; n < 3; n++)); do fleet_serve "$n"; done
+    wait_until "bucket" "$$" 100 bucket_keys 0 blobs/ || die "the bucket did not come back"
+    bucket_verified 0
+    mark=$(upstream_mark)
+    for image in bucketbig bucketnode bucketkill; do
+        digest="sha256:$(sha256_of "$TMP/fleet-images/$image.manifest")"
+        fleet_many "$image" "$digest" 6
+        expect_eq "bucket warm $image: pulls from every instance completed (of 6)" "$FLEET_OK" 6
+        while read -r b; do gets=$((gets + $(upstream_blob_gets "$mark" "library/$image" "$b"))); done \
+            < <(fleet_blobs "$image")
+    done
+    expect_eq "bucket warm: blob GETs the upstream answered" "$gets" 0
+    for n in "${!FLEET_PIDS[@]}"; do stop_pid "${FLEET_PIDS[n]}"; done
+    for n in "${!GARAGE_PIDS[@]}"; do stop_pid "${GARAGE_PIDS[n]}"; done
+}
