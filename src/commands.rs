@@ -165,7 +165,10 @@ pub fn prefetch(args: PrefetchArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let outcomes = runtime.block_on(async {
         let mirror = Mirror::new(&config).context("cannot open the cache in the data directory")?;
-        anyhow::Ok(prefetch::run(Arc::new(mirror), request).await)
+        let mirror = Arc::new(mirror);
+        let outcomes = prefetch::run(mirror.clone(), request).await;
+        mirror.settle().await;
+        anyhow::Ok(outcomes)
     })?;
     print!("{}", prefetch::table(&outcomes));
     let failures: Vec<String> = outcomes

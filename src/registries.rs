@@ -181,10 +181,13 @@ impl Registries {
         })
     }
 
-    /// Waits for blob commits under way: their clients already have the bytes, so an exit
-    /// now would silently drop blobs from the cache.
+    /// Waits for blob commits under way (their clients already have the bytes, so an exit
+    /// now would silently drop blobs from the cache), then for uploads to the bucket.
     pub async fn settle(&self) {
         self.cache.settle_all().await;
+        for mirror in &self.mirrors {
+            mirror.settle().await;
+        }
     }
 
     pub fn cache_writable(&self) -> bool {

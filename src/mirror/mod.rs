@@ -54,6 +54,7 @@ pub struct Mirror {
     members: Option<Arc<members::Members>>,
     /// The bucket the fleet shares as its store, when there is one.
     bucket: Option<Arc<Bucket>>,
+    uploads: shared::Uploads,
 }
 
 /// Where an answer came from, for the request log.
@@ -143,6 +144,7 @@ impl Mirror {
             tag_lists: tags::tag_list_cache(config.max_stale),
             members: members.transpose().map_err(failed)?,
             bucket,
+            uploads: shared::Uploads::default(),
         })
     }
 
@@ -152,6 +154,11 @@ impl Mirror {
 
     pub fn upstream(&self) -> &Upstream {
         &self.upstream
+    }
+
+    /// Waits for what is being put in the bucket.
+    pub async fn settle(&self) {
+        self.uploads.settle().await;
     }
 
     pub async fn manifest(&self, repo: &RepoName, reference: &Reference, want: Want) -> Result<ManifestAnswer, Error> {

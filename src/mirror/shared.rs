@@ -7,13 +7,15 @@
 //! The bucket failing is never the client's failure: it is logged and the mirror goes on as
 //! if the bucket lacked the content.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::TryStreamExt;
 use http_body_util::BodyDataStream;
+use tokio::task::JoinSet;
 
 use super::{Mirror, TagRecord};
 use crate::bucket::{self, Bucket, Key};
@@ -21,6 +23,25 @@ use crate::cache::{Fill, Lookup, Manifest, Opened, Source, SourceError};
 use crate::digest::{Digest, Hasher};
 use crate::manifest;
 use crate::reference::{RepoName, Tag};
+use crate::sync::LockExt;
+
+/// Uploads to the bucket under way, so that a shutdown or a `prefetch` can wait for them.
+#[derive(Default)]
+pub(super) struct Uploads(Mutex<JoinSet<()>>);
+
+impl Uploads {
+    fn spawn(&self, upload: impl Future<Output = ()> + Send + 'static) {
+        let mut uploads = self.0.locked();
+        // Reap what finished, so the set holds only uploads in flight.
+        while uploads.try_join_next().is_some() {}
+        uploads.spawn(upload);
+    }
+
+    pub(super) async fn settle(&self) {
+        let mut uploads = std::mem::take(&mut *self.0.locked());
+        while uploads.join_next().await.is_some() {}
+    }
+}
 
 /// Set by a fill's source once it has read from the upstream: what it fetched is then put in
 /// the bucket, and what it read from a member (who puts it there) or the bucket is not.
@@ -58,7 +79,7 @@ impl Mirror {
             return;
         };
         let (cache, digest) = (self.cache.clone(), digest.clone());
-        tokio::spawn(async move {
+        self.uploads.spawn(async move {
             if !fill.cached().await || !fetched.0.load(Ordering::Relaxed) {
                 return;
             }
@@ -109,7 +130,7 @@ impl Mirror {
             return;
         };
         let (digest, bytes, media_type) = (digest.clone(), manifest.bytes.clone(), manifest.media_type.clone());
-        tokio::spawn(async move {
+        self.uploads.spawn(async move {
             let put = bucket.put(&Key::manifest(&digest), bytes, Some(&media_type)).await;
             if let Err(e) = put {
                 tracing::warn!(%digest, error = %e, "cannot put the manifest in the bucket");
@@ -142,7 +163,7 @@ impl Mirror {
         let Ok(record) = serde_json::to_vec(&TagRecord::new(digest)) else {
             return;
         };
-        tokio::spawn(async move {
+        self.uploads.spawn(async move {
             if let Err(e) = bucket.put(&key, Bytes::from(record), Some("application/json")).await {
                 tracing::warn!(%key, error = %e, "cannot put the tag in the bucket");
             }
