@@ -222,8 +222,8 @@ layered! {
         #[serde(default, deserialize_with = "parse::de::bucket")]
         pub bucket: Option<url::Url>,
 
-        /// Region the bucket's requests are signed for (`garage` for Garage's default)
-        /// [default: us-east-1].
+        /// Region the bucket's requests are signed for, with --bucket: us-east-1 unless given
+        /// (Garage's is `garage` unless its config says otherwise).
         #[arg(long, env = "REGMIRROR_BUCKET_REGION")]
         pub bucket_region: Option<String>,
 
@@ -232,8 +232,8 @@ layered! {
         #[serde(default)]
         pub bucket_virtual_host: bool,
 
-        /// TOML file with the bucket's `access_key_id` and `secret_access_key` [default:
-        /// $CREDENTIALS_DIRECTORY/bucket, else AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY].
+        /// TOML file with the bucket's `access_key_id` and `secret_access_key`; without it,
+        /// $CREDENTIALS_DIRECTORY/bucket, else AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
         #[arg(long, env = "REGMIRROR_BUCKET_CREDENTIALS")]
         pub bucket_credentials: Option<PathBuf>,
 
