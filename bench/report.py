@@ -75,6 +75,24 @@ row("16 concurrent cold pulls over a 3-instance fleet: upstream blob bytes", "×
     ("abs", "==", 1.0, "a fleet's concurrent cold pulls fetch the image from the upstream exactly once"))
 row("16 concurrent cold pulls over a 3-instance fleet: failed pulls", "pulls",
     {"regmirror": "conc.failed.fleet"}, ("abs", "==", 0, "a fleet's 16 concurrent cold pulls all succeed"))
+# On a one-node Garage bucket (step 8), in regmirror's column beside the local-disk mirror.
+row("GET 1 GiB blob, cold through a bucket (fills it)", "MB/s",
+    {"regmirror": "get.cold.bucket", "direct": "get.cold.direct"})
+row("GET 1 GiB blob from the bucket, empty data directory", "MB/s",
+    {"regmirror": "get.frombucket.regmirror", "direct": "get.http.direct", "nginx": "get.http.nginx"})
+row("GET 1 GiB blob, warm from the data directory (as above)", "MB/s",
+    {"regmirror": "get.http.regmirror", "direct": "get.http.direct"})
+row("peak RSS, 1 GiB cold GET through a bucket and its upload", "MiB", {"regmirror": "rss.getcold.bucket"},
+    ("abs", "<", 64, "peak RSS for a cold 1 GiB blob through S3 < 64 MiB"))
+row("peak RSS, 1 GiB GET from the bucket", "MiB", {"regmirror": "rss.getfrombucket.regmirror"})
+row("cold pull, 60 MiB, through a bucket", "s", {"regmirror": "coldbucket.medium.regmirror", "direct": "cold.medium.direct"})
+row("pull, 60 MiB, from the bucket into an empty data directory", "s",
+    {"regmirror": "frombucket.medium.regmirror", "direct": "cold.medium.direct"})
+row("16 concurrent cold pulls over a 3-instance fleet on one bucket: wall", "s",
+    {"regmirror": "conc.wall.fleetbucket", "direct": "conc.wall.direct"})
+row("16 concurrent cold pulls over a 3-instance fleet on one bucket: upstream blob bytes", "× image",
+    {"regmirror": "conc.upstream.fleetbucket"},
+    ("abs", "==", 1.0, "a fleet on one bucket fetches the image from the upstream exactly once"))
 row("one cold pull (1 GiB): upstream blob bytes", "× image",
     per_server("upstream.cold.big.{s}", ("regmirror", "distribution")))
 row("RSS just before the 1 GiB cold pull", "MiB", per_server("rss.base.cold.{s}", ("regmirror", "distribution")))

@@ -25,6 +25,9 @@
 #   6 regmirror's peak RSS (VmHWM, reset through /proc/PID/clear_refs before each) during
 #     the 1 GiB cold pull, warm pull and GETs
 #   7 restart with 100k cached blobs: exec to TCP accept, to the first 200, and index_ms
+#   8 on a one-node Garage bucket (when garage is installed): the 1 GiB GET cold through it and
+#     from it into an empty data directory, with peak RSS; the 60 MiB pull likewise; 16
+#     concurrent cold pulls over a fleet of three on one bucket, with the upstream's bytes
 #   + criterion micro-benchmarks (benches/hot_paths.rs) and sha256sum on 64 MiB
 #   + perf profiles of regmirror (when perf works; BENCH_PERF=0 skips them)
 # Then bench/report.py prints one table with the ratios and writes bench/RESULTS.md.
@@ -235,11 +238,11 @@ await_http nginx "$NG_PID" "http://$NG/v2/"
 
 # ------------------------------------------------------------ the two proxies
 INSTANCES=0 # numbers each proxy's log: $TMP/NAME-N.log
-# start_regmirror NAME DATA_DIR [TLS]: sets RM (host:port) and RM_PID.
+# start_regmirror NAME DATA_DIR [TLS [ARGS...]]: sets RM (host:port) and RM_PID.
 start_regmirror() {
     local name=$1 data=$2 tls=${3:-} args
     RM="127.0.0.1:$(port)"
-    args=(serve --listen "$RM" --data-dir "$data" --upstream "http://$UP")
+    args=(serve --listen "$RM" --data-dir "$data" --upstream "http://$UP" "${@:4}")
     if [[ -n $tls ]]; then args+=(--tls-cert "$CERT" --tls-key "$KEY"); else args+=(--insecure-http); fi
     INSTANCES=$((INSTANCES + 1))
     spawn "$name" "$TMP/$name-$INSTANCES.log" env NO_COLOR=1 "$BIN" "${args[@]}"
@@ -270,7 +273,8 @@ start_distribution() {
     fi
 }
 # start_fleet: three regmirror instances in one fleet (--fleet, plain HTTP), each with a data
-# directory of its own; sets FLEET_ADDRS and FLEET_PIDS.
+# directory of its own and FLEET_EXTRA's arguments; sets FLEET_ADDRS and FLEET_PIDS.
+FLEET_EXTRA=()
 start_fleet() {
     local n members="" addr
     FLEET_ADDRS=() FLEET_PIDS=()
@@ -281,7 +285,8 @@ start_fleet() {
         INSTANCES=$((INSTANCES + 1))
         spawn "fleet-$n" "$TMP/fleet-$n-$INSTANCES.log" env NO_COLOR=1 "$BIN" serve --insecure-http \
             --listen "${FLEET_ADDRS[n]}" --data-dir "$TMP/fleet-data-$n" --upstream "http://$UP" \
-            --fleet "$members" --fleet-self "http://${FLEET_ADDRS[n]}" --fleet-key-file "$TMP/fleet.key"
+            --fleet "$members" --fleet-self "http://${FLEET_ADDRS[n]}" --fleet-key-file "$TMP/fleet.key" \
+            "${FLEET_EXTRA[@]}"
         FLEET_PIDS[n]=$SPAWNED
         await_http "fleet-$n" "$SPAWNED" "http://${FLEET_ADDRS[n]}/v2/"
     done
@@ -290,6 +295,40 @@ stop_fleet() {
     local pid
     for pid in "${FLEET_PIDS[@]}"; do stop_named "$pid"; done
     rm -rf "$TMP"/fleet-data-*
+}
+
+# start_garage: a one-node Garage on 127.0.0.1 with a key; sets GARAGE_S3, GARAGE_PID.
+GARAGE_KEY_ID=GK00112233445566778899aabb
+start_garage() {
+    local dir="$TMP/garage" id secret rpc
+    secret=$(printf '%064d' 7)
+    GARAGE_S3="127.0.0.1:$(port)" rpc="127.0.0.1:$(port)"
+    mkdir -p "$dir"
+    printf '%s\n' "metadata_dir = \"$dir/meta\"" "data_dir = \"$dir/data\"" 'db_engine = "sqlite"' \
+        'replication_factor = 1' "rpc_bind_addr = \"$rpc\"" "rpc_public_addr = \"$rpc\"" \
+        "rpc_secret = \"$secret\"" \
+        '[s3_api]' 's3_region = "garage"' "api_bind_addr = \"$GARAGE_S3\"" \
+        'root_domain = ".s3.garage.localhost"' >"$dir/garage.toml"
+    spawn garage "$TMP/garage.log" env RUST_LOG=garage=warn "$GARAGE_BIN" -c "$dir/garage.toml" server
+    GARAGE_PID=$SPAWNED
+    for _ in $(seq 100); do id=$(garage_cmd node id -q 2>/dev/null) && break; sleep 0.2; done
+    [[ -n $id ]] || die "garage did not start: $(tail -n 3 "$TMP/garage.log")"
+    garage_cmd layout assign -z dc1 -c 10G "${id%%@*}" >/dev/null
+    garage_cmd layout apply --version 1 >/dev/null
+    garage_cmd key import --yes -n bench "$GARAGE_KEY_ID" "$secret" >/dev/null
+    printf 'access_key_id = "%s"\nsecret_access_key = "%s"\n' "$GARAGE_KEY_ID" "$secret" >"$TMP/bucket.toml"
+}
+garage_cmd() { "$GARAGE_BIN" -c "$TMP/garage/garage.toml" "$@"; }
+# await_object BUCKET KEY: wait (up to 5 minutes) until the bucket holds KEY.
+await_object() {
+    local secret
+    secret=$(printf '%064d' 7)
+    for _ in $(seq 1500); do
+        curl -fsS -o /dev/null --aws-sigv4 "aws:amz:garage:s3" --user "$GARAGE_KEY_ID:$secret" \
+            -I "http://$GARAGE_S3/$1/$2" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    die "$2 never reached bucket $1"
 }
 
 # stop_named PID: stop, and forget it (so stop_all does not wait for it again).
@@ -314,7 +353,7 @@ skopeo_pull() {
 addr_of() { # SERVER [N]: its plain-HTTP address (a fleet's: of its instance N mod 3)
     case $1 in
         direct) echo "$UP" ;; regmirror) echo "$RM" ;; distribution) echo "$DI" ;; nginx) echo "$NG" ;;
-        fleet) echo "${FLEET_ADDRS[$((${2:-0} % 3))]}" ;;
+        fleet | fleetbucket) echo "${FLEET_ADDRS[$((${2:-0} % 3))]}" ;;
     esac
 }
 pid_of() { case $1 in regmirror) echo "$RM_PID" ;; distribution) echo "$DI_PID" ;; *) echo "" ;; esac; }
@@ -491,6 +530,49 @@ for ((round = 1; round <= COLD_REPS; round++)); do
     stop_named "$RM_PID"
     stop_named "$DI_PID"
 done
+
+# ------------------------------------------------------- 8 on a Garage bucket
+# One Garage node on loopback, a fresh bucket per round. Cold: a 1 GiB GET through an instance
+# whose bucket lacks the blob (it fills from the upstream, then uploads), with its peak RSS
+# through the upload; from the bucket: the same GET through an instance with an empty data
+# directory on the now full bucket; pulls likewise; and 16 concurrent cold pulls over a fleet
+# of three on one bucket, with the upstream's bytes.
+GARAGE_BIN=${REGMIRROR_GARAGE:-$(command -v garage || true)}
+if [[ -x $GARAGE_BIN ]]; then
+    say "8: on a Garage bucket, $COLD_REPS rounds"
+    start_garage
+    for ((round = 1; round <= COLD_REPS; round++)); do
+        garage_cmd bucket create "bench-$round" >/dev/null
+        garage_cmd bucket allow --read --write "bench-$round" --key "$GARAGE_KEY_ID" >/dev/null
+        BUCKET_ARGS=(--bucket "http://$GARAGE_S3/bench-$round" --bucket-region garage --bucket-credentials "$TMP/bucket.toml")
+        rm -rf "$TMP"/rm-data
+        start_regmirror regmirror "$TMP/rm-data" "" "${BUCKET_ARGS[@]}"
+        hwm_reset "$RM_PID"
+        get_rate get.cold.bucket "http://$RM$BLOB_PATH" "$RM_PID"
+        await_object "bench-$round" "blobs/sha256/${BIG_LAYER#sha256:}"
+        record rss.getcold.bucket "$(hwm "$RM_PID")" KiB
+        timed_pull coldbucket regmirror medium
+        stop_named "$RM_PID"
+        rm -rf "$TMP"/rm-data
+        start_regmirror regmirror "$TMP/rm-data" "" "${BUCKET_ARGS[@]}"
+        hwm_reset "$RM_PID"
+        get_rate get.frombucket.regmirror "http://$RM$BLOB_PATH" "$RM_PID"
+        record rss.getfrombucket.regmirror "$(hwm "$RM_PID")" KiB
+        timed_pull frombucket regmirror medium
+        stop_named "$RM_PID"
+        rm -rf "$TMP"/rm-data
+        garage_cmd bucket create "bench-fleet-$round" >/dev/null
+        garage_cmd bucket allow --read --write "bench-fleet-$round" --key "$GARAGE_KEY_ID" >/dev/null
+        FLEET_EXTRA=(--bucket "http://$GARAGE_S3/bench-fleet-$round" --bucket-region garage --bucket-credentials "$TMP/bucket.toml")
+        start_fleet
+        concurrent fleetbucket
+        stop_fleet
+        FLEET_EXTRA=()
+    done
+    stop_named "$GARAGE_PID"
+else
+    say "8: skipped (no garage binary: cargo install garage --locked, or set REGMIRROR_GARAGE)"
+fi
 
 # ------------------------------------------------------ profiles (perf, when it works)
 # profile NAME CMD...: perf record of regmirror (RM_PID) while CMD runs; the top symbols
