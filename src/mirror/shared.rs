@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use super::{Mirror, TagRecord};
 use crate::bucket::{self, Bucket, Key};
-use crate::cache::{Fill, Lookup, Manifest, Opened, Source, SourceError};
+use crate::cache::{Fill, Manifest, Opened, Source, SourceError};
 use crate::digest::{Digest, Hasher};
 use crate::manifest;
 use crate::reference::{RepoName, Tag};
@@ -72,20 +72,21 @@ impl Mirror {
         }
     }
 
-    /// Once the fill has committed the blob, uploads it to the bucket if it came from the
-    /// upstream, in the background: no client waits for it.
+    /// Once the fill has verified the blob, uploads it to the bucket if it came from the
+    /// upstream, in the background: no client waits for it. The fill's own handle is read,
+    /// so a blob the bounded data directory evicts at once still reaches the bucket.
     pub(super) fn publish_blob(&self, fill: Arc<Fill>, digest: &Digest, fetched: Fetched) {
         let Some(bucket) = self.bucket.clone() else {
             return;
         };
-        let (cache, digest) = (self.cache.clone(), digest.clone());
+        let digest = digest.clone();
         self.uploads.spawn(async move {
-            if !fill.cached().await || !fetched.0.load(Ordering::Relaxed) {
-                return;
-            }
-            let Ok(Lookup::Cached { file, size }) = cache.find(&digest).await else {
+            let Some((file, size)) = fill.verified().await else {
                 return;
             };
+            if !fetched.0.load(Ordering::Relaxed) {
+                return;
+            }
             let key = Key::blob(&digest);
             let uploaded = match bucket.size(&key).await {
                 Ok(Some(_)) => Ok(()),

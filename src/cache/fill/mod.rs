@@ -189,6 +189,21 @@ impl Fill {
         matches!(done.as_deref(), Ok(Progress::Done { cached: true, .. }))
     }
 
+    /// Once the fill is over, its verified bytes: the spool and their length. The handle
+    /// stays readable whatever becomes of the file (committed, or evicted right after); `None`
+    /// when the fill failed.
+    pub async fn verified(&self) -> Option<(Arc<std::fs::File>, u64)> {
+        let mut rx = self.progress.subscribe();
+        let done = rx
+            .wait_for(|p| matches!(p, Progress::Done { .. } | Progress::Failed(_)))
+            .await;
+        let size = match done.as_deref() {
+            Ok(Progress::Done { size, .. }) => *size,
+            _ => return None,
+        };
+        Some((self.spool.get()?.clone(), size))
+    }
+
     /// Whether the fill has verified its bytes and is committing them.
     pub(super) fn committing(&self) -> bool {
         matches!(*self.progress.borrow(), Progress::Verified { .. })
