@@ -324,7 +324,7 @@ await_object() {
     local secret
     secret=$(printf '%064d' 7)
     for _ in $(seq 1500); do
-        curl -fsS -o /dev/null --aws-sigv4 "aws:amz:garage:s3" --user "$GARAGE_KEY_ID:$secret" \
+        curl -fsS -o /dev/null -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" --aws-sigv4 "aws:amz:garage:s3" --user "$GARAGE_KEY_ID:$secret" \
             -I "http://$GARAGE_S3/$1/$2" 2>/dev/null && return 0
         sleep 0.2
     done

@@ -44,11 +44,13 @@ EOF_TOML
     fi
     start_bg "garage-$n" "$dir/garage.log" env RUST_LOG=garage=warn "$GARAGE_BIN" -c "$dir/garage.toml" server
     GARAGE_PIDS[n]=$BG_PID
-    wait_until "garage-$n" "$BG_PID" 100 garage_cmd "$n" node id -q || die "garage node $n did not start"
+    wait_until "garage-$n" "$BG_PID" 100 "$GARAGE_BIN" -c "$dir/garage.toml" node id -q \
+        || die "garage node $n did not start"
 }
 
-# garage_retry TRIES CMD...: CMD until it succeeds (the layout takes a moment to spread).
-garage_retry() {
+# bucket_retry TRIES CMD...: CMD (a function too, unlike wait_until's) until it succeeds, every
+# 0.5 s, at most TRIES times; the last try's output is shown.
+bucket_retry() {
     local tries=$1 i; shift
     for ((i = 0; i < tries; i++)); do
         "$@" >/dev/null 2>&1 && return 0
@@ -65,16 +67,16 @@ bucket_start() {
     for ((n = 0; n < 3; n++)); do garage_node_start "$n"; done
     for ((n = 1; n < 3; n++)); do
         id=$(garage_cmd "$n" node id -q)
-        garage_retry 20 garage_cmd 0 node connect "$id" || die "garage: cannot connect node $n"
+        bucket_retry 20 garage_cmd 0 node connect "$id" || die "garage: cannot connect node $n"
     done
     for ((n = 0; n < 3; n++)); do
         id=$(garage_cmd "$n" node id -q)
-        garage_retry 20 garage_cmd 0 layout assign -z "dc$n" -c 1G "${id%%@*}" || die "garage: layout of node $n"
+        bucket_retry 20 garage_cmd 0 layout assign -z "dc$n" -c 1G "${id%%@*}" || die "garage: layout of node $n"
     done
-    garage_retry 20 garage_cmd 0 layout apply --version 1 || die "garage: layout apply"
-    garage_retry 40 garage_cmd 0 bucket create regmirror || die "garage: bucket create"
-    garage_retry 20 garage_cmd 0 key import --yes -n regmirror "$GARAGE_KEY_ID" "$GARAGE_SECRET" || die "garage: key import"
-    garage_retry 20 garage_cmd 0 bucket allow --read --write --owner regmirror --key "$GARAGE_KEY_ID" \
+    bucket_retry 20 garage_cmd 0 layout apply --version 1 || die "garage: layout apply"
+    bucket_retry 40 garage_cmd 0 bucket create regmirror || die "garage: bucket create"
+    bucket_retry 20 garage_cmd 0 key import --yes -n regmirror "$GARAGE_KEY_ID" "$GARAGE_SECRET" || die "garage: key import"
+    bucket_retry 20 garage_cmd 0 bucket allow --read --write --owner regmirror --key "$GARAGE_KEY_ID" \
         || die "garage: bucket allow"
     printf 'access_key_id = "%s"\nsecret_access_key = "%s"\n' "$GARAGE_KEY_ID" "$GARAGE_SECRET" >"$TMP/bucket.toml"
     FLEET_NAME=bucketfleet
@@ -83,15 +85,18 @@ bucket_start() {
     fleet_start
 }
 
-# bucket_curl N PATH: a signed GET of PATH in the bucket, through Garage node N.
+# bucket_curl N PATH [CURL ARGS]: a signed GET of PATH in the bucket, through Garage node N
+# (Garage wants x-amz-content-sha256, which curl signs when it is given).
 bucket_curl() {
+    local n=$1 path=$2; shift 2
     curl -fsS --max-time 60 --aws-sigv4 "aws:amz:garage:s3" --user "$GARAGE_KEY_ID:$GARAGE_SECRET" \
-        "http://127.0.0.1:${GARAGE_S3[$1]}/regmirror$2"
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@" "http://127.0.0.1:${GARAGE_S3[n]}/regmirror$path"
 }
 
-# bucket_keys N PREFIX: the keys under PREFIX (one page is plenty here).
+# bucket_keys N PREFIX: the keys under PREFIX (one page is plenty here). The prefix goes
+# percent-encoded: curl signs the query as written.
 bucket_keys() {
-    bucket_curl "$1" "?list-type=2&prefix=$2" | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g'
+    bucket_curl "$1" "?list-type=2&prefix=${2//\//%2F}" | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g'
 }
 
 # bucket_verified N: passes when every blob in the bucket hashes to its key; prints the count.
@@ -116,7 +121,7 @@ bucket_cold() {
     upstream_served_once "bucket cold: 16 pulls over 3 instances" "$mark" library/bucketbig "${blobs[@]}"
     info "bucket cold transcript: 16 pulls over 3 instances on 3 Garage nodes; the upstream sent $(fleet_upstream_bytes "$mark" library/bucketbig) blob bytes for an image whose blobs are $(fleet_image_bytes bucketbig) bytes"
     for b in "${blobs[@]}"; do
-        wait_until "bucket" "$$" 100 bucket_curl 1 "/blobs/sha256/${b#sha256:}" -o /dev/null || missing+=" $b"
+        bucket_retry 60 bucket_curl 1 "/blobs/sha256/${b#sha256:}" -o /dev/null || missing+=" $b"
     done
     check "bucket cold: every blob of the image is in the bucket" test -z "$missing"
 }
@@ -152,7 +157,7 @@ bucket_restart() {
     rm -rf "$TMP/bucketfleet-data-2/blobs" "$TMP/bucketfleet-data-2/manifests" "$TMP/bucketfleet-data-2/tags"
     for ((n = 0; n < 3; n++)); do garage_node_start "$n"; done
     for ((n = 0; n < 3; n++)); do fleet_serve "$n"; done
-    wait_until "bucket" "$$" 100 bucket_keys 0 blobs/ || die "the bucket did not come back"
+    bucket_retry 60 bucket_keys 0 blobs/ >/dev/null || die "the bucket did not come back"
     bucket_verified 0
     mark=$(upstream_mark)
     for image in bucketbig bucketnode bucketkill; do
