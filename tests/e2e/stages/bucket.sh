@@ -59,16 +59,23 @@ bucket_retry() {
     "$@"
 }
 
+# garage_connect: node 0 connects to the others (again, after a restart: a node that was
+# down does not always find its way back alone; `bootstrap_peers` does this in production).
+garage_connect() {
+    local n id
+    for ((n = 1; n < 3; n++)); do
+        id=$(garage_cmd "$n" node id -q)
+        bucket_retry 20 garage_cmd 0 node connect "$id" || die "garage: cannot connect node $n"
+    done
+}
+
 bucket_start() {
     step "bucket: three Garage nodes (replication factor 3), one bucket"
     [[ -x $GARAGE_BIN ]] || die "the bucket stage needs garage (cargo install garage --locked; or set REGMIRROR_GARAGE)"
     info "garage: $("$GARAGE_BIN" --version 2>&1 | head -1)"
     local n id
     for ((n = 0; n < 3; n++)); do garage_node_start "$n"; done
-    for ((n = 1; n < 3; n++)); do
-        id=$(garage_cmd "$n" node id -q)
-        bucket_retry 20 garage_cmd 0 node connect "$id" || die "garage: cannot connect node $n"
-    done
+    garage_connect
     for ((n = 0; n < 3; n++)); do
         id=$(garage_cmd "$n" node id -q)
         bucket_retry 20 garage_cmd 0 layout assign -z "dc$n" -c 1G "${id%%@*}" || die "garage: layout of node $n"
@@ -147,6 +154,7 @@ bucket_kill_garage() {
     expect_eq "bucket, Garage node killed: pulls completed with the right digests (of 12)" "$ok" 12
     info "bucket Garage kill -9 transcript: $ok of 12 pulls verified; the upstream sent $(fleet_upstream_bytes "$mark" library/bucketnode) blob bytes for an image whose blobs are $(fleet_image_bytes bucketnode) bytes"
     garage_node_start 2
+    garage_connect
 }
 
 bucket_restart() {
@@ -156,6 +164,7 @@ bucket_restart() {
     for n in "${!GARAGE_PIDS[@]}"; do kill -KILL "${GARAGE_PIDS[n]}"; wait "${GARAGE_PIDS[n]}" 2>/dev/null || true; done
     rm -rf "$TMP/bucketfleet-data-2/blobs" "$TMP/bucketfleet-data-2/manifests" "$TMP/bucketfleet-data-2/tags"
     for ((n = 0; n < 3; n++)); do garage_node_start "$n"; done
+    garage_connect
     for ((n = 0; n < 3; n++)); do fleet_serve "$n"; done
     # Restarted together, the nodes answer 503 until they have found each other again; the
     # instances would rightly ask past the bucket meanwhile, which is not what is measured here.
