@@ -190,6 +190,28 @@ impl Bucket {
     }
 }
 
+/// Pauses before each new try of a failed write of content: a bucket node restarting, or a
+/// cluster regaining its quorum, is back within the minute they span.
+const RETRY_PAUSES_S: [u64; 6] = [1, 2, 4, 8, 16, 32];
+
+/// `write` until it succeeds, tried again after each of `RETRY_PAUSES_S`; the last error. Only
+/// for content (keys are digests): a retried write never puts back something older.
+pub async fn retried<F, Fut>(write: F) -> Result<(), Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    let mut result = write().await;
+    for pause in RETRY_PAUSES_S {
+        if result.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(pause)).await;
+        result = write().await;
+    }
+    result
+}
+
 /// The answer's `Content-Length`.
 fn length(response: &Response<Incoming>) -> Option<u64> {
     let value = response.headers().get(header::CONTENT_LENGTH)?;
@@ -221,4 +243,38 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn refused() -> Error {
+        Error::Unreachable("connection refused".into())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_write_is_tried_again_for_about_a_minute_then_given_up() {
+        let tries = AtomicUsize::new(0);
+        let third_time_lucky = || async {
+            match tries.fetch_add(1, Ordering::Relaxed) {
+                0 | 1 => Err(refused()),
+                _ => Ok(()),
+            }
+        };
+        assert!(retried(third_time_lucky).await.is_ok());
+        assert_eq!(tries.load(Ordering::Relaxed), 3);
+
+        let tries = AtomicUsize::new(0);
+        let started = tokio::time::Instant::now();
+        let never = || async {
+            tries.fetch_add(1, Ordering::Relaxed);
+            Err(refused())
+        };
+        assert!(retried(never).await.is_err());
+        assert_eq!(tries.load(Ordering::Relaxed), 1 + RETRY_PAUSES_S.len());
+        assert_eq!(started.elapsed(), Duration::from_secs(63));
+    }
 }

@@ -88,10 +88,7 @@ impl Mirror {
                 return;
             }
             let key = Key::blob(&digest);
-            let uploaded = match bucket.size(&key).await {
-                Ok(Some(_)) => Ok(()),
-                _ => bucket.upload(&key, &file, size).await,
-            };
+            let uploaded = bucket::retried(|| upload_unless_there(&bucket, &key, &file, size)).await;
             match uploaded {
                 Ok(()) => tracing::debug!(%digest, size, "blob in the bucket"),
                 Err(e) => tracing::warn!(%digest, error = %e, "cannot put the blob in the bucket"),
@@ -132,7 +129,8 @@ impl Mirror {
         };
         let (digest, bytes, media_type) = (digest.clone(), manifest.bytes.clone(), manifest.media_type.clone());
         self.uploads.spawn(async move {
-            let put = bucket.put(&Key::manifest(&digest), bytes, Some(&media_type)).await;
+            let key = Key::manifest(&digest);
+            let put = bucket::retried(|| bucket.put(&key, bytes.clone(), Some(&media_type))).await;
             if let Err(e) = put {
                 tracing::warn!(%digest, error = %e, "cannot put the manifest in the bucket");
             }
@@ -169,6 +167,14 @@ impl Mirror {
                 tracing::warn!(%key, error = %e, "cannot put the tag in the bucket");
             }
         });
+    }
+}
+
+/// Uploads the blob unless another instance has put it there meanwhile.
+async fn upload_unless_there(bucket: &Bucket, key: &Key, file: &std::fs::File, size: u64) -> Result<(), bucket::Error> {
+    match bucket.size(key).await? {
+        Some(_) => Ok(()),
+        None => bucket.upload(key, file, size).await,
     }
 }
 
