@@ -47,17 +47,17 @@ impl Garage {
         garage
     }
 
-    /// Waits for the node, gives it the whole layout, and makes the bucket and its key.
+    /// Waits for the node to answer on its RPC port (`status` asks it there; `node id` only
+    /// reads its key), gives it the whole layout, and makes the bucket and its key.
     fn set_up(&self) {
         let deadline = Instant::now() + STARTUP;
-        let id = loop {
-            match self.try_garage(&["node", "id", "-q"]) {
-                Ok(id) => break id.split('@').next().unwrap_or_default().trim().to_owned(),
-                Err(e) if Instant::now() > deadline => panic!("garage did not start: {e}\n{}", self.log()),
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        };
-        self.garage(&["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
+        while let Err(e) = self.try_garage(&["status"]) {
+            assert!(Instant::now() < deadline, "garage did not start: {e}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let id = self.garage(&["node", "id", "-q"]);
+        let id = id.split('@').next().unwrap_or_default().trim();
+        self.garage(&["layout", "assign", "-z", "dc1", "-c", "1G", id]);
         self.garage(&["layout", "apply", "--version", "1"]);
         self.garage(&["bucket", "create", BUCKET]);
         self.garage(&["key", "import", "--yes", "-n", "regmirror", KEY_ID, SECRET]);
