@@ -159,7 +159,7 @@ bucket_kill_garage() {
 
 bucket_restart() {
     step "bucket: restart every Garage node and instance (one with an empty data directory), then warm pulls"
-    local n mark gets=0 image b digest
+    local n mark gets=0 image b digest blobs
     for n in "${!FLEET_PIDS[@]}"; do stop_pid "${FLEET_PIDS[n]}"; done
     for n in "${!GARAGE_PIDS[@]}"; do kill -KILL "${GARAGE_PIDS[n]}"; wait "${GARAGE_PIDS[n]}" 2>/dev/null || true; done
     rm -rf "$TMP/bucketfleet-data-2/blobs" "$TMP/bucketfleet-data-2/manifests" "$TMP/bucketfleet-data-2/tags"
@@ -168,7 +168,8 @@ bucket_restart() {
     for ((n = 0; n < 3; n++)); do fleet_serve "$n"; done
     # Restarted together, the nodes answer 503 until they have found each other again; the
     # instances would rightly ask past the bucket meanwhile, which is not what is measured here.
-    b=$(fleet_blobs bucketbig | head -n 1)
+    mapfile -t blobs < <(fleet_blobs bucketbig)
+    b=${blobs[0]}
     for ((n = 0; n < 3; n++)); do
         bucket_retry 120 bucket_curl "$n" "/blobs/sha256/${b#sha256:}" -o /dev/null \
             || die "Garage node $n did not serve the bucket again"
