@@ -53,7 +53,7 @@ pub enum Command {
     #[command(subcommand)]
     Cache(CacheCommand),
     /// Fetch whole images into the cache ahead of need (safe while `serve` runs).
-    Prefetch(PrefetchArgs),
+    Prefetch(Box<PrefetchArgs>),
     /// Write cached images to a tar holding an OCI image layout, to carry to an offline mirror.
     Export(ExportArgs),
     /// Add a bundle from `export` (tar or directory) or a `docker save` tarball to the cache.
@@ -104,6 +104,27 @@ pub struct PrefetchArgs {
     /// Images such as alpine:3.20, library/nginx@sha256:..., someuser/tool.
     #[arg(value_name = "IMAGE")]
     pub images: Vec<String>,
+    #[command(flatten)]
+    pub bucket: BucketArgs,
+}
+
+/// The bucket a fleet shares, which `prefetch` fills too: `serve`'s bucket options.
+#[derive(Debug, Args)]
+pub struct BucketArgs {
+    /// S3 bucket the gateways share as their store (`http://host:port/bucket`); what is
+    /// prefetched is put in it as well as in the data directory.
+    #[arg(long, env = "REGMIRROR_BUCKET", value_parser = parse::bucket)]
+    pub bucket: Option<url::Url>,
+    /// Region the bucket's requests are signed for: us-east-1 unless given.
+    #[arg(long, env = "REGMIRROR_BUCKET_REGION")]
+    pub bucket_region: Option<String>,
+    /// Address the bucket as a host name (`name.endpoint`) instead of a path.
+    #[arg(long, env = "REGMIRROR_BUCKET_VIRTUAL_HOST", value_parser = clap::builder::BoolishValueParser::new())]
+    pub bucket_virtual_host: bool,
+    /// TOML file with the bucket's `access_key_id` and `secret_access_key`; without it,
+    /// $CREDENTIALS_DIRECTORY/bucket, else AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "REGMIRROR_BUCKET_CREDENTIALS")]
+    pub bucket_credentials: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Command::Cert(CertCommand::Client(args)) => report(commands::cert_client(args)),
         Command::ClientConfig(args) => report(commands::client_config(args)),
         Command::Cache(command) => report(commands::cache(command)),
-        Command::Prefetch(args) => report(commands::prefetch(args)),
+        Command::Prefetch(args) => report(commands::prefetch(*args)),
         Command::Export(args) => report(commands::export(args)),
         Command::Import(args) => report(commands::import(args)),
         Command::Gc(args) => report(commands::gc(args)),

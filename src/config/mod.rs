@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use http::Uri;
 
-pub use self::bucket::{BucketConfig, BucketCredentials};
+pub use self::bucket::{from_options as bucket_from_options, BucketConfig, BucketCredentials};
 pub use self::fleet::FleetConfig;
 pub use self::options::ServeOptions;
 pub use self::registries::{env_credentials, Credentials, FileRegistry, RegistryConfig};

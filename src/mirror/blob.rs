@@ -99,7 +99,8 @@ impl Mirror {
             }
         };
         match self.cache.find_or_claim(asked.digest).await? {
-            // Fetched through this repository: the upstream's answer is the confirmation.
+            // From the bucket, the repository's right to the blob is confirmed first; fetched
+            // through this repository, the upstream's answer is the confirmation.
             Lookup::Claimed(claim) => {
                 let fill = match self.blob_in_bucket(asked.digest).await {
                     Some(shared) => {

@@ -1,8 +1,9 @@
 //! A bucket shared as the store (`--bucket`), against a real one-node Garage: what one
 //! instance fetched from the upstream another reads from the bucket, costing the upstream
 //! nothing; only verified content goes in, whole (a multipart upload cut short leaves no
-//! object); a bucket object that does not match its digest is never served; and the data
-//! directory, bounded, is a read-through tier in front of the bucket.
+//! object); a bucket object that does not match its digest is never served; the data
+//! directory, bounded, is a read-through tier in front of the bucket; and `prefetch` has put
+//! what it fetched in the bucket by the time it returns.
 //!
 //! Run by `.ci/run` with `REGMIRROR_GARAGE` naming a garage binary:
 //! `cargo test --test it bucket -- --ignored`.
@@ -12,8 +13,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use regmirror::airgap::prefetch;
 use regmirror::bucket::{Bucket, Key};
 use regmirror::digest::Digest;
+use regmirror::image::Platforms;
 
 use crate::support::content::{random_bytes, Blob, MIB};
 use crate::support::garage::Garage;
@@ -216,4 +219,39 @@ async fn the_data_directory_is_a_bounded_tier_in_front_of_the_bucket() {
         kept <= 4 * MIB as u64,
         "the data directory stays near its bound: {kept} bytes"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn prefetch_fills_the_bucket_before_it_returns() {
+    let garage = Garage::start();
+    let upstream = FakeRegistry::start().await;
+    let image = upstream.push_image(REPO, "7", Format::Oci);
+    let dir = tempfile::tempdir().expect("data dir");
+    let mut config = regmirror::config::Config::new(upstream.uri(), dir.path().to_owned());
+    config.min_free_disk = 0;
+    config.tag_ttl = Duration::ZERO;
+    config.bucket = Some(garage.config());
+    let mirror = std::sync::Arc::new(regmirror::mirror::Mirror::new(&config).expect("open the cache"));
+    let request = prefetch::Request {
+        images: vec![format!("{REPO}:7").parse().expect("image reference")],
+        platforms: Platforms::All,
+        jobs: 2,
+    };
+    let outcomes = prefetch::run(mirror.clone(), request).await;
+    assert!(outcomes.iter().all(|o| o.result.is_ok()), "prefetch failed");
+    mirror.settle().await;
+
+    // Settled: everything is there now, without waiting further.
+    let bucket = garage.client();
+    for blob in image.layers.iter().chain([&image.config]) {
+        let object = bucket
+            .get(&key(&blob.digest), 0)
+            .await
+            .expect("GET")
+            .expect("in the bucket");
+        assert_eq!(object.body.collect().await.expect("body").to_bytes(), blob.bytes);
+    }
+    let manifest = Key::manifest(&image.manifest.digest.parse().expect("digest"));
+    assert!(bucket.size(&manifest).await.expect("HEAD").is_some());
 }
