@@ -10,7 +10,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use http::uri::{Authority, Uri};
 
-use crate::config::{parse, ServeOptions};
+use crate::config::{self, parse, BucketConfig, ServeOptions};
 use crate::reference::Registry;
 
 #[derive(Debug, Parser)]
@@ -125,6 +125,18 @@ pub struct BucketArgs {
     /// $CREDENTIALS_DIRECTORY/bucket, else AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
     #[arg(long, env = "REGMIRROR_BUCKET_CREDENTIALS")]
     pub bucket_credentials: Option<PathBuf>,
+}
+
+impl BucketArgs {
+    /// The bucket these name, checked as `serve` checks its own.
+    pub fn config(self) -> Result<Option<BucketConfig>, config::Error> {
+        config::bucket_from_options(
+            self.bucket,
+            self.bucket_region,
+            self.bucket_virtual_host,
+            self.bucket_credentials,
+        )
+    }
 }
 
 #[derive(Debug, Args)]

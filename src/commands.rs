@@ -157,13 +157,7 @@ pub fn prefetch(args: PrefetchArgs) -> anyhow::Result<()> {
         config::env_credentials(env("REGMIRROR_UPSTREAM_USERNAME"), env("REGMIRROR_UPSTREAM_PASSWORD"))?;
     // A prefetch asks the upstream what each tag points at now, however recently it was cached.
     config.tag_ttl = Duration::ZERO;
-    let bucket = args.bucket;
-    config.bucket = config::bucket_from_options(
-        bucket.bucket,
-        bucket.bucket_region,
-        bucket.bucket_virtual_host,
-        bucket.bucket_credentials,
-    )?;
+    config.bucket = args.bucket.config()?;
     let request = prefetch::Request {
         images,
         platforms,

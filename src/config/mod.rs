@@ -248,23 +248,17 @@ impl Config {
             Some(path) => file::read(path)?,
             None => ServeOptions::default(),
         };
-        let given = ServeOptions {
+        let mut given = ServeOptions {
             upstream_credentials: env_credentials,
             ..flags
         }
         .or(file);
         let connections = connection_limits(&given);
+        let (fleet, bucket) = sharing(&mut given)?;
         let data_dir = data_dir(given.data_dir, state_directory);
         let tls = pick_tls(given.tls_cert, given.tls_key, given.insecure_http)?.unwrap_or_else(|| Tls::SelfIssued {
             dir: data_dir.join("certs"),
         });
-        let fleet = fleet::from_options(given.fleet, given.fleet_self, given.fleet_key_file, given.fleet_ca)?;
-        let bucket = bucket::from_options(
-            given.bucket,
-            given.bucket_region,
-            given.bucket_virtual_host,
-            given.bucket_credentials,
-        )?;
         let config = Config {
             listen: given.listen.unwrap_or(DEFAULT_LISTEN),
             data_dir,
@@ -333,6 +327,23 @@ fn pick_tls(cert: Option<PathBuf>, key: Option<PathBuf>, insecure: bool) -> Resu
         (None, None, false) => Ok(None),
         _ => Err(Error::TlsIncomplete),
     }
+}
+
+/// The instances this one shares its work with, and the bucket it shares as its store.
+fn sharing(given: &mut ServeOptions) -> Result<(Option<FleetConfig>, Option<BucketConfig>), Error> {
+    let fleet = fleet::from_options(
+        given.fleet.take(),
+        given.fleet_self.take(),
+        given.fleet_key_file.take(),
+        given.fleet_ca.take(),
+    )?;
+    let bucket = bucket::from_options(
+        given.bucket.take(),
+        given.bucket_region.take(),
+        given.bucket_virtual_host,
+        given.bucket_credentials.take(),
+    )?;
+    Ok((fleet, bucket))
 }
 
 fn connection_limits(given: &ServeOptions) -> ConnectionLimits {
