@@ -50,6 +50,9 @@ pub enum Error {
     },
     #[error("bucket: {0}")]
     Config(String),
+    /// The local file being uploaded could not be read.
+    #[error("the file to upload: {0}")]
+    File(String),
 }
 
 pub struct Bucket {

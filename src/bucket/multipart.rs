@@ -53,7 +53,8 @@ impl Bucket {
         let part_size = PART_SIZE.max(size.div_ceil(MAX_PARTS));
         let mut etags = Vec::new();
         for (index, start) in (0..size).step_by(part_size as usize).enumerate() {
-            let number = u16::try_from(index + 1).map_err(|_| Error::Config("too many parts".into()))?;
+            let number =
+                u16::try_from(index + 1).map_err(|_| Error::File(format!("{size} bytes need too many parts")))?;
             let len = part_size.min(size - start);
             let etag = self.put_part(file, start, len, key, (number, upload_id)).await?;
             etags.push(etag);
@@ -81,7 +82,7 @@ impl Bucket {
     ) -> Result<String, Error> {
         let action = UploadPart::new(&self.bucket, Some(&self.credentials), key.as_str(), number, id);
         let url = action.sign(SIGNED_FOR);
-        let reader = file.try_clone().map_err(|e| Error::Config(e.to_string()))?;
+        let reader = file.try_clone().map_err(|e| Error::File(e.to_string()))?;
         let length = len.to_string();
         let headers = [(header::CONTENT_LENGTH, length.as_str())];
         let response = self
@@ -97,7 +98,7 @@ impl Bucket {
 
     async fn put_file(&self, file: &std::fs::File, len: u64, key: &Key) -> Result<(), Error> {
         let url = PutObject::new(&self.bucket, Some(&self.credentials), key.as_str()).sign(SIGNED_FOR);
-        let reader = file.try_clone().map_err(|e| Error::Config(e.to_string()))?;
+        let reader = file.try_clone().map_err(|e| Error::File(e.to_string()))?;
         let length = len.to_string();
         let headers = [(header::CONTENT_LENGTH, length.as_str())];
         let response = self
