@@ -58,9 +58,19 @@ impl Digest {
 
     /// The sha256 digest of `bytes`.
     pub fn sha256_of(bytes: &[u8]) -> Digest {
-        let mut hasher = Hasher::new(Algorithm::Sha256);
+        Digest::of(Algorithm::Sha256, bytes)
+    }
+
+    /// The digest of `bytes` in `algorithm`.
+    pub fn of(algorithm: Algorithm, bytes: &[u8]) -> Digest {
+        let mut hasher = Hasher::new(algorithm);
         hasher.update(bytes);
         hasher.finish()
+    }
+
+    /// Whether `bytes` hash to this digest, in its algorithm.
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        Digest::of(self.algorithm, bytes) == *self
     }
 }
 

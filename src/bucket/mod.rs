@@ -2,7 +2,7 @@
 //! before its fleet or its upstream, and fills with what it fetched from the upstream.
 //!
 //! Only verified content goes in, and it goes in whole or not at all: a blob is uploaded from
-//! the local copy its fill committed (already checked against its digest), with one PutObject
+//! the spool its fill checked against the digest, with one PutObject
 //! or, past `multipart::PART_SIZE`, a multipart upload that S3 makes visible only when it is
 //! completed. An upload cut short leaves no object; readers check the digest again anyway.
 //!
@@ -27,6 +27,7 @@ use rusty_s3::{Credentials, S3Action, UrlStyle};
 
 use crate::body::{self, Body};
 use crate::config::BucketConfig;
+use crate::upstream::error_chain;
 pub use keys::Key;
 
 /// How long a signed URL stays valid: long enough for the slowest part upload.
@@ -164,17 +165,6 @@ impl Bucket {
         expect_ok(&response, "PUT", key)
     }
 
-    pub async fn delete(&self, key: &Key) -> Result<(), Error> {
-        let action = rusty_s3::actions::DeleteObject::new(&self.bucket, Some(&self.credentials), key.as_str());
-        let response = self
-            .send(Method::DELETE, action.sign(SIGNED_FOR), &[], body::empty())
-            .await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(()),
-            _ => expect_ok(&response, "DELETE", key),
-        }
-    }
-
     async fn send(
         &self,
         method: Method,
@@ -189,7 +179,7 @@ impl Bucket {
         }
         let request = request.body(body).map_err(|e| Error::Config(e.to_string()))?;
         let response = self.client.request(request).await;
-        response.map_err(|e| Error::Unreachable(chain(&e)))
+        response.map_err(|e| Error::Unreachable(error_chain(&e)))
     }
 }
 
@@ -234,18 +224,6 @@ fn status_error(status: StatusCode, action: &'static str, key: &Key) -> Error {
         action,
         key: key.to_string(),
     }
-}
-
-/// An error with its causes, which is where hyper keeps the reason a connection failed.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! the bucket's lifecycle rule (or Garage's `bucket cleanup-incomplete-uploads`) drops them.
 
 use bytes::Bytes;
-use http::{header, Method, StatusCode};
+use http::{header, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 use rusty_s3::actions::{AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, PutObject, UploadPart};
 use rusty_s3::S3Action;
 
@@ -80,14 +81,8 @@ impl Bucket {
         key: &Key,
         (number, id): (u16, &str),
     ) -> Result<String, Error> {
-        let action = UploadPart::new(&self.bucket, Some(&self.credentials), key.as_str(), number, id);
-        let url = action.sign(SIGNED_FOR);
-        let reader = file.try_clone().map_err(|e| Error::File(e.to_string()))?;
-        let length = len.to_string();
-        let headers = [(header::CONTENT_LENGTH, length.as_str())];
-        let response = self
-            .send(Method::PUT, url, &headers, body::file(reader, start, len))
-            .await?;
+        let url = UploadPart::new(&self.bucket, Some(&self.credentials), key.as_str(), number, id).sign(SIGNED_FOR);
+        let response = self.put_range(url, file, start, len).await?;
         if response.status() != StatusCode::OK {
             return Err(status_error(response.status(), "PUT part", key));
         }
@@ -98,17 +93,27 @@ impl Bucket {
 
     async fn put_file(&self, file: &std::fs::File, len: u64, key: &Key) -> Result<(), Error> {
         let url = PutObject::new(&self.bucket, Some(&self.credentials), key.as_str()).sign(SIGNED_FOR);
+        let response = self.put_range(url, file, 0, len).await?;
+        expect_ok(&response, "PUT", key)
+    }
+
+    /// A PUT to `url` whose body streams `len` bytes of `file` from `start`.
+    async fn put_range(
+        &self,
+        url: url::Url,
+        file: &std::fs::File,
+        start: u64,
+        len: u64,
+    ) -> Result<Response<Incoming>, Error> {
         let reader = file.try_clone().map_err(|e| Error::File(e.to_string()))?;
         let length = len.to_string();
         let headers = [(header::CONTENT_LENGTH, length.as_str())];
-        let response = self
-            .send(Method::PUT, url, &headers, body::file(reader, 0, len))
-            .await?;
-        expect_ok(&response, "PUT", key)
+        self.send(Method::PUT, url, &headers, body::file(reader, start, len))
+            .await
     }
 }
 
-async fn answer_text(body: hyper::body::Incoming, key: &Key) -> Result<String, Error> {
+async fn answer_text(body: Incoming, key: &Key) -> Result<String, Error> {
     let collected = Limited::new(body, ANSWER_LIMIT).collect().await;
     let bytes: Bytes = collected.map_err(|e| bad_answer(key, e))?.to_bytes();
     String::from_utf8(bytes.to_vec()).map_err(|e| bad_answer(key, e))

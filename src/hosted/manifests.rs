@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{Error, Hosted};
 use crate::cache::{Lookup, Manifest, Referrer};
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::image::Descriptor;
 use crate::manifest;
 use crate::reference::{Reference, RepoName};
@@ -169,9 +169,7 @@ fn digest_of(reference: &Reference, bytes: &[u8]) -> Result<Digest, Error> {
     let Reference::Digest(expected) = reference else {
         return Ok(Digest::sha256_of(bytes));
     };
-    let mut hasher = Hasher::new(expected.algorithm());
-    hasher.update(bytes);
-    let actual = hasher.finish();
+    let actual = Digest::of(expected.algorithm(), bytes);
     if actual != *expected {
         return Err(Error::DigestMismatch {
             expected: expected.clone(),

@@ -32,7 +32,7 @@ use crate::bucket::Bucket;
 use crate::cache::store::TagRecord;
 use crate::cache::{Cache, Limits, Manifest};
 use crate::config::{Config, RegistryConfig};
-use crate::digest::{Digest, Hasher};
+use crate::digest::{Algorithm, Digest};
 use crate::fleet::Fleet;
 use crate::manifest;
 use crate::metrics::Metrics;
@@ -244,12 +244,8 @@ impl Mirror {
             Reference::Digest(digest) => Some(digest.clone()),
             Reference::Tag(_) => fetched.head.digest,
         };
-        let algorithm = expected
-            .as_ref()
-            .map_or(crate::digest::Algorithm::Sha256, |d| d.algorithm());
-        let mut hasher = Hasher::new(algorithm);
-        hasher.update(&fetched.bytes);
-        let actual = hasher.finish();
+        let algorithm = expected.as_ref().map_or(Algorithm::Sha256, Digest::algorithm);
+        let actual = Digest::of(algorithm, &fetched.bytes);
         if expected.as_ref().is_some_and(|e| *e != actual) {
             self.metrics.digest_mismatches.inc();
             return Err(bad(&format!(

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use super::{Mirror, TagRecord};
 use crate::bucket::{self, Bucket, Key};
 use crate::cache::{Fill, Manifest, Opened, Source, SourceError};
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::manifest;
 use crate::reference::{RepoName, Tag};
 use crate::sync::LockExt;
@@ -110,7 +110,7 @@ impl Mirror {
                 return Ok(None);
             }
         };
-        if !hashes_to(&bytes, digest) {
+        if !digest.matches(&bytes) {
             tracing::error!(%digest, "the bucket's copy of the manifest does not match its digest; not served");
             return Ok(None);
         }
@@ -180,12 +180,6 @@ async fn upload_unless_there(bucket: &Bucket, key: &Key, file: &std::fs::File, s
 
 /// A tag record is under a hundred bytes; anything much bigger is not one.
 const TAG_RECORD_LIMIT: usize = 4096;
-
-fn hashes_to(bytes: &[u8], digest: &Digest) -> bool {
-    let mut hasher = Hasher::new(digest.algorithm());
-    hasher.update(bytes);
-    hasher.finish() == *digest
-}
 
 /// A fill's source reading the bucket's copy of a blob, resumed with a range.
 pub(super) struct BucketBlob {

@@ -102,7 +102,8 @@ fn cause<'e, T: std::error::Error + 'static>(error: &'e (dyn std::error::Error +
 }
 
 /// hyper's client errors say "client error (Connect)"; the cause is further down the chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// The bucket's client names its failures the same way.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

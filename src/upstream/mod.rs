@@ -18,6 +18,7 @@ pub(crate) mod token;
 use redirect::{check_redirect, resolve, same_origin};
 
 pub use blob::{pass_through, BlobStream, Expect};
+pub(crate) use connect::error_chain;
 pub use dns::Dns;
 pub use manifest::{FetchedManifest, ManifestHead};
 use member::Membership;

@@ -42,6 +42,20 @@ async fn in_bucket(bucket: &Bucket, key: &Key) -> Bytes {
     }
 }
 
+fn path(blob: &Blob) -> String {
+    format!("/v2/{REPO}/blobs/{}", blob.digest)
+}
+
+/// An upstream holding `count` random blobs of 1 MiB in `REPO`.
+async fn upstream_with(count: usize) -> (FakeRegistry, Vec<Blob>) {
+    let upstream = FakeRegistry::start().await;
+    let blobs: Vec<Blob> = (0..count).map(|_| Blob::new(random_bytes(MIB))).collect();
+    for blob in &blobs {
+        upstream.add_blob(REPO, blob.bytes.clone());
+    }
+    (upstream, blobs)
+}
+
 async fn mirror_on(upstream: &FakeRegistry, garage: &Garage) -> Mirror {
     let bucket = garage.config();
     Mirror::builder(upstream)
@@ -66,10 +80,7 @@ async fn what_one_instance_fetched_the_next_reads_from_the_bucket() {
         .await
         .assert_manifest(&image.manifest);
     for blob in image.layers.iter().chain([&image.config, &big]) {
-        first
-            .get(&format!("/v2/{REPO}/blobs/{}", blob.digest))
-            .await
-            .assert_blob(blob);
+        first.get(&path(blob)).await.assert_blob(blob);
     }
     let bucket = garage.client();
     for blob in image.layers.iter().chain([&image.config, &big]) {
@@ -90,20 +101,14 @@ async fn what_one_instance_fetched_the_next_reads_from_the_bucket() {
         .await
         .assert_manifest(&image.manifest);
     for blob in image.layers.iter().chain([&image.config]) {
-        second
-            .get(&format!("/v2/{REPO}/blobs/{}", blob.digest))
-            .await
-            .assert_blob(blob);
+        second.get(&path(blob)).await.assert_blob(blob);
     }
     assert_eq!(
         upstream.total(),
         asked_before,
         "the second instance read the tag, manifest and blobs from the bucket"
     );
-    second
-        .get(&format!("/v2/{REPO}/blobs/{}", big.digest))
-        .await
-        .assert_blob(&big);
+    second.get(&path(&big)).await.assert_blob(&big);
     assert_eq!(upstream.blob_gets(&big.digest), 1);
 }
 
@@ -111,12 +116,11 @@ async fn what_one_instance_fetched_the_next_reads_from_the_bucket() {
 #[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
 async fn only_verified_blobs_reach_the_bucket() {
     let garage = Garage::start();
-    let upstream = FakeRegistry::start().await;
-    let blob = Blob::new(random_bytes(MIB));
-    upstream.add_blob(REPO, blob.bytes.clone());
+    let (upstream, blobs) = upstream_with(1).await;
+    let blob = &blobs[0];
     upstream.fail_next(Target::reference(&blob.digest), 1, Fault::CorruptByte);
     let mirror = mirror_on(&upstream, &garage).await;
-    let path = format!("/v2/{REPO}/blobs/{}", blob.digest);
+    let path = path(blob);
 
     assert_not_delivered(&mirror.try_send(http::Method::GET, &path, &[]).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -127,7 +131,7 @@ async fn only_verified_blobs_reach_the_bucket() {
         "bad bytes stay out"
     );
 
-    mirror.get(&path).await.assert_blob(&blob);
+    mirror.get(&path).await.assert_blob(blob);
     assert_eq!(in_bucket(&bucket, &key(&blob.digest)).await, blob.bytes);
 }
 
@@ -158,9 +162,8 @@ async fn an_upload_cut_short_leaves_nothing_visible() {
 #[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
 async fn a_corrupt_object_in_the_bucket_is_never_served() {
     let garage = Garage::start();
-    let upstream = FakeRegistry::start().await;
-    let blob = Blob::new(random_bytes(MIB));
-    upstream.add_blob(REPO, blob.bytes.clone());
+    let (upstream, blobs) = upstream_with(1).await;
+    let blob = &blobs[0];
     let mut lie = blob.bytes.to_vec();
     lie[MIB / 2] ^= 1;
     let bucket = garage.client();
@@ -170,9 +173,7 @@ async fn a_corrupt_object_in_the_bucket_is_never_served() {
         .expect("PUT");
     let mirror = mirror_on(&upstream, &garage).await;
 
-    let outcome = mirror
-        .try_send(http::Method::GET, &format!("/v2/{REPO}/blobs/{}", blob.digest), &[])
-        .await;
+    let outcome = mirror.try_send(http::Method::GET, &path(blob), &[]).await;
     assert_not_delivered(&outcome);
     assert!(!mirror.data_dir().has_blob(&blob.digest), "nothing cached from the lie");
 }
@@ -181,11 +182,7 @@ async fn a_corrupt_object_in_the_bucket_is_never_served() {
 #[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
 async fn the_data_directory_is_a_bounded_tier_in_front_of_the_bucket() {
     let garage = Garage::start();
-    let upstream = FakeRegistry::start().await;
-    let blobs: Vec<Blob> = (0..6).map(|_| Blob::new(random_bytes(MIB))).collect();
-    for blob in &blobs {
-        upstream.add_blob(REPO, blob.bytes.clone());
-    }
+    let (upstream, blobs) = upstream_with(6).await;
     let bucket = garage.config();
     let mirror = Mirror::builder(&upstream)
         .max_cache_size(3 * MIB as u64)
@@ -194,17 +191,11 @@ async fn the_data_directory_is_a_bounded_tier_in_front_of_the_bucket() {
         .await;
     let client = garage.client();
     for blob in &blobs {
-        mirror
-            .get(&format!("/v2/{REPO}/blobs/{}", blob.digest))
-            .await
-            .assert_blob(blob);
+        mirror.get(&path(blob)).await.assert_blob(blob);
         in_bucket(&client, &key(&blob.digest)).await;
     }
     for blob in &blobs {
-        mirror
-            .get(&format!("/v2/{REPO}/blobs/{}", blob.digest))
-            .await
-            .assert_blob(blob);
+        mirror.get(&path(blob)).await.assert_blob(blob);
     }
     for blob in &blobs {
         assert_eq!(

@@ -182,26 +182,24 @@ impl Fill {
 
     /// Waits for the fill's end: whether the blob is now in the cache.
     pub async fn cached(&self) -> bool {
-        let mut rx = self.progress.subscribe();
-        let done = rx
-            .wait_for(|p| matches!(p, Progress::Done { .. } | Progress::Failed(_)))
-            .await;
-        matches!(done.as_deref(), Ok(Progress::Done { cached: true, .. }))
+        matches!(self.ended().await, Some(Progress::Done { cached: true, .. }))
     }
 
     /// Once the fill is over, its verified bytes: the spool and their length. The handle
     /// stays readable whatever becomes of the file (committed, or evicted right after); `None`
     /// when the fill failed.
     pub async fn verified(&self) -> Option<(Arc<std::fs::File>, u64)> {
-        let mut rx = self.progress.subscribe();
-        let done = rx
-            .wait_for(|p| matches!(p, Progress::Done { .. } | Progress::Failed(_)))
-            .await;
-        let size = match done.as_deref() {
-            Ok(Progress::Done { size, .. }) => *size,
-            _ => return None,
+        let Some(Progress::Done { size, .. }) = self.ended().await else {
+            return None;
         };
         Some((self.spool.get()?.clone(), size))
+    }
+
+    /// Waits for the fill's end: `Done` or `Failed` (`None` if the fill vanished first).
+    async fn ended(&self) -> Option<Progress> {
+        let mut rx = self.progress.subscribe();
+        let end = rx.wait_for(|p| matches!(p, Progress::Done { .. } | Progress::Failed(_)));
+        end.await.ok().map(|p| p.clone())
     }
 
     /// Whether the fill has verified its bytes and is committing them.

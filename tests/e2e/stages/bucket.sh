@@ -135,24 +135,7 @@ bucket_cold() {
 
 bucket_kill_garage() {
     step "bucket: kill -9 one Garage node while 12 cold pulls run"
-    local digest pids=() i ok=0 rc mark
-    digest=$(fleet_push bucketnode)
-    mark=$(upstream_mark)
-    for ((i = 0; i < 12; i++)); do
-        fleet_pull "bucketnode-$i" "$((i % 3))" bucketnode "$digest" &
-        pids+=($!)
-    done
-    sleep 1
-    info "killing Garage node 2 (pid ${GARAGE_PIDS[2]}) with SIGKILL"
-    kill -KILL "${GARAGE_PIDS[2]}"
-    wait "${GARAGE_PIDS[2]}" 2>/dev/null || true
-    for i in "${pids[@]}"; do
-        rc=0
-        wait "$i" || rc=$?
-        ((rc != 0)) || ok=$((ok + 1))
-    done
-    expect_eq "bucket, Garage node killed: pulls completed with the right digests (of 12)" "$ok" 12
-    info "bucket Garage kill -9 transcript: $ok of 12 pulls verified; the upstream sent $(fleet_upstream_bytes "$mark" library/bucketnode) blob bytes for an image whose blobs are $(fleet_image_bytes bucketnode) bytes"
+    fleet_pulls_through_kill bucketnode "Garage node 2" "${GARAGE_PIDS[2]}" -1
     garage_node_start 2
     garage_connect
 }

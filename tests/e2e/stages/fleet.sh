@@ -115,19 +115,49 @@ for d in [m["config"]] + m["layers"]: print(d["digest"])' "$TMP/fleet-images/$1.
 # fleet_many IMAGE DIGEST COUNT [SKIP]: COUNT concurrent pulls spread over the instances (none
 # at instance SKIP); sets FLEET_OK and FLEET_FAILED to how many completed verified.
 fleet_many() {
-    local image=$1 digest=$2 count=$3 skip=${4:--1} i n pids=() rc
-    FLEET_OK=0 FLEET_FAILED=0
+    fleet_pulls_start "$@"
+    fleet_pulls_wait
+}
+
+# fleet_pulls_start IMAGE DIGEST COUNT [SKIP]: fleet_many's pulls, started in the background
+# (their pids in FLEET_PULLS) for a fault to strike while they run.
+fleet_pulls_start() {
+    local image=$1 digest=$2 count=$3 skip=${4:--1} i n
+    FLEET_PULLS=()
     for ((i = 0; i < count; i++)); do
         n=$((i % FLEET_SIZE))
         ((n != skip)) || n=$(((n + 1) % FLEET_SIZE))
         fleet_pull "$image-$i" "$n" "$image" "$digest" &
-        pids+=($!)
+        FLEET_PULLS+=($!)
     done
-    for i in "${pids[@]}"; do
+}
+
+# fleet_pulls_wait: waits for FLEET_PULLS; sets FLEET_OK and FLEET_FAILED.
+fleet_pulls_wait() {
+    local pid rc
+    FLEET_OK=0 FLEET_FAILED=0
+    for pid in "${FLEET_PULLS[@]}"; do
         rc=0
-        wait "$i" || rc=$?
+        wait "$pid" || rc=$?
         if ((rc == 0)); then FLEET_OK=$((FLEET_OK + 1)); else FLEET_FAILED=$((FLEET_FAILED + 1)); fi
     done
+}
+
+# fleet_pulls_through_kill IMAGE WHAT PID SKIP: pushes IMAGE, starts 12 cold pulls of it (none
+# at instance SKIP; -1: at all three), SIGKILLs PID (WHAT names it) a second in, and checks that
+# every pull completed verified; the upstream's bytes go in a transcript line.
+fleet_pulls_through_kill() {
+    local image=$1 what=$2 pid=$3 skip=$4 digest mark
+    digest=$(fleet_push "$image")
+    mark=$(upstream_mark)
+    fleet_pulls_start "$image" "$digest" 12 "$skip"
+    sleep 1
+    info "killing $what (pid $pid) with SIGKILL"
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null || true
+    fleet_pulls_wait
+    expect_eq "$FLEET_NAME, $what killed: pulls completed with the right digests (of 12)" "$FLEET_OK" 12
+    info "$FLEET_NAME, $what killed: transcript: $FLEET_OK of 12 pulls verified; the upstream sent $(fleet_upstream_bytes "$mark" "library/$image") blob bytes for an image whose blobs are $(fleet_image_bytes "$image") bytes"
 }
 
 # fleet_image_bytes IMAGE: the size of its blobs, as its upstream manifest gives them.
@@ -154,28 +184,11 @@ fleet_cold() {
     info "fleet cold transcript: 16 pulls over $FLEET_SIZE instances; the upstream sent $(fleet_upstream_bytes "$mark" library/fleetbig) blob bytes for an image whose blobs are $(fleet_image_bytes fleetbig) bytes"
 }
 
-# fleet_kill [IMAGE]: a new image (default fleetkill) pulled while instance 0 is killed.
+# fleet_kill [IMAGE]: a new image (default fleetkill) pulled through instances 1 and 2 while
+# instance 0 is killed.
 fleet_kill() {
     step "$FLEET_NAME: kill -9 one instance while 12 cold pulls run"
-    local image=${1:-fleetkill} digest pids=() i n ok=0 rc mark
-    digest=$(fleet_push "$image")
-    mark=$(upstream_mark)
-    for ((i = 0; i < 12; i++)); do
-        n=$((1 + i % 2))
-        fleet_pull "$image-$i" "$n" "$image" "$digest" &
-        pids+=($!)
-    done
-    sleep 1
-    info "killing instance 0 (pid ${FLEET_PIDS[0]}) with SIGKILL"
-    kill -KILL "${FLEET_PIDS[0]}"
-    wait "${FLEET_PIDS[0]}" 2>/dev/null || true
-    for i in "${pids[@]}"; do
-        rc=0
-        wait "$i" || rc=$?
-        ((rc != 0)) || ok=$((ok + 1))
-    done
-    expect_eq "$FLEET_NAME kill -9: pulls through the other two instances completed with the right digests (of 12)" "$ok" 12
-    info "$FLEET_NAME kill -9 transcript: $ok of 12 pulls verified; the upstream sent $(fleet_upstream_bytes "$mark" "library/$image") blob bytes for an image whose blobs are $(fleet_image_bytes "$image") bytes"
+    fleet_pulls_through_kill "${1:-fleetkill}" "instance 0" "${FLEET_PIDS[0]}" 0
 }
 
 fleet_warm() {
