@@ -3,7 +3,9 @@
 //! - `blobs/<alg>/<hex>`: content, blobs and manifests alike, exactly as served;
 //! - `manifests/<alg>/<hex>`: a manifest again, its media type as the object's `Content-Type`
 //!   (so a reader needs one request, and a blob fetched as a blob never becomes a manifest);
-//! - `tags/<registry>/<repo>/_tags/<tag>`: the tag record, as JSON.
+//! - `tags/<registry>/<repo>/_tags/<tag>`: the tag record, as JSON;
+//! - `tags/<registry>/<repo>/_links/<alg>/<hex>`: the repository is known to hold the
+//!   content; the object holds the size a manifest gave it, in decimal, or nothing.
 
 use std::fmt;
 
@@ -24,6 +26,11 @@ impl Key {
 
     pub fn tag(registry: &Registry, repo: &RepoName, tag: &Tag) -> Key {
         Key(format!("tags/{registry}/{repo}/_tags/{tag}"))
+    }
+
+    pub fn link(registry: &Registry, repo: &RepoName, digest: &Digest) -> Key {
+        let (algorithm, hex) = (digest.algorithm().name(), digest.hex());
+        Key(format!("tags/{registry}/{repo}/_links/{algorithm}/{hex}"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -51,6 +58,10 @@ mod tests {
         assert_eq!(
             Key::tag(&registry, &repo, &tag).as_str(),
             "tags/ghcr.io/org/app/_tags/v1"
+        );
+        assert_eq!(
+            Key::link(&registry, &repo, &digest).as_str(),
+            format!("tags/ghcr.io/org/app/_links/sha256/{}", digest.hex())
         );
     }
 }

@@ -165,6 +165,18 @@ impl Bucket {
         expect_ok(&response, "PUT", key)
     }
 
+    /// Removes the object; gone already is fine.
+    pub async fn delete(&self, key: &Key) -> Result<(), Error> {
+        let action = rusty_s3::actions::DeleteObject::new(&self.bucket, Some(&self.credentials), key.as_str());
+        let response = self
+            .send(Method::DELETE, action.sign(SIGNED_FOR), &[], body::empty())
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(()),
+            _ => expect_ok(&response, "DELETE", key),
+        }
+    }
+
     async fn send(
         &self,
         method: Method,

@@ -60,22 +60,22 @@ impl Cache {
 
     /// Records that `registry`/`repo` holds `digest`, of `size` when a manifest said. A link
     /// that exists stands, unless this gives it a size it lacked or another one (a manifest
-    /// pulled later): a link made without one never drops a size.
+    /// pulled later): a link made without one never drops a size. The link written, if one was.
     pub async fn link(
         &self,
         registry: &Registry,
         repo: &RepoName,
         digest: &Digest,
         size: Option<u64>,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<Link>> {
         let known = self.linked(registry, repo, digest).await?;
         if known.is_some_and(|link| size.is_none() || link.size == size) {
-            return Ok(());
+            return Ok(None);
         }
         let link = Link { size };
         self.store.link(registry, repo, digest, link).await?;
         self.links.0.insert(key(registry, repo, digest), link);
-        Ok(())
+        Ok(Some(link))
     }
 }
 

@@ -81,6 +81,20 @@ impl Mirror {
     async fn blob_body(&self, asked: &Asked<'_>) -> Result<BlobAnswer, Error> {
         match self.cache.find(asked.digest).await? {
             Lookup::Absent if !self.offline => self.fetch(asked).await,
+            Lookup::Absent if self.bucket.is_some() => self.fetch_from_bucket(asked).await,
+            found => self.serve_found(asked, found).await,
+        }
+    }
+
+    /// Offline, the bucket is the one place left to fill from: it is on the site.
+    async fn fetch_from_bucket(&self, asked: &Asked<'_>) -> Result<BlobAnswer, Error> {
+        let shared = self.blob_in_bucket(asked.digest).await.ok_or(Error::OfflineBlob)?;
+        match self.cache.find_or_claim(asked.digest).await? {
+            Lookup::Claimed(claim) => {
+                self.confirm_unless_linked(asked).await?;
+                let fill = claim.start(shared, asked.described());
+                self.follow(asked, fill, Want::Body).await
+            }
             found => self.serve_found(asked, found).await,
         }
     }
@@ -160,8 +174,20 @@ impl Mirror {
                 self.confirm_unless_linked(asked).await?;
                 self.follow(asked, fill, Want::Size).await
             }
-            Lookup::Absent | Lookup::Claimed(_) => self.size_upstream(asked).await,
+            Lookup::Absent | Lookup::Claimed(_) => match self.size_in_bucket(asked).await? {
+                Some(size) => Ok(BlobAnswer::Size { size }),
+                None => self.size_upstream(asked).await,
+            },
         }
+    }
+
+    /// The blob's size from the bucket, when the repository is known to hold it: a HEAD the
+    /// upstream need not answer. Unknown, the upstream's answer confirms it.
+    async fn size_in_bucket(&self, asked: &Asked<'_>) -> Result<Option<u64>, Error> {
+        if self.bucket.is_none() || !self.known_to_hold(asked.repo, asked.digest).await? {
+            return Ok(None);
+        }
+        Ok(self.blob_size_in_bucket(asked.digest).await)
     }
 
     async fn size_upstream(&self, asked: &Asked<'_>) -> Result<BlobAnswer, Error> {

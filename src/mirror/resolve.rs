@@ -68,14 +68,17 @@ impl Mirror {
         match (local, shared) {
             (Some(local), Some(shared)) if local.checked_at >= shared.checked_at => Some(local),
             (local, None) => local,
-            (_, Some(shared)) => {
-                let kept = self.cache.keep_tag(&self.registry, repo, tag, shared.clone()).await;
-                if let Err(e) = kept {
-                    tracing::warn!(%repo, %tag, error = %e, "cannot keep the bucket's tag record");
-                }
-                Some(shared)
-            }
+            (_, Some(shared)) => Some(self.keep_shared_tag(repo, tag, shared).await),
         }
+    }
+
+    /// Keeps the bucket's record of the tag here too.
+    async fn keep_shared_tag(&self, repo: &RepoName, tag: &Tag, shared: TagRecord) -> TagRecord {
+        let kept = self.cache.keep_tag(&self.registry, repo, tag, shared.clone()).await;
+        if let Err(e) = kept {
+            tracing::warn!(%repo, %tag, error = %e, "cannot keep the bucket's tag record");
+        }
+        shared
     }
 
     /// A tag's HEAD: in a fleet, from the member that checks this tag for all; else from the
@@ -96,9 +99,16 @@ impl Mirror {
     }
 
     /// Offline, the record on disk is the tag's truth however old it is; it is read afresh
-    /// because an `import` beside the server may just have set it.
+    /// because an `import` beside the server may just have set it. Without one here, the
+    /// bucket's is kept.
     async fn resolve_offline(&self, repo: &RepoName, tag: &Tag) -> Result<Resolved, Error> {
-        let record = self.cache.reread_tag(&self.registry, repo, tag).await;
+        let record = match self.cache.reread_tag(&self.registry, repo, tag).await {
+            Some(record) => Some(record),
+            None => match self.tag_in_bucket(repo, tag).await {
+                Some(shared) => Some(self.keep_shared_tag(repo, tag, shared).await),
+                None => None,
+            },
+        };
         Ok(Resolved {
             digest: record.ok_or(Error::OfflineManifest)?.digest,
             head: None,

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use super::{Mirror, TagRecord};
 use crate::bucket::{self, Bucket, Key};
+use crate::cache::store::Link;
 use crate::cache::{Fill, Manifest, Opened, Source, SourceError};
 use crate::digest::Digest;
 use crate::manifest;
@@ -30,7 +31,7 @@ use crate::sync::LockExt;
 pub(super) struct Uploads(Mutex<JoinSet<()>>);
 
 impl Uploads {
-    fn spawn(&self, upload: impl Future<Output = ()> + Send + 'static) {
+    pub(super) fn spawn(&self, upload: impl Future<Output = ()> + Send + 'static) {
         let mut uploads = self.0.locked();
         // Reap what finished, so the set holds only uploads in flight.
         while uploads.try_join_next().is_some() {}
@@ -57,14 +58,18 @@ impl Fetched {
 impl Mirror {
     /// A source for the blob from the bucket, when it holds the blob.
     pub(super) async fn blob_in_bucket(&self, digest: &Digest) -> Option<BucketBlob> {
+        self.blob_size_in_bucket(digest).await?;
+        Some(BucketBlob {
+            bucket: self.bucket.clone()?,
+            key: Key::blob(digest),
+        })
+    }
+
+    /// The size of the bucket's copy of the blob, when it holds one.
+    pub(super) async fn blob_size_in_bucket(&self, digest: &Digest) -> Option<u64> {
         let bucket = self.bucket.as_ref()?;
-        let key = Key::blob(digest);
-        match bucket.size(&key).await {
-            Ok(Some(_)) => Some(BucketBlob {
-                bucket: bucket.clone(),
-                key,
-            }),
-            Ok(None) => None,
+        match bucket.size(&Key::blob(digest)).await {
+            Ok(size) => size,
             Err(e) => {
                 tracing::warn!(%digest, error = %e, "bucket unavailable; asking past it");
                 None
@@ -111,7 +116,8 @@ impl Mirror {
             }
         };
         if !digest.matches(&bytes) {
-            tracing::error!(%digest, "the bucket's copy of the manifest does not match its digest; not served");
+            tracing::error!(%digest, "the bucket's copy of the manifest does not match its digest; deleting it");
+            drop_corrupt(bucket.clone(), Key::manifest(digest));
             return Ok(None);
         }
         let manifest = Manifest {
@@ -133,6 +139,35 @@ impl Mirror {
             let put = bucket::retried(|| bucket.put(&key, bytes.clone(), Some(&media_type))).await;
             if let Err(e) = put {
                 tracing::warn!(%digest, error = %e, "cannot put the manifest in the bucket");
+            }
+        });
+    }
+
+    /// The link another instance put in the bucket, saying `repo` holds `digest`.
+    pub(super) async fn link_in_bucket(&self, repo: &RepoName, digest: &Digest) -> Option<Link> {
+        let bucket = self.bucket.as_ref()?;
+        let read = bucket.read(&Key::link(&self.registry, repo, digest), LINK_LIMIT).await;
+        match read {
+            Ok(found) => found.map(|(bytes, _)| Link::parse(&bytes)),
+            Err(e) => {
+                tracing::warn!(%repo, %digest, error = %e, "bucket unavailable; asking past it");
+                None
+            }
+        }
+    }
+
+    /// Puts a link made here in the bucket, in the background.
+    pub(super) fn publish_link(&self, repo: &RepoName, digest: &Digest, link: Link) {
+        let Some(bucket) = self.bucket.clone() else {
+            return;
+        };
+        let key = Key::link(&self.registry, repo, digest);
+        let text = Bytes::from(link.text());
+        self.uploads.spawn(async move {
+            // A link never stops being true, so a retried write cannot put back a stale one.
+            let put = bucket::retried(|| bucket.put(&key, text.clone(), None)).await;
+            if let Err(e) = put {
+                tracing::warn!(%key, error = %e, "cannot put the link in the bucket");
             }
         });
     }
@@ -181,6 +216,9 @@ async fn upload_unless_there(bucket: &Bucket, key: &Key, file: &std::fs::File, s
 /// A tag record is under a hundred bytes; anything much bigger is not one.
 const TAG_RECORD_LIMIT: usize = 4096;
 
+/// A link holds a size in decimal, or nothing.
+const LINK_LIMIT: usize = 64;
+
 /// A fill's source reading the bucket's copy of a blob, resumed with a range.
 pub(super) struct BucketBlob {
     bucket: Arc<Bucket>,
@@ -204,6 +242,22 @@ impl Source for BucketBlob {
             })
         })
     }
+
+    fn rejected(&self) {
+        tracing::error!(key = %self.key, "the bucket's copy of the blob does not match its digest; deleting it");
+        drop_corrupt(self.bucket.clone(), self.key.clone());
+    }
+}
+
+/// Deletes a corrupt object, in the background, so the next miss fetches the content afresh
+/// and puts a good copy in its place. Deleting one that another instance has just replaced
+/// with a good copy costs one more fetch, never a wrong answer.
+fn drop_corrupt(bucket: Arc<Bucket>, key: Key) {
+    tokio::spawn(async move {
+        if let Err(e) = bucket.delete(&key).await {
+            tracing::warn!(%key, error = %e, "cannot delete the corrupt object");
+        }
+    });
 }
 
 fn source_error(error: bucket::Error) -> SourceError {

@@ -36,12 +36,20 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Where a blob's bytes come from: opened whole, and again from an offset to resume.
 pub trait Source: Send + Sync + 'static {
     fn open(&self, offset: u64) -> BoxFuture<'_, Result<Opened, SourceError>>;
+
+    /// The bytes given hashed to another digest. A source holding a copy of its own (the
+    /// bucket) drops it here, so the next fill does not read it again.
+    fn rejected(&self) {}
 }
 
 /// A source chosen at run time (the upstream, or a member of the fleet).
 impl Source for Box<dyn Source> {
     fn open(&self, offset: u64) -> BoxFuture<'_, Result<Opened, SourceError>> {
         (**self).open(offset)
+    }
+
+    fn rejected(&self) {
+        (**self).rejected();
     }
 }
 

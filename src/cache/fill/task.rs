@@ -120,7 +120,8 @@ impl Task {
         let actual = hasher.finish();
         if actual != self.digest {
             self.cache.metrics.digest_mismatches.inc();
-            return Err(Failure::Aborted(format!("upstream bytes hash to {actual}")));
+            source.rejected();
+            return Err(Failure::Aborted(format!("the source's bytes hash to {actual}")));
         }
         Ok((temp, written))
     }

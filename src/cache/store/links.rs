@@ -28,14 +28,14 @@ pub struct Link {
 
 impl Link {
     /// A link file's text: its size, or nothing (a link from before sizes, or unreadable).
-    fn parse(bytes: &[u8]) -> Link {
+    pub fn parse(bytes: &[u8]) -> Link {
         let size = std::str::from_utf8(bytes)
             .ok()
             .and_then(|text| text.trim().parse().ok());
         Link { size }
     }
 
-    fn text(self) -> String {
+    pub fn text(self) -> String {
         self.size.map(|size| size.to_string()).unwrap_or_default()
     }
 }

@@ -1,12 +1,15 @@
 //! A bucket shared as the store (`--bucket`), against a real one-node Garage: what one
 //! instance fetched from the upstream another reads from the bucket, costing the upstream
 //! nothing; only verified content goes in, whole (a multipart upload cut short leaves no
-//! object); a bucket object that does not match its digest is never served; the data
+//! object); a bucket object that does not match its digest is never served, and is replaced; the data
 //! directory, bounded, is a read-through tier in front of the bucket; and `prefetch` has put
 //! what it fetched in the bucket by the time it returns.
 //!
 //! Run by `.ci/run` with `REGMIRROR_GARAGE` naming a garage binary:
-//! `cargo test --test it bucket -- --ignored`.
+//! `cargo test --test it bucket:: -- --ignored`.
+
+mod commands;
+mod links;
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -160,7 +163,7 @@ async fn an_upload_cut_short_leaves_nothing_visible() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
-async fn a_corrupt_object_in_the_bucket_is_never_served() {
+async fn a_corrupt_object_in_the_bucket_is_never_served_and_is_replaced() {
     let garage = Garage::start();
     let (upstream, blobs) = upstream_with(1).await;
     let blob = &blobs[0];
@@ -176,6 +179,16 @@ async fn a_corrupt_object_in_the_bucket_is_never_served() {
     let outcome = mirror.try_send(http::Method::GET, &path(blob), &[]).await;
     assert_not_delivered(&outcome);
     assert!(!mirror.data_dir().has_blob(&blob.digest), "nothing cached from the lie");
+    assert_eq!(upstream.blob_gets(&blob.digest), 0, "the lie came from the bucket");
+
+    // The lie is deleted, so the next pull fetches the blob afresh and puts it right.
+    let deadline = Instant::now() + WAIT;
+    while bucket.size(&key(&blob.digest)).await.expect("HEAD").is_some() {
+        assert!(Instant::now() < deadline, "the corrupt object was never deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    mirror.get(&path(blob)).await.assert_blob(blob);
+    assert_eq!(in_bucket(&bucket, &key(&blob.digest)).await, blob.bytes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
