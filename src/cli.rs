@@ -111,8 +111,9 @@ pub struct PrefetchArgs {
 /// The bucket a fleet shares, which `prefetch` fills too: `serve`'s bucket options.
 #[derive(Debug, Args)]
 pub struct BucketArgs {
-    /// S3 bucket the gateways share as their store (`http://host:port/bucket`); what is
-    /// prefetched is put in it as well as in the data directory.
+    /// S3 bucket the gateways share as their store (`http://host:port/bucket`): prefetch and
+    /// import put what they add in it too; export first reads from it what the data
+    /// directory lacks.
     #[arg(long, env = "REGMIRROR_BUCKET", value_parser = parse::bucket)]
     pub bucket: Option<url::Url>,
     /// Region the bucket's requests are signed for: us-east-1 unless given.
@@ -155,6 +156,8 @@ pub struct ExportArgs {
     /// Images to export, as cached: alpine:3.20, library/nginx@sha256:...
     #[arg(value_name = "IMAGE", required_unless_present = "all")]
     pub images: Vec<String>,
+    #[command(flatten)]
+    pub bucket: BucketArgs,
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +171,8 @@ pub struct ImportArgs {
     /// namespaces `serve` has hosted in this data directory count without it.
     #[arg(long, env = "REGMIRROR_HOSTED_NAMESPACE", value_parser = parse::namespace)]
     pub hosted_namespace: Option<Registry>,
+    #[command(flatten)]
+    pub bucket: BucketArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,14 +1,15 @@
 //! The commands behind the binary's subcommands: each turns validated arguments into work
 //! and reports failure as one `anyhow` error, which `main` prints on one line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use regmirror::airgap::export::{self, Selection};
-use regmirror::airgap::{import, prefetch};
+use regmirror::airgap::{import, prefetch, share};
+use regmirror::bucket::Bucket;
 use regmirror::cache::maintenance::{self, Prune};
 use regmirror::cache::store::Store;
 use regmirror::certs::{self, CertDir, NamePolicy, Names};
@@ -17,7 +18,8 @@ use regmirror::cli::{
     PrefetchArgs,
 };
 use regmirror::client_config;
-use regmirror::config::{self, Config, ServeOptions, Tls};
+use regmirror::config::{self, BucketConfig, Config, ServeOptions, Tls};
+use regmirror::digest::Digest;
 use regmirror::hosted::gc;
 use regmirror::image::{Platform, Platforms};
 use regmirror::mirror::Mirror;
@@ -172,6 +174,10 @@ pub fn prefetch(args: PrefetchArgs) -> anyhow::Result<()> {
         anyhow::Ok(outcomes)
     })?;
     print!("{}", prefetch::table(&outcomes));
+    all_fetched(&outcomes)
+}
+
+fn all_fetched(outcomes: &[prefetch::Outcome]) -> anyhow::Result<()> {
     let failures: Vec<String> = outcomes
         .iter()
         .filter_map(|o| o.result.as_ref().err().map(|e| format!("{}: {e}", o.image)))
@@ -186,18 +192,45 @@ pub fn prefetch(args: PrefetchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads the images, every platform of them the bucket holds, from the bucket into the data
+/// directory, asking no upstream: `prefetch` through an offline mirror on the bucket.
+fn read_from_bucket(dir: &Path, bucket: BucketConfig, images: &[ImageRef]) -> anyhow::Result<()> {
+    prefetch::check_registries(images, &[])?;
+    let mut config = Config::new(config::default_upstream(), dir.to_owned());
+    config.offline = true;
+    config.bucket = Some(bucket);
+    let request = prefetch::Request {
+        images: images.to_vec(),
+        platforms: Platforms::All,
+        jobs: 4,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let outcomes = runtime.block_on(async {
+        let mirror = Mirror::new(&config).context("cannot open the cache in the data directory")?;
+        anyhow::Ok(prefetch::run(Arc::new(mirror), request).await)
+    })?;
+    all_fetched(&outcomes).context("reading the images from the bucket")
+}
+
 pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     let selection = if args.all {
         Selection::All
     } else {
         Selection::Images(parse_images(&args.images)?)
     };
+    let dir = data_dir(args.data_dir);
+    if let Some(bucket) = args.bucket.config()? {
+        let Selection::Images(images) = &selection else {
+            anyhow::bail!("--bucket reads the images named from the bucket: name them instead of --all");
+        };
+        read_from_bucket(&dir, bucket, images)?;
+    }
     let request = export::Request {
         selection,
         since: args.since,
         output: args.output,
     };
-    let summary = export::export(&data_dir(args.data_dir), &request)?;
+    let summary = export::export(&dir, &request)?;
     for (image, digest) in &summary.images {
         println!("{image}  {digest}");
     }
@@ -221,9 +254,11 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let bundle = args.bundle.display().to_string();
+    let bucket = args.bucket.config()?;
+    let dir = data_dir(args.data_dir);
     let summary = runtime
         .block_on(import::import_hosting(
-            &data_dir(args.data_dir),
+            &dir,
             &args.bundle,
             args.hosted_namespace.as_ref(),
         ))
@@ -240,6 +275,36 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
     println!(
         "imported {bundle}: {} added ({} bytes), {} already cached",
         summary.added, summary.bytes, summary.present
+    );
+    match bucket {
+        Some(bucket) => share_imported(&runtime, &dir, &bucket, &summary.images),
+        None => Ok(()),
+    }
+}
+
+/// Puts what an import added in the bucket; hosted repositories stay in the data directory.
+fn share_imported(
+    runtime: &tokio::runtime::Runtime,
+    dir: &Path,
+    bucket: &BucketConfig,
+    images: &[(ImageRef, Digest)],
+) -> anyhow::Result<()> {
+    let store = Store::at(dir).context("cannot open the data directory")?;
+    let hosted = store.hosted_namespaces().unwrap_or_default();
+    let mirrored: Vec<_> = (images.iter())
+        .filter(|(image, _)| !hosted.contains(&image.registry))
+        .cloned()
+        .collect();
+    let bucket = Bucket::new(bucket)?;
+    let shared = runtime
+        .block_on(share::share(&store, &bucket, &mirrored))
+        .context("putting the imported images in the bucket (run the import again to resume)")?;
+    println!(
+        "put {} images in the bucket: {} uploaded ({} bytes), {} blobs already there",
+        mirrored.len(),
+        shared.uploaded,
+        shared.bytes,
+        shared.present
     );
     Ok(())
 }

@@ -193,10 +193,13 @@ impl Job {
                 let wanted = children.iter().filter(|child| platforms.admits(child));
                 for child in wanted {
                     let reference = Reference::Digest(child.digest.clone());
-                    match self.manifest(&image.repo, &reference).await? {
-                        (_, Node::Image { config, layers }) => images.push((config, layers)),
+                    match self.manifest(&image.repo, &reference).await {
+                        Ok((_, Node::Image { config, layers })) => images.push((config, layers)),
                         // A nested index: rare, and not a platform's image.
-                        (_, Node::Index(_)) => continue,
+                        Ok((_, Node::Index(_))) => continue,
+                        // Offline, from the bucket: a platform nobody on the site pulled.
+                        Err(Error::Mirror(mirror::Error::OfflineManifest)) => continue,
+                        Err(e) => return Err(e),
                     }
                     plan.platforms
                         .push(child.platform.as_ref().map_or("?".into(), ToString::to_string));

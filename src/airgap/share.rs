@@ -1,0 +1,131 @@
+//! `import --bucket`: the images an import added go in the fleet's bucket too, so that every
+//! instance on it serves them, online or offline, and not only the one the bundle reached.
+//!
+//! Everything read here was verified on its way into the data directory (the import hashed
+//! it), so it goes in as the mirror's own uploads do: content the bucket lacks (a blob in one
+//! PUT or a multipart upload), each manifest with its media type, the repository's links, and
+//! the tag record last, so that an instance that finds the tag finds everything it names.
+
+use std::io;
+
+use bytes::Bytes;
+
+use crate::bucket::{self, Bucket, Key};
+use crate::cache::store::{Store, TagRecord};
+use crate::cache::vouched;
+use crate::digest::Digest;
+use crate::reference::{ImageRef, Reference, Tag};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Bucket(#[from] bucket::Error),
+    #[error("data directory: {0}")]
+    Io(#[from] io::Error),
+    #[error("{image}: {digest} is not in the data directory")]
+    Missing { image: String, digest: Digest },
+}
+
+/// What went in the bucket.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Shared {
+    /// Blobs and manifests uploaded, and the blobs' bytes.
+    pub uploaded: usize,
+    pub bytes: u64,
+    /// Blobs the bucket had already.
+    pub present: usize,
+}
+
+/// Puts each image (its manifests, the blobs they name, its repository's links to them and
+/// its tag record) from the data directory in the bucket.
+pub async fn share(store: &Store, bucket: &Bucket, images: &[(ImageRef, Digest)]) -> Result<Shared, Error> {
+    let mut shared = Shared::default();
+    for (image, digest) in images {
+        let sharing = Sharing { store, bucket, image };
+        sharing.tree(digest, &mut shared).await?;
+        if let Reference::Tag(tag) = &image.reference {
+            if let Some(record) = store.tag(&image.registry, &image.repo, tag).await? {
+                sharing.tag(tag, &record).await?;
+            }
+        }
+    }
+    Ok(shared)
+}
+
+struct Sharing<'a> {
+    store: &'a Store,
+    bucket: &'a Bucket,
+    image: &'a ImageRef,
+}
+
+impl Sharing<'_> {
+    /// The manifest `root` and everything it reaches that the data directory holds; a child
+    /// manifest it lacks is a platform the bundle left out.
+    async fn tree(&self, root: &Digest, shared: &mut Shared) -> Result<(), Error> {
+        let mut manifests = vec![root.clone()];
+        while let Some(digest) = manifests.pop() {
+            let Some(media_type) = self.store.media_type(&digest).await? else {
+                if digest == *root {
+                    return Err(self.missing(&digest));
+                }
+                continue;
+            };
+            let bytes = self.store.read_manifest(&digest).await.map_err(io::Error::from)?;
+            let bytes = bytes.ok_or_else(|| self.missing(&digest))?;
+            for child in vouched(&media_type, &bytes) {
+                match crate::manifest::is_manifest(&child.media_type) {
+                    true => manifests.push(child.digest.clone()),
+                    false => self.blob(&child.digest, shared).await?,
+                }
+                self.link(&child.digest).await?;
+            }
+            let key = Key::manifest(&digest);
+            let bytes = Bytes::from(bytes);
+            bucket::retried(|| self.bucket.put(&key, bytes.clone(), Some(&media_type))).await?;
+            shared.uploaded += 1;
+            self.link(&digest).await?;
+        }
+        Ok(())
+    }
+
+    async fn blob(&self, digest: &Digest, shared: &mut Shared) -> Result<(), Error> {
+        let key = Key::blob(digest);
+        if self.bucket.size(&key).await?.is_some() {
+            shared.present += 1;
+            return Ok(());
+        }
+        let file = self.store.open(digest).await?.ok_or_else(|| self.missing(digest))?;
+        let size = file.metadata()?.len();
+        bucket::retried(|| self.bucket.upload(&key, &file, size)).await?;
+        shared.uploaded += 1;
+        shared.bytes += size;
+        Ok(())
+    }
+
+    /// The repository's link to `digest`, as the import made it.
+    async fn link(&self, digest: &Digest) -> Result<(), Error> {
+        let image = self.image;
+        let Some(link) = self.store.linked(&image.registry, &image.repo, digest).await? else {
+            return Ok(());
+        };
+        let key = Key::link(&image.registry, &image.repo, digest);
+        let text = Bytes::from(link.text());
+        Ok(bucket::retried(|| self.bucket.put(&key, text.clone(), None)).await?)
+    }
+
+    async fn tag(&self, tag: &Tag, record: &TagRecord) -> Result<(), Error> {
+        let key = Key::tag(&self.image.registry, &self.image.repo, tag);
+        let json = serde_json::to_vec(record).map_err(io::Error::other)?;
+        Ok(self
+            .bucket
+            .put(&key, Bytes::from(json), Some("application/json"))
+            .await?)
+    }
+
+    fn missing(&self, digest: &Digest) -> Error {
+        Error::Missing {
+            image: self.image.to_string(),
+            digest: digest.clone(),
+        }
+    }
+}
