@@ -226,6 +226,8 @@ if stage_on bucket; then
     bucket_kill_garage
     fleet_kill bucketkill
     bucket_restart
+    bucket_airgap
+    bucket_stop
 fi
 
 # ---------------------------------------------------------------------- result

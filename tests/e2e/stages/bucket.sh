@@ -7,6 +7,7 @@
 # killed likewise during pulls through the other two. Then everything restarts, one instance
 # with an empty data directory: every object in the bucket must hash to its key (nothing
 # partial is visible), and warm pulls from every instance must cost the upstream no blob GET.
+# Last, `export --bucket` and `import --bucket` run against the bucket (bucket_airgap).
 # Needs garage (REGMIRROR_GARAGE or PATH; .ci/run installs it).
 
 GARAGE_BIN=${REGMIRROR_GARAGE:-$(command -v garage || true)}
@@ -167,6 +168,32 @@ bucket_restart() {
             < <(fleet_blobs "$image")
     done
     expect_eq "bucket warm: blob GETs the upstream answered" "$gets" 0
+}
+
+# The air-gap commands on the bucket: `export --bucket` into an empty data directory asks the
+# upstream nothing and writes a bundle skopeo reads back with the right manifest; `import
+# --bucket` of that bundle at another data directory finds the blobs already in the bucket.
+bucket_airgap() {
+    step "bucket: export --bucket from an empty data directory, import --bucket elsewhere"
+    local out="$TMP/bucket-export.tar" digest mark lines
+    local bucket=(--bucket "${FLEET_BUCKETS[0]}" --bucket-region garage --bucket-credentials "$TMP/bucket.toml")
+    digest="sha256:$(sha256_of "$TMP/fleet-images/bucketbig.manifest")"
+    mark=$(upstream_mark)
+    check "bucket export: library/bucketbig:1 read from the bucket into an empty data directory" \
+        "$REGMIRROR_BIN" export --data-dir "$TMP/bucket-export" "${bucket[@]}" -o "$out" library/bucketbig:1
+    expect_eq "bucket export: requests the upstream answered" "$(tail -n +"$((mark + 1))" "$UPSTREAM_LOG" | wc -l)" 0
+    expect_eq "bucket export: the bundle's manifest, as skopeo reads it" \
+        "sha256:$("${SKOPEO[@]}" inspect --raw "oci-archive:$out:docker.io/library/bucketbig:1" | sha256sum | cut -d' ' -f1)" \
+        "$digest"
+    lines=$("$REGMIRROR_BIN" import --data-dir "$TMP/bucket-import" "${bucket[@]}" "$out" 2>&1) \
+        || fail "bucket import: import --bucket exited non-zero: $lines"
+    info "bucket import: $(tail -1 <<<"$lines")"
+    check "bucket import: every blob of the bundle was already in the bucket" \
+        grep -qE "put 1 images in the bucket: 1 uploaded \(0 bytes\), [0-9]+ blobs already there" <<<"$lines"
+}
+
+bucket_stop() {
+    local n
     for n in "${!FLEET_PIDS[@]}"; do stop_pid "${FLEET_PIDS[n]}"; done
     for n in "${!GARAGE_PIDS[@]}"; do stop_pid "${GARAGE_PIDS[n]}"; done
 }

@@ -32,6 +32,18 @@ fn config(upstream: &FakeRegistry, garage: &Garage, dir: &Path, offline: bool) -
     config
 }
 
+/// Prefetches `REPO:7`, every platform, through a mirror on `config`: whether it all came.
+async fn prefetch_on(config: &regmirror::Config) -> bool {
+    let mirror = regmirror::mirror::Mirror::new(config).expect("mirror");
+    let request = prefetch::Request {
+        images: vec![format!("{REPO}:7").parse().expect("image reference")],
+        platforms: Platforms::All,
+        jobs: 2,
+    };
+    let outcomes = prefetch::run(Arc::new(mirror), request).await;
+    outcomes.iter().all(|o| o.result.is_ok())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
 async fn an_import_reaches_every_instance_and_an_export_reads_the_bucket() {
@@ -44,13 +56,7 @@ async fn an_import_reaches_every_instance_and_an_export_reads_the_bucket() {
     // A bundle made elsewhere, without the bucket.
     let mut elsewhere = config(&upstream, &garage, dirs[0].path(), false);
     elsewhere.bucket = None;
-    let site = regmirror::mirror::Mirror::new(&elsewhere).expect("mirror");
-    let request = prefetch::Request {
-        images: vec![format!("{REPO}:7").parse().expect("image reference")],
-        platforms: Platforms::All,
-        jobs: 2,
-    };
-    assert!(prefetch::run(Arc::new(site), request).await.iter().all(|o| o.result.is_ok()));
+    assert!(prefetch_on(&elsewhere).await, "prefetch from the upstream");
     export(dirs[0].path(), &bundle);
 
     let imported = import::import(dirs[1].path(), &bundle).await.expect("import");
@@ -77,13 +83,7 @@ async fn an_import_reaches_every_instance_and_an_export_reads_the_bucket() {
 
     // An export from an empty data directory: everything comes from the bucket.
     let empty = config(&upstream, &garage, dirs[2].path(), true);
-    let reader = regmirror::mirror::Mirror::new(&empty).expect("mirror");
-    let request = prefetch::Request {
-        images: vec![format!("{REPO}:7").parse().expect("image reference")],
-        platforms: Platforms::All,
-        jobs: 2,
-    };
-    assert!(prefetch::run(Arc::new(reader), request).await.iter().all(|o| o.result.is_ok()));
+    assert!(prefetch_on(&empty).await, "offline prefetch from the bucket");
     let out = dirs[2].path().join("out.tar");
     let exported = export(dirs[2].path(), &out);
     assert_eq!(exported.images[0].1.to_string(), image.manifest.digest);
