@@ -108,7 +108,8 @@ pub struct PrefetchArgs {
     pub bucket: BucketArgs,
 }
 
-/// The bucket a fleet shares, which `prefetch` fills too: `serve`'s bucket options.
+/// The bucket a fleet shares, which `prefetch` and `import` fill and `export` reads: `serve`'s
+/// bucket options.
 #[derive(Debug, Args)]
 pub struct BucketArgs {
     /// S3 bucket the gateways share as their store (`http://host:port/bucket`): prefetch and

@@ -42,7 +42,12 @@ pub async fn share(store: &Store, bucket: &Bucket, images: &[(ImageRef, Digest)]
     let mut shared = Shared::default();
     for (image, digest) in images {
         let sharing = Sharing { store, bucket, image };
-        sharing.tree(digest, &mut shared).await?;
+        let reached = sharing.tree(digest, &mut shared).await?;
+        // Links once the content is in, the root's last: a link found means what it names
+        // and all below it are there.
+        for digest in reached.iter().rev() {
+            sharing.link(digest).await?;
+        }
         if let Reference::Tag(tag) = &image.reference {
             if let Some(record) = store.tag(&image.registry, &image.repo, tag).await? {
                 sharing.tag(tag, &record).await?;
@@ -59,10 +64,12 @@ struct Sharing<'a> {
 }
 
 impl Sharing<'_> {
-    /// The manifest `root` and everything it reaches that the data directory holds; a child
-    /// manifest it lacks is a platform the bundle left out.
-    async fn tree(&self, root: &Digest, shared: &mut Shared) -> Result<(), Error> {
+    /// The manifest `root` and everything it reaches that the data directory holds (a child
+    /// manifest it lacks is a platform the bundle left out); what it reached, each
+    /// manifest before the content it names.
+    async fn tree(&self, root: &Digest, shared: &mut Shared) -> Result<Vec<Digest>, Error> {
         let mut manifests = vec![root.clone()];
+        let mut reached = Vec::new();
         while let Some(digest) = manifests.pop() {
             let Some(media_type) = self.store.media_type(&digest).await? else {
                 if digest == *root {
@@ -72,20 +79,22 @@ impl Sharing<'_> {
             };
             let bytes = self.store.read_manifest(&digest).await.map_err(io::Error::from)?;
             let bytes = bytes.ok_or_else(|| self.missing(&digest))?;
+            reached.push(digest.clone());
             for child in vouched(&media_type, &bytes) {
                 match crate::manifest::is_manifest(&child.media_type) {
                     true => manifests.push(child.digest.clone()),
-                    false => self.blob(&child.digest, shared).await?,
+                    false => {
+                        self.blob(&child.digest, shared).await?;
+                        reached.push(child.digest);
+                    }
                 }
-                self.link(&child.digest).await?;
             }
             let key = Key::manifest(&digest);
             let bytes = Bytes::from(bytes);
             bucket::retried(|| self.bucket.put(&key, bytes.clone(), Some(&media_type))).await?;
             shared.uploaded += 1;
-            self.link(&digest).await?;
         }
-        Ok(())
+        Ok(reached)
     }
 
     async fn blob(&self, digest: &Digest, shared: &mut Shared) -> Result<(), Error> {
