@@ -75,8 +75,9 @@ impl Registries {
             fleet.watch(config.dns.clone()).map_err(io::Error::other)?;
             tracing::info!(members = fleet.config().members.len(), me = %fleet.url(fleet.me()), "in a fleet");
         }
-        if let Some(bucket) = &config.bucket {
+        if let (Some(bucket), Some(shared)) = (&config.bucket, &bucket) {
             tracing::info!(endpoint = %bucket.endpoint, bucket = %bucket.name, "sharing a bucket as the store");
+            crate::bucket::sweep(shared);
         }
         for mirror in &mirrors {
             tracing::info!(registry = %mirror.registry(), upstream = %mirror.upstream().base(), "mirroring");

@@ -16,8 +16,16 @@ use crate::reference::{Registry, RepoName, Tag};
 pub struct Key(String);
 
 impl Key {
+    /// Where every blob's key begins.
+    pub const BLOBS: &str = "blobs/";
+
     pub fn blob(digest: &Digest) -> Key {
-        Key(format!("blobs/{}/{}", digest.algorithm().name(), digest.hex()))
+        Key(format!("{}{}/{}", Key::BLOBS, digest.algorithm().name(), digest.hex()))
+    }
+
+    /// A key as the bucket listed it.
+    pub(super) fn listed(key: String) -> Key {
+        Key(key)
     }
 
     pub fn manifest(digest: &Digest) -> Key {

@@ -11,6 +11,7 @@
 //! beyond a manifest or a tag record.
 
 mod keys;
+mod leftovers;
 mod multipart;
 
 use std::time::Duration;
@@ -29,6 +30,7 @@ use crate::body::{self, Body};
 use crate::config::BucketConfig;
 use crate::upstream::error_chain;
 pub use keys::Key;
+pub use leftovers::{sweep, ABANDONED};
 
 /// How long a signed URL stays valid: long enough for the slowest part upload.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);

@@ -40,13 +40,24 @@ impl Bucket {
         match self.upload_parts(key, upload_id, file, size).await {
             Ok(()) => Ok(()),
             Err(e) => {
-                let abort = AbortMultipartUpload::new(&self.bucket, Some(&self.credentials), key.as_str(), upload_id);
-                // The upload failed already; an abort that fails too leaves parts for the sweep.
-                let _ = self
-                    .send(Method::DELETE, abort.sign(SIGNED_FOR), &[], body::empty())
-                    .await;
+                // The upload failed already; an abort that fails too leaves parts for the sweep
+                // of abandoned uploads.
+                let _ = self.abort_upload(key, upload_id).await;
                 Err(e)
             }
+        }
+    }
+
+    /// Drops an unfinished multipart upload and its parts.
+    pub(super) async fn abort_upload(&self, key: &Key, upload_id: &str) -> Result<(), Error> {
+        let abort = AbortMultipartUpload::new(&self.bucket, Some(&self.credentials), key.as_str(), upload_id);
+        let response = self
+            .send(Method::DELETE, abort.sign(SIGNED_FOR), &[], body::empty())
+            .await?;
+        match response.status() {
+            // Completed or aborted meanwhile by another instance.
+            http::StatusCode::NOT_FOUND => Ok(()),
+            _ => expect_ok(&response, "DELETE ?uploadId", key),
         }
     }
 
@@ -113,7 +124,7 @@ impl Bucket {
     }
 }
 
-async fn answer_text(body: Incoming, key: &Key) -> Result<String, Error> {
+pub(super) async fn answer_text(body: Incoming, key: &Key) -> Result<String, Error> {
     let collected = Limited::new(body, ANSWER_LIMIT).collect().await;
     let bytes: Bytes = collected.map_err(|e| bad_answer(key, e))?.to_bytes();
     String::from_utf8(bytes.to_vec()).map_err(|e| bad_answer(key, e))

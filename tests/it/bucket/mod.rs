@@ -9,6 +9,7 @@
 //! `cargo test --test it bucket:: -- --ignored`.
 
 mod commands;
+mod leftovers;
 mod links;
 
 use std::io::Write as _;
