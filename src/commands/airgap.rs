@@ -1,8 +1,7 @@
-//! The commands behind the binary's subcommands: each turns validated arguments into work
-//! and reports failure as one `anyhow` error, which `main` prints on one line.
+//! The air-gap commands, `prefetch`, `export` and `import`: on the data directory and, with
+//! `--bucket`, on the fleet's bucket too.
 
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,127 +9,15 @@ use anyhow::Context as _;
 use regmirror::airgap::export::{self, Selection};
 use regmirror::airgap::{import, prefetch, share};
 use regmirror::bucket::Bucket;
-use regmirror::cache::maintenance::{self, Prune};
 use regmirror::cache::store::Store;
-use regmirror::certs::{self, CertDir, NamePolicy, Names};
-use regmirror::cli::{
-    CacheCommand, CertClientArgs, CertInitArgs, ClientConfigArgs, DataDirArg, ExportArgs, GcArgs, ImportArgs,
-    PrefetchArgs,
-};
-use regmirror::client_config;
-use regmirror::config::{self, BucketConfig, Config, ServeOptions, Tls};
+use regmirror::cli::{ExportArgs, ImportArgs, PrefetchArgs};
+use regmirror::config::{self, BucketConfig, Config};
 use regmirror::digest::Digest;
-use regmirror::hosted::gc;
 use regmirror::image::{Platform, Platforms};
 use regmirror::mirror::Mirror;
 use regmirror::reference::ImageRef;
-use regmirror::server;
-use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
 
-use crate::report;
-
-fn data_dir(arg: DataDirArg) -> PathBuf {
-    config::data_dir(arg.data_dir, env("STATE_DIRECTORY").map(PathBuf::from))
-}
-
-fn cert_dir(arg: DataDirArg) -> CertDir {
-    CertDir::new(data_dir(arg).join("certs"))
-}
-
-pub fn cert_init(args: CertInitArgs) -> anyhow::Result<()> {
-    let dir = cert_dir(args.data_dir);
-    let report = certs::ensure(&dir, &Names::local(&args.hostnames, &args.ips), NamePolicy::Exact)?;
-    println!("CA: {:?} ({})", report.ca, dir.ca_cert().display());
-    println!(
-        "server certificate: {:?} ({})",
-        report.server,
-        dir.server_cert().display()
-    );
-    print!("{}", certs::describe(&dir)?);
-    Ok(())
-}
-
-pub fn cert_client(args: CertClientArgs) -> anyhow::Result<()> {
-    let (cert, key) = certs::issue_client(&cert_dir(args.data_dir), &args.name)?;
-    println!("client certificate: {}", cert.display());
-    println!("client key:         {}", key.display());
-    println!(
-        "dockerd and podman: copy both into /etc/docker/certs.d/HOST:PORT/ (or /etc/containers/certs.d/HOST:PORT/)"
-    );
-    println!("                    as client.cert and client.key");
-    println!(
-        "containerd:         hosts.toml: client = [[\"{}\", \"{}\"]]",
-        cert.display(),
-        key.display()
-    );
-    Ok(())
-}
-
-pub fn cert_show(args: DataDirArg) -> anyhow::Result<()> {
-    print!("{}", certs::describe(&cert_dir(args))?);
-    Ok(())
-}
-
-/// Collects hosted content no tag reaches, beside a running server, and says what went.
-pub fn gc(args: GcArgs) -> anyhow::Result<()> {
-    let dir = data_dir(args.data_dir);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let report = runtime
-        .block_on(gc::collect(&dir, args.grace, args.upload_max_age))
-        .with_context(|| format!("collecting {}", dir.display()))?;
-    println!("freed {} files, {} bytes", report.files, report.bytes);
-    println!("unlinked {} from hosted repositories", report.unlinked);
-    println!(
-        "left {} to the cache (mirrored repositories hold them)",
-        report.unpinned
-    );
-    println!("removed {} abandoned uploads", report.uploads);
-    Ok(())
-}
-
-pub fn cache(command: CacheCommand) -> anyhow::Result<()> {
-    match command {
-        CacheCommand::Stats(dir) => {
-            let stats = maintenance::stats(&data_dir(dir))?;
-            println!("blobs      {}", stats.blobs);
-            println!("manifests  {}", stats.manifests);
-            println!("bytes      {}", stats.bytes);
-            println!("tags       {}", stats.tags);
-            println!("hosted     {} files, {} bytes", stats.hosted_files, stats.hosted_bytes);
-        }
-        CacheCommand::Ls(dir) => print!("{}", maintenance::list(&data_dir(dir))?),
-        CacheCommand::Prune(args) => {
-            let rule = Prune {
-                max_bytes: args.max_size,
-                older_than: args.older_than,
-            };
-            anyhow::ensure!(
-                rule.max_bytes.is_some() || rule.older_than.is_some(),
-                "say what to prune: --max-size and/or --older-than"
-            );
-            let (files, bytes) = maintenance::prune(&data_dir(args.data_dir), &rule)?;
-            println!("pruned {files} files, {bytes} bytes");
-        }
-        CacheCommand::Verify(dir) => {
-            let bad = maintenance::verify(&data_dir(dir))?;
-            for line in &bad {
-                println!("{line}");
-            }
-            anyhow::ensure!(
-                bad.is_empty(),
-                "{} cached files failed verification and were quarantined",
-                bad.len()
-            );
-            println!("all cached content matches its digest");
-        }
-    }
-    Ok(())
-}
+use super::{data_dir, env};
 
 pub fn prefetch(args: PrefetchArgs) -> anyhow::Result<()> {
     let mut images = parse_images(&args.images)?;
@@ -312,79 +199,4 @@ fn share_imported(
 fn parse_images(images: &[String]) -> anyhow::Result<Vec<ImageRef>> {
     let parse = |image: &String| image.parse().with_context(|| format!("invalid image '{image}'"));
     images.iter().map(parse).collect()
-}
-
-pub fn client_config(args: ClientConfigArgs) -> anyhow::Result<()> {
-    let dir = cert_dir(args.data_dir);
-    let mirror = args.mirror.map(|m| m.to_string()).unwrap_or_else(|| {
-        format!(
-            "{}:5000",
-            certs::machine_hostname().unwrap_or_else(|| "localhost".into())
-        )
-    });
-    let fingerprint = certs::ca_pem_and_fingerprint(&dir).ok().map(|(_, fp)| fp);
-    print!(
-        "{}",
-        client_config::render(args.client, &mirror, &dir.ca_cert(), fingerprint.as_deref())
-    );
-    Ok(())
-}
-
-pub fn serve(mut args: ServeOptions) -> ExitCode {
-    // Under systemd, ConfigurationDirectory= names where the config file lives.
-    if args.config.is_none() {
-        let default = env("CONFIGURATION_DIRECTORY").map(|dir| PathBuf::from(dir).join("config.toml"));
-        args.config = default.filter(|path| path.exists());
-    }
-    let credentials = config::env_credentials(env("REGMIRROR_UPSTREAM_USERNAME"), env("REGMIRROR_UPSTREAM_PASSWORD"));
-    let config = credentials
-        .and_then(|credentials| Config::from_options(args, credentials, env("STATE_DIRECTORY").map(PathBuf::from)));
-    let config = match config {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("regmirror: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    report(run(config))
-}
-
-fn run(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-        if matches!(config.tls, Tls::Off) {
-            tracing::warn!("serving PLAIN HTTP (--insecure-http): clients need an insecure-registries entry and traffic is unencrypted");
-        }
-        server::run_with_reload(listener, config, shutdown_signal(), reload_signals()?).await?;
-        Ok(())
-    })
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// SIGHUP asks for the TLS certificate and key to be read again.
-fn reload_signals() -> anyhow::Result<mpsc::Receiver<()>> {
-    let mut hangups = signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?;
-    let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            // A reload already queued covers this one too.
-            let _ = tx.try_send(());
-        }
-    });
-    Ok(rx)
-}
-
-async fn shutdown_signal() {
-    let term = signal(SignalKind::terminate());
-    let Ok(mut term) = term else {
-        return tokio::signal::ctrl_c().await.unwrap_or(());
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
