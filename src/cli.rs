@@ -178,14 +178,24 @@ pub struct ImportArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// Counts and sizes.
-    Stats(DataDirArg),
-    /// Cached images (tags) and content with last access.
-    Ls(DataDirArg),
+    /// Counts and sizes (of the bucket's content, with --bucket).
+    Stats(CacheArgs),
+    /// Cached images (tags) and content with last access (the bucket's tags, with --bucket).
+    Ls(CacheArgs),
     /// Delete content: unused for a while, then least recently used down to a size.
     Prune(PruneArgs),
-    /// Re-hash every file; mismatches are quarantined and the exit code is non-zero.
-    Verify(DataDirArg),
+    /// Re-hash every file; mismatches are quarantined (deleted from the bucket, with --bucket)
+    /// and the exit code is non-zero.
+    Verify(CacheArgs),
+}
+
+/// The data directory, or with `--bucket` the fleet's bucket instead.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    #[command(flatten)]
+    pub bucket: BucketArgs,
 }
 
 #[derive(Debug, Args)]

@@ -41,6 +41,20 @@ impl Key {
         Key(format!("tags/{registry}/{repo}/_links/{algorithm}/{hex}"))
     }
 
+    /// The digest a content key (`blobs/<alg>/<hex>`, `manifests/<alg>/<hex>`) names.
+    pub(super) fn digest(&self) -> Option<Digest> {
+        let (_, content) = self.0.split_once('/')?;
+        let (algorithm, hex) = content.split_once('/')?;
+        format!("{algorithm}:{hex}").parse().ok()
+    }
+
+    /// `registry/repository:tag`, for a tag record's key.
+    pub(super) fn tag_name(&self) -> Option<String> {
+        let named = self.0.strip_prefix("tags/")?;
+        let (repository, tag) = named.split_once("/_tags/")?;
+        Some(format!("{repository}:{tag}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -67,6 +81,14 @@ mod tests {
             Key::tag(&registry, &repo, &tag).as_str(),
             "tags/ghcr.io/org/app/_tags/v1"
         );
+        assert_eq!(Key::blob(&digest).digest(), Some(digest.clone()));
+        assert_eq!(Key::manifest(&digest).digest(), Some(digest.clone()));
+        assert_eq!(Key::listed("blobs/sha256/zz".into()).digest(), None);
+        assert_eq!(
+            Key::tag(&registry, &repo, &tag).tag_name().as_deref(),
+            Some("ghcr.io/org/app:v1")
+        );
+        assert_eq!(Key::link(&registry, &repo, &digest).tag_name(), None);
         assert_eq!(
             Key::link(&registry, &repo, &digest).as_str(),
             format!("tags/ghcr.io/org/app/_links/sha256/{}", digest.hex())

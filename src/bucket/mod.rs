@@ -10,6 +10,7 @@
 //! hyper like every other request here, so bodies stream both ways and nothing is buffered
 //! beyond a manifest or a tag record.
 
+mod inventory;
 mod keys;
 mod leftovers;
 mod multipart;
@@ -29,6 +30,7 @@ use rusty_s3::{Credentials, S3Action, UrlStyle};
 use crate::body::{self, Body};
 use crate::config::BucketConfig;
 use crate::upstream::error_chain;
+pub use inventory::{Inventory, Listed, Verified};
 pub use keys::Key;
 pub use leftovers::{sweep, ABANDONED};
 

@@ -130,7 +130,7 @@ pub(super) async fn answer_text(body: Incoming, key: &Key) -> Result<String, Err
     String::from_utf8(bytes.to_vec()).map_err(|e| bad_answer(key, e))
 }
 
-fn bad_answer(key: &Key, reason: impl std::fmt::Display) -> Error {
+pub(super) fn bad_answer(key: &Key, reason: impl std::fmt::Display) -> Error {
     Error::Answer {
         action: "multipart upload",
         key: key.to_string(),

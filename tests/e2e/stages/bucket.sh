@@ -7,7 +7,8 @@
 # killed likewise during pulls through the other two. Then everything restarts, one instance
 # with an empty data directory: every object in the bucket must hash to its key (nothing
 # partial is visible), and warm pulls from every instance must cost the upstream no blob GET.
-# Last, `export --bucket` and `import --bucket` run against the bucket (bucket_airgap).
+# Last, `export --bucket`, `import --bucket`, `cache ls --bucket` and `cache verify --bucket`
+# run against the bucket (bucket_airgap).
 # Needs garage (REGMIRROR_GARAGE or PATH; .ci/run installs it).
 
 GARAGE_BIN=${REGMIRROR_GARAGE:-$(command -v garage || true)}
@@ -172,7 +173,8 @@ bucket_restart() {
 
 # The air-gap commands on the bucket: `export --bucket` into an empty data directory asks the
 # upstream nothing and writes a bundle skopeo reads back with the right manifest; `import
-# --bucket` of that bundle at another data directory finds the blobs already in the bucket.
+# --bucket` of that bundle at another data directory finds the blobs already in the bucket;
+# `cache ls --bucket` lists the tag and `cache verify --bucket` finds every object whole.
 bucket_airgap() {
     step "bucket: export --bucket from an empty data directory, import --bucket elsewhere"
     local out="$TMP/bucket-export.tar" digest mark lines
@@ -190,6 +192,12 @@ bucket_airgap() {
     info "bucket import: $(tail -1 <<<"$lines")"
     check "bucket import: every blob of the bundle was already in the bucket" \
         grep -qE "put 1 images in the bucket: 1 uploaded \(0 bytes\), [0-9]+ blobs already there" <<<"$lines"
+    check "bucket cache ls: the bucket's tags include docker.io/library/bucketbig:1" \
+        grep -qx "docker.io/library/bucketbig:1" <("$REGMIRROR_BIN" cache ls "${bucket[@]}")
+    lines=$("$REGMIRROR_BIN" cache verify "${bucket[@]}" 2>&1) || fail "bucket cache verify: exited non-zero: $lines"
+    info "bucket cache verify: $lines"
+    check "bucket cache verify: every blob and manifest in the bucket matches its digest" \
+        grep -qE "^all [0-9]+ objects in the bucket match their digests" <<<"$lines"
 }
 
 bucket_stop() {

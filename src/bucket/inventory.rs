@@ -1,0 +1,127 @@
+//! What the bucket holds, for `regmirror cache … --bucket`: objects listed a page at a time,
+//! counted by kind, tag records read, and every blob and manifest hashed again, a copy that
+//! does not match its key deleted so the next miss fetches it afresh.
+
+use futures_util::StreamExt as _;
+use http_body_util::BodyDataStream;
+use rusty_s3::actions::ListObjectsV2;
+use rusty_s3::S3Action;
+
+use super::{expect_ok, multipart, Bucket, Error, Key, SIGNED_FOR};
+use crate::body;
+use crate::digest::Hasher;
+
+/// One listed object.
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+}
+
+/// Counts and sizes of what the bucket holds.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Inventory {
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub manifests: u64,
+    pub tags: u64,
+    pub links: u64,
+}
+
+/// What a re-hash of the bucket found.
+#[derive(Debug, Default)]
+pub struct Verified {
+    pub checked: u64,
+    /// Keys whose bytes did not match; each was deleted.
+    pub deleted: Vec<String>,
+}
+
+impl Bucket {
+    /// Every object whose key starts with `prefix`, in key order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, Error> {
+        let mut listed = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = ListObjectsV2::new(&self.bucket, Some(&self.credentials));
+            action.with_prefix(prefix);
+            if let Some(token) = &token {
+                action.with_continuation_token(token.as_str());
+            }
+            let key = Key::listed(format!("?list-type=2&prefix={prefix}"));
+            let response = self
+                .send(http::Method::GET, action.sign(SIGNED_FOR), &[], body::empty())
+                .await?;
+            expect_ok(&response, "GET", &key)?;
+            let text = multipart::answer_text(response.into_body(), &key).await?;
+            let page = ListObjectsV2::parse_response(&text).map_err(|e| multipart::bad_answer(&key, e))?;
+            let objects = page.contents.into_iter();
+            listed.extend(objects.map(|o| Listed {
+                size: o.size.unwrap_or_default(),
+                key: o.key,
+            }));
+            match page.next_continuation_token {
+                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                _ => return Ok(listed),
+            }
+        }
+    }
+
+    /// Counts what the bucket holds, by kind.
+    pub async fn inventory(&self) -> Result<Inventory, Error> {
+        let mut inventory = Inventory::default();
+        for blob in self.list(Key::BLOBS).await? {
+            inventory.blobs += 1;
+            inventory.blob_bytes += blob.size;
+        }
+        inventory.manifests = self.list("manifests/").await?.len() as u64;
+        for record in self.list("tags/").await? {
+            match record.key.contains("/_tags/") {
+                true => inventory.tags += 1,
+                false => inventory.links += 1,
+            }
+        }
+        Ok(inventory)
+    }
+
+    /// Every tag the bucket holds a record of, as `registry/repository:tag`.
+    pub async fn tags(&self) -> Result<Vec<String>, Error> {
+        let records = self.list("tags/").await?.into_iter();
+        Ok(records
+            .filter_map(|record| Key::listed(record.key).tag_name())
+            .collect())
+    }
+
+    /// Hashes every blob and manifest again, deleting each whose bytes do not match its key.
+    pub async fn verify(&self) -> Result<Verified, Error> {
+        let mut verified = Verified::default();
+        for prefix in [Key::BLOBS, "manifests/"] {
+            for object in self.list(prefix).await? {
+                let key = Key::listed(object.key);
+                verified.checked += 1;
+                if !self.matches_its_key(&key).await? {
+                    self.delete(&key).await?;
+                    verified.deleted.push(key.to_string());
+                }
+            }
+        }
+        Ok(verified)
+    }
+
+    /// Whether the object's bytes hash to the digest its key names; a key naming no digest
+    /// does not match.
+    async fn matches_its_key(&self, key: &Key) -> Result<bool, Error> {
+        let Some(digest) = key.digest() else {
+            return Ok(false);
+        };
+        let Some(object) = self.get(key, 0).await? else {
+            // Deleted meanwhile: nothing to check.
+            return Ok(true);
+        };
+        let mut hasher = Hasher::new(digest.algorithm());
+        let mut bytes = BodyDataStream::new(object.body);
+        while let Some(chunk) = bytes.next().await {
+            let chunk = chunk.map_err(|e| Error::Unreachable(e.to_string()))?;
+            hasher.update(&chunk);
+        }
+        Ok(hasher.finish() == digest)
+    }
+}

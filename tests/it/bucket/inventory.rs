@@ -1,0 +1,52 @@
+//! `cache … --bucket`: what the bucket holds counted by kind, its tags listed, and every blob
+//! and manifest hashed again, a copy that does not match its key deleted.
+
+use bytes::Bytes;
+
+use super::{key, mirror_on, path, REPO};
+use crate::support::garage::Garage;
+use crate::support::{FakeRegistry, Format};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn the_bucket_is_counted_listed_and_verified() {
+    let garage = Garage::start();
+    let upstream = FakeRegistry::start().await;
+    let image = upstream.push_image(REPO, "7", Format::Oci);
+    let mirror = mirror_on(&upstream, &garage).await;
+    mirror
+        .get_manifest(&format!("/v2/{REPO}/manifests/7"))
+        .await
+        .assert_manifest(&image.manifest);
+    for blob in image.blobs() {
+        mirror.get(&path(blob)).await.assert_blob(blob);
+    }
+    mirror.stop().await;
+    let bucket = garage.client();
+
+    let inventory = bucket.inventory().await.expect("inventory");
+    let blobs = image.blobs().count() as u64;
+    assert_eq!(inventory.blobs, blobs, "{inventory:?}");
+    assert_eq!(
+        inventory.blob_bytes,
+        image.blobs().map(|b| b.bytes.len() as u64).sum::<u64>()
+    );
+    assert_eq!((inventory.manifests, inventory.tags), (1, 1), "{inventory:?}");
+    assert_eq!(inventory.links, blobs + 1, "the manifest's and each blob's");
+    assert_eq!(bucket.tags().await.expect("tags"), [format!("docker.io/{REPO}:7")]);
+
+    let verified = bucket.verify().await.expect("verify");
+    assert_eq!((verified.checked, verified.deleted.len()), (blobs + 1, 0));
+
+    let victim = image.layers[0].clone();
+    let mut lie = victim.bytes.to_vec();
+    let middle = lie.len() / 2;
+    lie[middle] ^= 1;
+    bucket
+        .put(&key(&victim.digest), Bytes::from(lie), None)
+        .await
+        .expect("PUT");
+    let verified = bucket.verify().await.expect("verify");
+    assert_eq!(verified.deleted, [key(&victim.digest).to_string()]);
+    assert_eq!(bucket.size(&key(&victim.digest)).await.expect("HEAD"), None);
+}
