@@ -56,6 +56,9 @@ pub struct Index {
     manifest_memory: u64,
     tags: Cache<(Registry, RepoName, Tag), TagRecord>,
     store: Arc<Store>,
+    /// `--max-cache-size 0`: nothing unpinned is kept (a fleet's bucket holds it all).
+    keeps_nothing: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Index {
@@ -67,6 +70,7 @@ impl Index {
             .build();
         let kept = manifests.clone();
         let evicted = store.clone();
+        let counted = metrics.clone();
         let mut content = Cache::builder()
             .weigher(|_: &Digest, e: &Entry| match e.pinned {
                 true => 0,
@@ -78,14 +82,13 @@ impl Index {
                 }
                 // A pin made since the entry was weighed (by `gc` or a push) still saves the file.
                 if cause == RemovalCause::Size && !evicted.pinned(&digest) {
-                    metrics.evictions.inc();
-                    if let Err(e) = evicted.remove(&digest) {
-                        tracing::warn!(%digest, error = %e, "cannot delete evicted content");
-                    }
+                    evict(&evicted, &counted, &digest);
                 }
             });
+        // At a capacity of nothing moka would drop entries without calling the listener,
+        // leaving their files behind: a cap of zero is `keeps_nothing` instead.
         if let Some(max) = limits.max_bytes {
-            content = content.max_capacity(max.div_ceil(WEIGHT_UNIT));
+            content = content.max_capacity(max.div_ceil(WEIGHT_UNIT).max(1));
         }
         Index {
             content: content.build(),
@@ -96,6 +99,8 @@ impl Index {
                 .time_to_live(REREAD_AFTER)
                 .build(),
             store,
+            keeps_nothing: limits.max_bytes == Some(0),
+            metrics,
         }
     }
 
@@ -107,6 +112,11 @@ impl Index {
     /// time the inserting fill releases its last chunk (moka would otherwise defer it).
     pub fn insert(&self, digest: Digest, mut entry: Entry) {
         entry.pinned = self.store.pinned(&digest);
+        if self.keeps_nothing && !entry.pinned {
+            self.manifests.invalidate(&digest);
+            evict(&self.store, &self.metrics, &digest);
+            return;
+        }
         self.content.insert(digest, entry);
         self.content.run_pending_tasks();
     }
@@ -156,6 +166,14 @@ impl Index {
     }
 }
 
+/// Deletes content the cap has no room for; readers holding it open read on.
+fn evict(store: &Store, metrics: &Metrics, digest: &Digest) {
+    metrics.evictions.inc();
+    if let Err(e) = store.remove(digest) {
+        tracing::warn!(%digest, error = %e, "cannot delete evicted content");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +213,29 @@ mod tests {
             index.entry_count(),
             "every evicted entry's file is gone"
         );
+    }
+
+    #[tokio::test]
+    async fn a_cap_of_nothing_keeps_only_pinned_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::init(dir.path()).expect("open"));
+        let metrics = Arc::new(Metrics::default());
+        let index = index(store.clone(), Some(0), 1 << 20, metrics.clone());
+        let mut digests = Vec::new();
+        for size in [1, 300, 5 * WEIGHT_UNIT as usize] {
+            let bytes = vec![7; size];
+            let digest = Digest::sha256_of(&bytes);
+            store.put(&digest, &bytes).await.expect("put");
+            digests.push(digest);
+        }
+        store.pin(&digests[2]).expect("pin");
+        for digest in &digests {
+            index.insert(digest.clone(), Entry::new(1, None));
+        }
+        let on_disk: Vec<Digest> = store.scan().expect("scan").into_iter().map(|s| s.digest).collect();
+        assert_eq!(on_disk, [digests[2].clone()], "only the pinned file stays");
+        assert_eq!(metrics.evictions.get(), 2);
+        assert_eq!(index.entry_count(), 1);
     }
 
     fn manifest(bytes: Vec<u8>) -> (Digest, Manifest) {

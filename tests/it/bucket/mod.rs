@@ -2,7 +2,7 @@
 //! instance fetched from the upstream another reads from the bucket, costing the upstream
 //! nothing; only verified content goes in, whole (a multipart upload cut short leaves no
 //! object); a bucket object that does not match its digest is never served, and is replaced; the data
-//! directory, bounded, is a read-through tier in front of the bucket; and `prefetch` has put
+//! directory, bounded (to nothing, even), is a read-through tier in front of the bucket; and `prefetch` has put
 //! what it fetched in the bucket by the time it returns.
 //!
 //! Run by `.ci/run` with `REGMIRROR_GARAGE` naming a garage binary:
@@ -260,4 +260,43 @@ async fn prefetch_fills_the_bucket_before_it_returns() {
     }
     let manifest = Key::manifest(&image.manifest.digest.parse().expect("digest"));
     assert!(bucket.size(&manifest).await.expect("HEAD").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn with_no_local_tier_every_read_comes_from_the_bucket() {
+    let garage = Garage::start();
+    let upstream = FakeRegistry::start().await;
+    let image = upstream.push_image(REPO, "7", Format::Oci);
+    let bucket = garage.config();
+    let mirror = Mirror::builder(&upstream)
+        .max_cache_size(0)
+        .configure(|c| c.bucket = Some(bucket))
+        .start()
+        .await;
+    let client = garage.client();
+    for round in 0..2 {
+        let by_tag = format!("/v2/{REPO}/manifests/7");
+        mirror.get_manifest(&by_tag).await.assert_manifest(&image.manifest);
+        for blob in image.blobs() {
+            mirror.get(&path(blob)).await.assert_blob(blob);
+            if round == 0 {
+                in_bucket(&client, &key(&blob.digest)).await;
+            }
+        }
+    }
+    for blob in image.blobs() {
+        assert_eq!(
+            upstream.blob_gets(&blob.digest),
+            1,
+            "{} came back from the bucket",
+            blob.digest
+        );
+        assert!(
+            !mirror.data_dir().has_blob(&blob.digest),
+            "{} ({} bytes) is not kept",
+            blob.digest,
+            blob.bytes.len()
+        );
+    }
 }
