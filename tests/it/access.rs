@@ -11,9 +11,9 @@ use regmirror::config::ServeOptions;
 use regmirror::Config;
 use tempfile::TempDir;
 
+use crate::support::client::CONTAINERD_ACCEPT;
 use crate::support::content::Image;
 use crate::support::credentials::{basic, htpasswd};
-use crate::support::mirror::CONTAINERD_ACCEPT;
 use crate::support::{mtls, FakeRegistry, Format, Mirror, Reply};
 
 /// Docker Hub with an official image and a user's image.

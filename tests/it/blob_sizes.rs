@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use http::{Method, StatusCode};
 use serde_json::json;
 
+use crate::support::client::assert_not_delivered;
 use crate::support::content::{random_bytes, Blob, MIB};
-use crate::support::mirror::assert_not_delivered;
 use crate::support::{poll_until, FakeRegistry, Fault, Gate, Mirror, Target, OCI_MANIFEST};
 
 const REPO: &str = "library/postgres";

@@ -14,9 +14,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
+use crate::support::client::{send, try_send};
 use crate::support::content::{random_bytes, Blob};
 use crate::support::metrics::Scrape;
-use crate::support::mirror::{send, try_send};
 use crate::support::{FakeRegistry, Fault, Gate, Mirror, Reply, Target};
 
 const FIRST_REQUEST: Duration = Duration::from_millis(300);

@@ -8,8 +8,8 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use tokio::time::Instant;
 
+use crate::support::client::assert_not_delivered;
 use crate::support::content::{random_bytes, Blob, MIB};
-use crate::support::mirror::assert_not_delivered;
 use crate::support::{poll_until, DataDir, FakeRegistry, Fault, Mirror, Target};
 
 const REPO: &str = "library/debian";

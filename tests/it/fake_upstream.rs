@@ -5,9 +5,9 @@
 
 use http::{Method, StatusCode};
 
+use crate::support::client::send;
 use crate::support::content::sha256;
 use crate::support::fake_registry::Kind;
-use crate::support::mirror::send;
 use crate::support::streaming::Streaming;
 use crate::support::{poll_until, FakeRegistry, Fault, Format, Gate, Target};
 
@@ -216,7 +216,7 @@ async fn tags_list_paginates_with_link() {
     assert_eq!(last.header("link"), None);
 
     fake.stop().await;
-    assert!(crate::support::mirror::try_send(&fake.url(), Method::GET, &[])
+    assert!(crate::support::client::try_send(&fake.url(), Method::GET, &[])
         .await
         .is_err());
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use tokio::net::UnixDatagram;
 
+use crate::support::client::{self, Reply};
 use crate::support::metrics::Scrape;
-use crate::support::mirror::{self, Reply};
 use crate::support::process::MirrorProcess;
 use crate::support::{FakeRegistry, Format, Mirror};
 
@@ -92,14 +92,14 @@ async fn admin_listener_takes_health_and_metrics_off_the_main_listener() {
     assert_ne!(mirror.admin_addr(), mirror.addr());
     let admin = |path: &str| {
         let url = mirror.admin_url(path);
-        async move { mirror::send(&url, Method::GET, &[]).await }
+        async move { client::send(&url, Method::GET, &[]).await }
     };
 
     let manifest = "/v2/library/alpine/manifests/3.20";
-    let reply = mirror::send(
+    let reply = client::send(
         &mirror.url(manifest),
         Method::GET,
-        &[("accept", mirror::CONTAINERD_ACCEPT)],
+        &[("accept", client::CONTAINERD_ACCEPT)],
     )
     .await;
     reply.assert_manifest(&image.manifest);
@@ -169,7 +169,7 @@ async fn readyz_as_soon_as_the_port_accepts_and_notify_after_the_bind() {
         }
         if accepts && !readyz_checked {
             let url = format!("http://{addr}/readyz");
-            let reply = mirror::send(&url, Method::GET, &[]).await;
+            let reply = client::send(&url, Method::GET, &[]).await;
             assert_status_json(&reply, StatusCode::OK, "ready");
             readyz_checked = true;
         }

@@ -5,9 +5,9 @@
 
 use http::Method;
 
+use crate::support::client::assert_not_delivered;
 use crate::support::content::{random_bytes, Blob};
 use crate::support::fake_registry::Role;
-use crate::support::mirror::assert_not_delivered;
 use crate::support::{FakeRegistry, Fault, Format, Mirror, Target};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,9 +5,9 @@
 
 use http::Method;
 
+use crate::support::client::CONTAINERD_ACCEPT;
 use crate::support::content::Image;
 use crate::support::credentials::{basic, htpasswd};
-use crate::support::mirror::CONTAINERD_ACCEPT;
 use crate::support::{FakeRegistry, Format, Mirror, Reply};
 
 const LAN: &str = "registry.lan:5000";

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::support::mirror::{self, CONTAINERD_ACCEPT};
+use crate::support::client::{self, CONTAINERD_ACCEPT};
 use crate::support::process::MirrorProcess;
 use crate::support::{FakeRegistry, Format};
 
@@ -28,11 +28,11 @@ async fn json_lines_carry_the_request_id() {
         .await;
     let accept = [("accept", CONTAINERD_ACCEPT)];
     assert_eq!(mirror.get("/v2/").await.status, StatusCode::OK);
-    mirror::send(&mirror.url(TAG_PATH), http::Method::GET, &accept)
+    client::send(&mirror.url(TAG_PATH), http::Method::GET, &accept)
         .await
         .assert_manifest(&image.manifest);
     fake.stop().await;
-    let stale = mirror::send(&mirror.url(TAG_PATH), http::Method::GET, &accept).await;
+    let stale = client::send(&mirror.url(TAG_PATH), http::Method::GET, &accept).await;
     stale.assert_manifest(&image.manifest);
     assert!(stale.header("warning").is_some(), "{stale:?}");
     mirror.signal("TERM");

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 
+use crate::support::client::assert_not_delivered;
 use crate::support::content::{random_bytes, Blob, MIB};
 use crate::support::metrics::{series, Scrape};
-use crate::support::mirror::assert_not_delivered;
 use crate::support::{FakeRegistry, Fault, Format, Gate, Mirror, Target};
 
 const REPO: &str = "library/alpine";

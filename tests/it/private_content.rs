@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use http::Method;
 
+use crate::support::client::CONTAINERD_ACCEPT;
 use crate::support::content::Image;
 use crate::support::credentials::{basic, htpasswd};
 use crate::support::fake_registry::Kind;
-use crate::support::mirror::CONTAINERD_ACCEPT;
 use crate::support::{FakeRegistry, Fault, Format, Gate, Mirror, Reply, Target};
 
 const LAN: &str = "registry.lan:5000";

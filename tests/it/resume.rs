@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 
+use crate::support::client::assert_not_delivered;
 use crate::support::content::{random_bytes, Blob, MIB};
 use crate::support::fake_registry::Role;
-use crate::support::mirror::assert_not_delivered;
 use crate::support::{FakeRegistry, Fault, Mirror, Target};
 
 const REPO: &str = "library/alpine";

@@ -18,9 +18,9 @@ use http::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
 use crate::support::chromium::Chromium;
+use crate::support::client::{Reply, CONTAINERD_ACCEPT};
 use crate::support::content::Image;
 use crate::support::credentials::{basic, htpasswd};
-use crate::support::mirror::{Reply, CONTAINERD_ACCEPT};
 use crate::support::process::MirrorProcess;
 use crate::support::push::{assert_blob_created, assert_manifest_created, send_body, with_query, Upload};
 use crate::support::tls::{self, TlsClient};

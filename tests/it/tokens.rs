@@ -14,9 +14,9 @@ use regmirror::access::token::{Grant, Tokens, ACCESS_TTL, SERVICE};
 use regmirror::access::Action;
 use tempfile::TempDir;
 
+use crate::support::client::{send, CONTAINERD_ACCEPT};
 use crate::support::content::Image;
 use crate::support::credentials::{basic, htpasswd};
-use crate::support::mirror::{send, CONTAINERD_ACCEPT};
 use crate::support::{FakeRegistry, Format, Mirror, Reply};
 
 /// Docker Hub with an official image and a user's image; a mirror where anonymous clients

@@ -8,8 +8,8 @@ use regmirror::bucket::{Key, ABANDONED};
 use regmirror::digest::Digest;
 use rusty_s3::{Credentials, S3Action, UrlStyle};
 
+use crate::support::client::send;
 use crate::support::garage::Garage;
-use crate::support::mirror::send;
 
 /// Begins a multipart upload of `key` and leaves it, as a killed instance would; its id.
 async fn begin_upload(garage: &Garage, key: &str) -> String {

@@ -23,9 +23,9 @@ use regmirror::bucket::{Bucket, Key};
 use regmirror::digest::Digest;
 use regmirror::image::Platforms;
 
+use crate::support::client::assert_not_delivered;
 use crate::support::content::{random_bytes, Blob, MIB};
 use crate::support::garage::Garage;
-use crate::support::mirror::assert_not_delivered;
 use crate::support::{FakeRegistry, Fault, Format, Mirror, Target};
 
 const REPO: &str = "library/redis";

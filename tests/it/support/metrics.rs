@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use super::mirror::Reply;
+use super::client::Reply;
 use super::Mirror;
 
 pub struct Scrape {

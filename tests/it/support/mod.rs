@@ -7,6 +7,7 @@
 //! to hosted repositories (`push`).
 
 pub mod chromium;
+pub mod client;
 pub mod content;
 pub mod credentials;
 pub mod data_dir;
@@ -24,10 +25,11 @@ pub mod tls;
 
 use std::time::Duration;
 
+pub use client::Reply;
 pub use content::{Format, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 pub use data_dir::DataDir;
 pub use fake_registry::{FakeRegistry, Fault, Gate, Target};
-pub use mirror::{Mirror, Reply};
+pub use mirror::Mirror;
 
 /// Checks `condition` every 20 ms for up to `within`; whether it ever held. For state that
 /// settles asynchronously (a fill committing after its last client left, say), so a test

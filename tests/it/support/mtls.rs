@@ -19,7 +19,7 @@ use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::mirror::{Reply, REQUEST_TIMEOUT};
+use super::client::{Reply, REQUEST_TIMEOUT};
 
 /// Trusts the CA in `ca` (PEM); presents `client` (certificate and key PEM files) if given.
 pub fn client_config(ca: &Path, client: Option<(&Path, &Path)>) -> Arc<ClientConfig> {

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::mirror::{Reply, REQUEST_TIMEOUT};
+use super::client::{Reply, REQUEST_TIMEOUT};
 use super::Mirror;
 
 /// 127.0.0.`n`.

@@ -20,8 +20,8 @@ use std::time::Duration;
 use http::Method;
 use tokio::sync::oneshot;
 
+use super::client::{self, Reply};
 use super::fake_registry::FakeRegistry;
-use super::mirror::{self, Reply};
 use super::streaming::Streaming;
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -243,7 +243,7 @@ impl MirrorProcess {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        mirror::send(&self.url(path), Method::GET, &[]).await
+        client::send(&self.url(path), Method::GET, &[]).await
     }
 
     pub async fn open(&self, path: &str) -> Streaming {

@@ -16,9 +16,10 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
+use super::client::{Reply, REQUEST_TIMEOUT};
 use super::content::{sha256, Blob, Image, Index, Manifest, OCI_MANIFEST};
 use super::fake_registry::FakeRegistry;
-use super::mirror::{Mirror, Reply, REQUEST_TIMEOUT};
+use super::mirror::Mirror;
 
 /// The hosted namespace the push tests configure.
 pub const NAMESPACE: &str = "site.lan";

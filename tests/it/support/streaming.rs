@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::mirror::REQUEST_TIMEOUT;
+use super::client::REQUEST_TIMEOUT;
 
 const RECEIVE_BUFFER: usize = 16 * 1024;
 

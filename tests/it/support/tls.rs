@@ -16,7 +16,7 @@ use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::mirror::{Reply, REQUEST_TIMEOUT};
+use super::client::{Reply, REQUEST_TIMEOUT};
 
 /// The name every test certificate carries and clients ask for.
 pub const SERVER_NAME: &str = "localhost";
