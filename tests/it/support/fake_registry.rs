@@ -9,7 +9,10 @@
 //! instead, with a certificate from a test's own CA, as Docker Hub and its CDN do.
 
 mod answer;
+mod auth;
+mod faults;
 mod gate;
+mod records;
 mod serve;
 mod tls;
 
@@ -27,7 +30,9 @@ use tokio_rustls::TlsAcceptor;
 
 use super::content::{Blob, Format, Image, Index};
 use super::tls::TestCa;
+pub use faults::{Fault, Target};
 pub use gate::Gate;
+pub use records::{Kind, Request, Role};
 
 /// The `service` the fake's challenges name and its token endpoint expects back.
 pub const SERVICE: &str = "fake.registry";
@@ -326,128 +331,6 @@ impl Drop for FakeRegistry {
     fn drop(&mut self) {
         for task in self.shared.lock().tasks.drain(..) {
             task.abort();
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Registry,
-    Cdn,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Ping,
-    Token,
-    Manifest,
-    Blob,
-    TagsList,
-    Other,
-}
-
-/// One request as the fake saw it.
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub role: Role,
-    pub method: Method,
-    /// HTTP/2 only over TLS, when the client offered it.
-    pub version: http::Version,
-    pub kind: Kind,
-    pub path: String,
-    pub query: Option<String>,
-    /// Repository name; for the CDN, the one the redirect was issued for.
-    pub name: Option<String>,
-    /// Tag or digest.
-    pub reference: Option<String>,
-    pub authorization: Option<String>,
-    /// Every `Accept` line, split on commas and trimmed.
-    pub accept: Vec<String>,
-    pub range: Option<String>,
-}
-
-impl Request {
-    /// Every value of a query parameter, percent-decoded.
-    pub fn query_values(&self, key: &str) -> Vec<String> {
-        serve::parse_query(self.query.as_deref())
-            .into_iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v)
-            .collect()
-    }
-
-    pub fn is(&self, role: Role, method: &Method, kind: Kind) -> bool {
-        self.role == role && self.method == method && self.kind == kind
-    }
-}
-
-/// Which requests a fault applies to.
-#[derive(Debug, Clone)]
-pub enum Target {
-    /// Every request to either listener.
-    Any,
-    /// Requests for one repository, including CDN requests redirected for it.
-    Name(String),
-    /// Manifest or blob requests (and CDN requests) for one tag or digest.
-    Reference(String),
-    /// The token endpoint.
-    Token,
-}
-
-impl Target {
-    pub fn name(name: &str) -> Target {
-        Target::Name(name.to_owned())
-    }
-
-    pub fn reference(reference: &str) -> Target {
-        Target::Reference(reference.to_owned())
-    }
-}
-
-#[derive(Debug, Clone)]
-pub enum Fault {
-    /// Answer this status from the registry (not the CDN) with a matching error body:
-    /// 401 carries a bearer challenge, 429 a `Retry-After` when given.
-    Status { status: u16, retry_after: Option<u32> },
-    /// Flip one byte in the middle of a served body; headers and length stay right.
-    CorruptByte,
-    /// Declare the full `Content-Length`, send half the body, then drop the connection.
-    Truncate,
-    /// Wait this long before answering normally.
-    Stall(Duration),
-    /// Wait at the gate before answering normally: a stall the test ends.
-    Hold(Gate),
-    /// Serve the body normally but pause this long before each 16 KiB chunk.
-    Throttle(Duration),
-    /// Send the first half of the body, then pause this long before the rest: a stalled
-    /// transfer whose connection stays open.
-    PauseMidBody(Duration),
-    /// Send the first half of the body, then wait at the gate before the rest.
-    HoldMidBody(Gate),
-    /// Answer this status from the CDN (a 401 with the registry's bearer challenge): a host
-    /// a redirect led to, asking for credentials that are not its to ask for.
-    CdnStatus(u16),
-    /// Announce this `Content-Length` for a body, whatever its real length.
-    AnnounceLength(u64),
-    /// Send a body without `Content-Length` (chunked), as a server that does not know it does.
-    Unsized,
-    /// Answer a blob range request with a 206 that starts one chunk before the asked-for
-    /// byte, its `Content-Range` saying so: a resume that must not be spliced on.
-    MisalignedRange,
-}
-
-impl Fault {
-    pub fn status(status: u16) -> Fault {
-        Fault::Status {
-            status,
-            retry_after: None,
-        }
-    }
-
-    pub fn too_many_requests(retry_after: u32) -> Fault {
-        Fault::Status {
-            status: 429,
-            retry_after: Some(retry_after),
         }
     }
 }
