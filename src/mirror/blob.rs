@@ -88,10 +88,10 @@ impl Mirror {
 
     /// Offline, the bucket is the one place left to fill from: it is on the site.
     async fn fetch_from_bucket(&self, asked: &Asked<'_>) -> Result<BlobAnswer, Error> {
-        let shared = self.blob_in_bucket(asked.digest).await.ok_or(Error::OfflineBlob)?;
         match self.cache.find_or_claim(asked.digest).await? {
             Lookup::Claimed(claim) => {
                 self.confirm_unless_linked(asked).await?;
+                let shared = self.blob_in_bucket(asked.digest).await.ok_or(Error::OfflineBlob)?;
                 let fill = claim.start(shared, asked.described());
                 self.follow(asked, fill, Want::Body).await
             }

@@ -56,13 +56,22 @@ impl Fetched {
 }
 
 impl Mirror {
-    /// A source for the blob from the bucket, when it holds the blob.
+    /// A source for the blob from the bucket, when it holds the blob: its GET is sent now, so
+    /// that finding the blob and reading it is one request.
     pub(super) async fn blob_in_bucket(&self, digest: &Digest) -> Option<BucketBlob> {
-        self.blob_size_in_bucket(digest).await?;
-        Some(BucketBlob {
-            bucket: self.bucket.clone()?,
-            key: Key::blob(digest),
-        })
+        let bucket = self.bucket.as_ref()?;
+        let key = Key::blob(digest);
+        match bucket.get(&key, 0).await {
+            Ok(object) => Some(BucketBlob {
+                bucket: bucket.clone(),
+                first: Mutex::new(Some(object?)),
+                key,
+            }),
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "bucket unavailable; asking past it");
+                None
+            }
+        }
     }
 
     /// The size of the bucket's copy of the blob, when it holds one.
@@ -223,18 +232,29 @@ const LINK_LIMIT: usize = 64;
 pub(super) struct BucketBlob {
     bucket: Arc<Bucket>,
     key: Key,
+    /// The whole object, as the GET that found it opened it: the fill's first open.
+    first: Mutex<Option<bucket::Object>>,
+}
+
+impl BucketBlob {
+    async fn object(&self, offset: u64) -> Result<bucket::Object, SourceError> {
+        if let Some(first) = (offset == 0).then(|| self.first.locked().take()).flatten() {
+            return Ok(first);
+        }
+        let object = self.bucket.get(&self.key, offset).await.map_err(source_error)?;
+        let gone = || bucket::Error::Answer {
+            action: "GET",
+            key: self.key.to_string(),
+            reason: "the object is gone".into(),
+        };
+        object.ok_or_else(gone).map_err(source_error)
+    }
 }
 
 impl Source for BucketBlob {
     fn open(&self, offset: u64) -> BoxFuture<'_, Result<Opened, SourceError>> {
         Box::pin(async move {
-            let object = self.bucket.get(&self.key, offset).await.map_err(source_error)?;
-            let gone = || bucket::Error::Answer {
-                action: "GET",
-                key: self.key.to_string(),
-                reason: "the object is gone".into(),
-            };
-            let object = object.ok_or_else(gone).map_err(source_error)?;
+            let object = self.object(offset).await?;
             let bytes = BodyDataStream::new(object.body).map_err(std::io::Error::other);
             Ok(Opened {
                 size: object.len.map(|len| len + offset),
