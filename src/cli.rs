@@ -148,7 +148,7 @@ pub struct ExportArgs {
     /// The tar file to write.
     #[arg(long, short = 'o', value_name = "FILE.tar")]
     pub output: PathBuf,
-    /// Every tagged image in the cache.
+    /// Every tagged image in the cache (and, with --bucket, every Docker Hub tag in the bucket).
     #[arg(long, conflicts_with = "images")]
     pub all: bool,
     /// Leave out the blobs an earlier bundle holds (repeatable).

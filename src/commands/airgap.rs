@@ -107,10 +107,11 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     };
     let dir = data_dir(args.data_dir);
     if let Some(bucket) = args.bucket.config()? {
-        let Selection::Images(images) = &selection else {
-            anyhow::bail!("--bucket reads the images named from the bucket: name them instead of --all");
+        let images = match &selection {
+            Selection::Images(images) => images.clone(),
+            Selection::All => docker_hub_tags_in(&bucket)?,
         };
-        read_from_bucket(&dir, bucket, images)?;
+        read_from_bucket(&dir, bucket, &images)?;
     }
     let request = export::Request {
         selection,
@@ -133,6 +134,23 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         summary.bytes,
     );
     Ok(())
+}
+
+/// Every Docker Hub tag the bucket holds a record of: what `export --all --bucket` reads. The
+/// bucket's other registries' tags are left out, and said so: the reader asks Docker Hub's
+/// mirror, as `prefetch` does.
+fn docker_hub_tags_in(bucket: &BucketConfig) -> anyhow::Result<Vec<ImageRef>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let tags = runtime.block_on(Bucket::new(bucket)?.tags())?;
+    let parsed: Vec<ImageRef> = parse_images(&tags)?;
+    let (hub, others): (Vec<_>, Vec<_>) = parsed.into_iter().partition(|i| i.registry.is_docker_hub());
+    if !others.is_empty() {
+        println!("left out {} tags of registries other than Docker Hub", others.len());
+    }
+    Ok(hub)
 }
 
 pub fn import(args: ImportArgs) -> anyhow::Result<()> {

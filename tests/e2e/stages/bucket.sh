@@ -171,18 +171,22 @@ bucket_restart() {
     expect_eq "bucket warm: blob GETs the upstream answered" "$gets" 0
 }
 
-# The air-gap commands on the bucket: `export --bucket` into an empty data directory asks the
-# upstream nothing and writes a bundle skopeo reads back with the right manifest; `import
+# The air-gap commands on the bucket: `export --all --bucket` into an empty data directory asks
+# the upstream nothing and writes a bundle of every tag, which skopeo reads back; `import
 # --bucket` of that bundle at another data directory finds the blobs already in the bucket;
 # `cache ls --bucket` lists the tag and `cache verify --bucket` finds every object whole.
 bucket_airgap() {
     step "bucket: export --bucket from an empty data directory, import --bucket elsewhere"
-    local out="$TMP/bucket-export.tar" digest mark lines
+    local out="$TMP/bucket-export.tar" digest mark lines image
     local bucket=(--bucket "${FLEET_BUCKETS[0]}" --bucket-region garage --bucket-credentials "$TMP/bucket.toml")
     digest="sha256:$(sha256_of "$TMP/fleet-images/bucketbig.manifest")"
     mark=$(upstream_mark)
-    check "bucket export: library/bucketbig:1 read from the bucket into an empty data directory" \
-        "$REGMIRROR_BIN" export --data-dir "$TMP/bucket-export" "${bucket[@]}" -o "$out" library/bucketbig:1
+    check "bucket export --all: every tag in the bucket read from it into an empty data directory" \
+        "$REGMIRROR_BIN" export --data-dir "$TMP/bucket-export" "${bucket[@]}" -o "$out" --all
+    for image in bucketbig bucketnode bucketkill; do
+        check "bucket export --all: the bundle names docker.io/library/$image:1" \
+            grep -q "\"docker.io/library/$image:1\"" <(tar -xOf "$out" index.json)
+    done
     expect_eq "bucket export: requests the upstream answered" "$(tail -n +"$((mark + 1))" "$UPSTREAM_LOG" | wc -l)" 0
     expect_eq "bucket export: the bundle's manifest, as skopeo reads it" \
         "sha256:$("${SKOPEO[@]}" inspect --raw "oci-archive:$out:docker.io/library/bucketbig:1" | sha256sum | cut -d' ' -f1)" \
