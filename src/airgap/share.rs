@@ -32,7 +32,7 @@ pub struct Shared {
     /// Blobs and manifests uploaded, and the blobs' bytes.
     pub uploaded: usize,
     pub bytes: u64,
-    /// Blobs the bucket had already.
+    /// Blobs and manifests the bucket had already.
     pub present: usize,
 }
 
@@ -90,6 +90,10 @@ impl Sharing<'_> {
                 }
             }
             let key = Key::manifest(&digest);
+            if self.bucket.size(&key).await?.is_some() {
+                shared.present += 1;
+                continue;
+            }
             let bytes = Bytes::from(bytes);
             bucket::retried(|| self.bucket.put(&key, bytes.clone(), Some(&media_type))).await?;
             shared.uploaded += 1;

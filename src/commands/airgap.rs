@@ -205,7 +205,7 @@ fn share_imported(
         .block_on(share::share(&store, &bucket, &mirrored))
         .context("putting the imported images in the bucket (run the import again to resume)")?;
     println!(
-        "put {} images in the bucket: {} uploaded ({} bytes), {} blobs already there",
+        "put {} images in the bucket: {} uploaded ({} bytes), {} already there",
         mirrored.len(),
         shared.uploaded,
         shared.bytes,
