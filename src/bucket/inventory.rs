@@ -7,7 +7,7 @@ use http_body_util::BodyDataStream;
 use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::S3Action;
 
-use super::{expect_ok, multipart, Bucket, Error, Key, SIGNED_FOR};
+use super::{answer_text, expect_ok, Bucket, Error, Key, LISTING_LIMIT, SIGNED_FOR};
 use crate::body;
 use crate::digest::Hasher;
 
@@ -51,8 +51,12 @@ impl Bucket {
                 .send(http::Method::GET, action.sign(SIGNED_FOR), &[], body::empty())
                 .await?;
             expect_ok(&response, "GET", &key)?;
-            let text = multipart::answer_text(response.into_body(), &key).await?;
-            let page = ListObjectsV2::parse_response(&text).map_err(|e| multipart::bad_answer(&key, e))?;
+            let text = answer_text(response.into_body(), "list", &key, LISTING_LIMIT).await?;
+            let page = ListObjectsV2::parse_response(&text).map_err(|e| Error::Answer {
+                action: "list",
+                key: key.to_string(),
+                reason: e.to_string(),
+            })?;
             let objects = page.contents.into_iter();
             listed.extend(objects.map(|o| Listed {
                 size: o.size.unwrap_or_default(),

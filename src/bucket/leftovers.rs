@@ -12,7 +12,7 @@ use std::time::Duration;
 use instant_xml::FromXml;
 use jiff::Timestamp;
 
-use super::{expect_ok, Bucket, Error, Key, SIGNED_FOR};
+use super::{answer_text, expect_ok, Bucket, Error, Key, LISTING_LIMIT, SIGNED_FOR};
 use crate::body;
 
 /// Uploads begun longer ago than this are abandoned.
@@ -77,7 +77,11 @@ pub fn sweep(bucket: &Arc<Bucket>) {
 impl Bucket {
     /// Aborts the multipart uploads of blobs begun more than `age` ago; how many it aborted.
     pub async fn abort_abandoned(&self, age: Duration) -> Result<usize, Error> {
-        let cutoff = Timestamp::now() - jiff::SignedDuration::try_from(age).unwrap_or(jiff::SignedDuration::MAX);
+        let age = jiff::SignedDuration::try_from(age).ok();
+        let Some(cutoff) = age.and_then(|age| Timestamp::now().checked_sub(age).ok()) else {
+            // Older than time can say: nothing began that long ago.
+            return Ok(0);
+        };
         let mut aborted = 0;
         let mut marker = None;
         for _ in 0..MAX_PAGES {
@@ -123,9 +127,9 @@ impl Bucket {
         );
         let response = self.send(http::Method::GET, url, &[], body::empty()).await?;
         expect_ok(&response, "GET", &listing)?;
-        let text = super::multipart::answer_text(response.into_body(), &listing).await?;
+        let text = answer_text(response.into_body(), "list uploads", &listing, LISTING_LIMIT).await?;
         instant_xml::from_str(&text).map_err(|e| Error::Answer {
-            action: "GET",
+            action: "list uploads",
             key: listing.to_string(),
             reason: e.to_string(),
         })

@@ -227,6 +227,21 @@ fn length(response: &Response<Incoming>) -> Option<u64> {
     value.to_str().ok()?.parse().ok()
 }
 
+/// An XML answer (a listing, a multipart step) as text, refused past `limit` bytes.
+async fn answer_text(body: Incoming, action: &'static str, key: &Key, limit: usize) -> Result<String, Error> {
+    let answer = |reason: String| Error::Answer {
+        action,
+        key: key.to_string(),
+        reason,
+    };
+    let collected = Limited::new(body, limit).collect().await;
+    let bytes = collected.map_err(|e| answer(e.to_string()))?.to_bytes();
+    String::from_utf8(bytes.to_vec()).map_err(|e| answer(e.to_string()))
+}
+
+/// A page of a listing: a thousand entries of a few hundred bytes each, with room to spare.
+const LISTING_LIMIT: usize = 4 << 20;
+
 fn expect_ok(response: &Response<Incoming>, action: &'static str, key: &Key) -> Result<(), Error> {
     match response.status() {
         status if status.is_success() => Ok(()),

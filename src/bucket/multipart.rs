@@ -3,11 +3,9 @@
 //! read chunks whatever the size. The multipart upload is completed only when every part is
 //! in, and aborted on any failure: S3 shows an object only once it is completed, so readers
 //! never see part of one. An instance that dies mid-upload leaves parts no reader can see;
-//! the bucket's lifecycle rule (or Garage's `bucket cleanup-incomplete-uploads`) drops them.
+//! `leftovers` aborts them once they are a day old.
 
-use bytes::Bytes;
 use http::{header, Method, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use rusty_s3::actions::{AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, PutObject, UploadPart};
 use rusty_s3::S3Action;
@@ -124,13 +122,11 @@ impl Bucket {
     }
 }
 
-pub(super) async fn answer_text(body: Incoming, key: &Key) -> Result<String, Error> {
-    let collected = Limited::new(body, ANSWER_LIMIT).collect().await;
-    let bytes: Bytes = collected.map_err(|e| bad_answer(key, e))?.to_bytes();
-    String::from_utf8(bytes.to_vec()).map_err(|e| bad_answer(key, e))
+async fn answer_text(body: Incoming, key: &Key) -> Result<String, Error> {
+    super::answer_text(body, "multipart upload", key, ANSWER_LIMIT).await
 }
 
-pub(super) fn bad_answer(key: &Key, reason: impl std::fmt::Display) -> Error {
+fn bad_answer(key: &Key, reason: impl std::fmt::Display) -> Error {
     Error::Answer {
         action: "multipart upload",
         key: key.to_string(),
