@@ -1,7 +1,10 @@
-//! `cache … --bucket`: what the bucket holds counted by kind, its tags listed, and every blob
-//! and manifest hashed again, a copy that does not match its key deleted.
+//! `cache … --bucket`: what the bucket holds counted by kind, its tags listed (past the
+//! thousand keys of one listing page), and every blob and manifest hashed again, a copy that
+//! does not match its key deleted.
 
 use bytes::Bytes;
+use regmirror::bucket::Key;
+use regmirror::reference::{Registry, RepoName, Tag};
 
 use super::{key, mirror_on, path, REPO};
 use crate::support::garage::Garage;
@@ -49,4 +52,25 @@ async fn the_bucket_is_counted_listed_and_verified() {
     let verified = bucket.verify().await.expect("verify");
     assert_eq!(verified.deleted, [key(&victim.digest).to_string()]);
     assert_eq!(bucket.size(&key(&victim.digest)).await.expect("HEAD"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn a_listing_goes_on_past_a_page_of_a_thousand() {
+    let garage = Garage::start();
+    let bucket = garage.client();
+    let registry: Registry = "docker.io".parse().expect("registry");
+    let repo = RepoName::on(&registry, "library/many").expect("repo");
+    let tags: Vec<Tag> = (0..1100).map(|n| format!("t{n:04}").parse().expect("tag")).collect();
+    for chunk in tags.chunks(50) {
+        let puts = chunk.iter().map(|tag| {
+            let key = Key::tag(&registry, &repo, tag);
+            let bucket = &bucket;
+            async move { bucket.put(&key, Bytes::from_static(b"{}"), None).await.expect("PUT") }
+        });
+        futures_util::future::join_all(puts).await;
+    }
+    let listed = bucket.tags().await.expect("tags");
+    assert_eq!(listed.len(), tags.len());
+    assert_eq!(listed.last().map(String::as_str), Some("docker.io/library/many:t1099"));
 }
