@@ -5,9 +5,8 @@
 use futures_util::StreamExt as _;
 use http_body_util::BodyDataStream;
 use rusty_s3::actions::ListObjectsV2;
-use rusty_s3::S3Action;
 
-use super::{answer_text, expect_ok, Bucket, Error, Key, LISTING_LIMIT, SIGNED_FOR};
+use super::{answer_text, expect_ok, Bucket, Error, Key, LISTING_LIMIT};
 use crate::body;
 use crate::digest::Hasher;
 
@@ -47,9 +46,7 @@ impl Bucket {
                 action.with_continuation_token(token.as_str());
             }
             let key = Key::listed(format!("?list-type=2&prefix={prefix}"));
-            let response = self
-                .send(http::Method::GET, action.sign(SIGNED_FOR), &[], body::empty())
-                .await?;
+            let response = self.act(&action, &[], body::empty()).await?;
             expect_ok(&response, "GET", &key)?;
             let text = answer_text(response.into_body(), "list", &key, LISTING_LIMIT).await?;
             let page = ListObjectsV2::parse_response(&text).map_err(|e| Error::Answer {

@@ -125,7 +125,7 @@ impl Bucket {
             query.into_iter(),
             std::iter::empty(),
         );
-        let response = self.send(http::Method::GET, url, &[], body::empty()).await?;
+        let response = self.send(rusty_s3::Method::Get, url, &[], body::empty()).await?;
         expect_ok(&response, "GET", &listing)?;
         let text = answer_text(response.into_body(), "list uploads", &listing, LISTING_LIMIT).await?;
         instant_xml::from_str(&text).map_err(|e| Error::Answer {

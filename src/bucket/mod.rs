@@ -18,7 +18,7 @@ mod multipart;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -103,9 +103,7 @@ impl Bucket {
     /// The object's size; `None` when there is no such object.
     pub async fn size(&self, key: &Key) -> Result<Option<u64>, Error> {
         let action = rusty_s3::actions::HeadObject::new(&self.bucket, Some(&self.credentials), key.as_str());
-        let response = self
-            .send(Method::HEAD, action.sign(SIGNED_FOR), &[], body::empty())
-            .await?;
+        let response = self.act(&action, &[], body::empty()).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             StatusCode::OK => Ok(Some(length(&response).unwrap_or_default())),
@@ -121,9 +119,7 @@ impl Bucket {
             0 => &[],
             _ => &[(header::RANGE, &range)],
         };
-        let response = self
-            .send(Method::GET, action.sign(SIGNED_FOR), headers, body::empty())
-            .await?;
+        let response = self.act(&action, headers, body::empty()).await?;
         match (response.status(), offset) {
             (StatusCode::NOT_FOUND, _) => Ok(None),
             (StatusCode::OK, 0) | (StatusCode::PARTIAL_CONTENT, 1..) => {
@@ -163,32 +159,39 @@ impl Bucket {
         let len = bytes.len().to_string();
         let mut headers = vec![(header::CONTENT_LENGTH, len.as_str())];
         headers.extend(content_type.map(|t| (header::CONTENT_TYPE, t)));
-        let response = self
-            .send(Method::PUT, action.sign(SIGNED_FOR), &headers, body::full(bytes))
-            .await?;
+        let response = self.act(&action, &headers, body::full(bytes)).await?;
         expect_ok(&response, "PUT", key)
     }
 
     /// Removes the object; gone already is fine.
     pub async fn delete(&self, key: &Key) -> Result<(), Error> {
         let action = rusty_s3::actions::DeleteObject::new(&self.bucket, Some(&self.credentials), key.as_str());
-        let response = self
-            .send(Method::DELETE, action.sign(SIGNED_FOR), &[], body::empty())
-            .await?;
+        let response = self.act(&action, &[], body::empty()).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(()),
             _ => expect_ok(&response, "DELETE", key),
         }
     }
 
+    /// Sends a rusty-s3 action, signed now, with the method it names.
+    async fn act<'a>(
+        &self,
+        action: &impl S3Action<'a>,
+        headers: &[(header::HeaderName, &str)],
+        body: Body,
+    ) -> Result<Response<Incoming>, Error> {
+        self.send(action_method(action), action.sign(SIGNED_FOR), headers, body)
+            .await
+    }
+
     async fn send(
         &self,
-        method: Method,
+        method: rusty_s3::Method,
         url: url::Url,
         headers: &[(header::HeaderName, &str)],
         body: Body,
     ) -> Result<Response<Incoming>, Error> {
-        let mut request = Request::builder().method(method).uri(url.as_str());
+        let mut request = Request::builder().method(method.to_str()).uri(url.as_str());
         for (name, value) in headers {
             let value = HeaderValue::from_str(value).map_err(|e| Error::Config(e.to_string()))?;
             request = request.header(name, value);
@@ -197,6 +200,12 @@ impl Bucket {
         let response = self.client.request(request).await;
         response.map_err(|e| Error::Unreachable(error_chain(&e)))
     }
+}
+
+/// The method an action is signed for (`S3Action::METHOD`, named through a value so that
+/// `impl Trait` arguments need no type name).
+fn action_method<'a, A: S3Action<'a>>(_: &A) -> rusty_s3::Method {
+    A::METHOD
 }
 
 /// Pauses before each new try of a failed write of content: a bucket node restarting, or a

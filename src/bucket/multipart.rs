@@ -5,12 +5,12 @@
 //! never see part of one. An instance that dies mid-upload leaves parts no reader can see;
 //! `leftovers` aborts them once they are a day old.
 
-use http::{header, Method, Response, StatusCode};
+use http::{header, Response, StatusCode};
 use hyper::body::Incoming;
 use rusty_s3::actions::{AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, PutObject, UploadPart};
 use rusty_s3::S3Action;
 
-use super::{expect_ok, status_error, Bucket, Error, Key, SIGNED_FOR};
+use super::{action_method, expect_ok, status_error, Bucket, Error, Key, SIGNED_FOR};
 use crate::body;
 
 /// Part size: S3 wants at least 5 MiB per part but the last; 16 MiB keeps a 1 GiB blob at 64
@@ -28,9 +28,7 @@ impl Bucket {
             return self.put_file(file, size, key).await;
         }
         let action = CreateMultipartUpload::new(&self.bucket, Some(&self.credentials), key.as_str());
-        let response = self
-            .send(Method::POST, action.sign(SIGNED_FOR), &[], body::empty())
-            .await?;
+        let response = self.act(&action, &[], body::empty()).await?;
         expect_ok(&response, "POST ?uploads", key)?;
         let text = answer_text(response.into_body(), key).await?;
         let created = CreateMultipartUpload::parse_response(&text).map_err(|e| bad_answer(key, e))?;
@@ -49,9 +47,7 @@ impl Bucket {
     /// Drops an unfinished multipart upload and its parts.
     pub(super) async fn abort_upload(&self, key: &Key, upload_id: &str) -> Result<(), Error> {
         let abort = AbortMultipartUpload::new(&self.bucket, Some(&self.credentials), key.as_str(), upload_id);
-        let response = self
-            .send(Method::DELETE, abort.sign(SIGNED_FOR), &[], body::empty())
-            .await?;
+        let response = self.act(&abort, &[], body::empty()).await?;
         match response.status() {
             // Completed or aborted meanwhile by another instance.
             http::StatusCode::NOT_FOUND => Ok(()),
@@ -72,8 +68,9 @@ impl Bucket {
         let etags = etags.iter().map(String::as_str);
         let action =
             CompleteMultipartUpload::new(&self.bucket, Some(&self.credentials), key.as_str(), upload_id, etags);
-        let url = action.sign(SIGNED_FOR);
-        let response = self.send(Method::POST, url, &[], body::full(action.body())).await?;
+        // Its body consumes the action: signed first.
+        let (method, url) = (action_method(&action), action.sign(SIGNED_FOR));
+        let response = self.send(method, url, &[], body::full(action.body())).await?;
         expect_ok(&response, "POST ?uploadId", key)?;
         // S3 may answer 200 and still fail the completion, with an error in the body.
         let text = answer_text(response.into_body(), key).await?;
@@ -90,8 +87,8 @@ impl Bucket {
         key: &Key,
         (number, id): (u16, &str),
     ) -> Result<String, Error> {
-        let url = UploadPart::new(&self.bucket, Some(&self.credentials), key.as_str(), number, id).sign(SIGNED_FOR);
-        let response = self.put_range(url, file, start, len).await?;
+        let action = UploadPart::new(&self.bucket, Some(&self.credentials), key.as_str(), number, id);
+        let response = self.put_range(&action, file, start, len).await?;
         if response.status() != StatusCode::OK {
             return Err(status_error(response.status(), "PUT part", key));
         }
@@ -101,15 +98,15 @@ impl Bucket {
     }
 
     async fn put_file(&self, file: &std::fs::File, len: u64, key: &Key) -> Result<(), Error> {
-        let url = PutObject::new(&self.bucket, Some(&self.credentials), key.as_str()).sign(SIGNED_FOR);
-        let response = self.put_range(url, file, 0, len).await?;
+        let action = PutObject::new(&self.bucket, Some(&self.credentials), key.as_str());
+        let response = self.put_range(&action, file, 0, len).await?;
         expect_ok(&response, "PUT", key)
     }
 
-    /// A PUT to `url` whose body streams `len` bytes of `file` from `start`.
-    async fn put_range(
+    /// A PUT (of an object or a part) whose body streams `len` bytes of `file` from `start`.
+    async fn put_range<'a>(
         &self,
-        url: url::Url,
+        action: &impl S3Action<'a>,
         file: &std::fs::File,
         start: u64,
         len: u64,
@@ -117,8 +114,7 @@ impl Bucket {
         let reader = file.try_clone().map_err(|e| Error::File(e.to_string()))?;
         let length = len.to_string();
         let headers = [(header::CONTENT_LENGTH, length.as_str())];
-        self.send(Method::PUT, url, &headers, body::file(reader, start, len))
-            .await
+        self.act(action, &headers, body::file(reader, start, len)).await
     }
 }
 
