@@ -103,15 +103,13 @@ impl Sharing<'_> {
 
     async fn blob(&self, digest: &Digest, shared: &mut Shared) -> Result<(), Error> {
         let key = Key::blob(digest);
-        if self.bucket.size(&key).await?.is_some() {
-            shared.present += 1;
-            return Ok(());
-        }
         let file = self.store.open(digest).await?.ok_or_else(|| self.missing(digest))?;
         let size = file.metadata()?.len();
-        bucket::retried(|| self.bucket.upload(&key, &file, size)).await?;
-        shared.uploaded += 1;
-        shared.bytes += size;
+        let uploaded = bucket::retried(|| self.bucket.upload_unless_there(&key, &file, size)).await?;
+        match uploaded {
+            true => (shared.uploaded, shared.bytes) = (shared.uploaded + 1, shared.bytes + size),
+            false => shared.present += 1,
+        }
         Ok(())
     }
 

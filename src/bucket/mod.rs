@@ -163,6 +163,16 @@ impl Bucket {
         expect_ok(&response, "PUT", key)
     }
 
+    /// Uploads a verified file unless the object is there already (another instance put it);
+    /// whether it uploaded.
+    pub async fn upload_unless_there(&self, key: &Key, file: &std::fs::File, size: u64) -> Result<bool, Error> {
+        if self.size(key).await?.is_some() {
+            return Ok(false);
+        }
+        self.upload(key, file, size).await?;
+        Ok(true)
+    }
+
     /// Removes the object; gone already is fine.
     pub async fn delete(&self, key: &Key) -> Result<(), Error> {
         let action = rusty_s3::actions::DeleteObject::new(&self.bucket, Some(&self.credentials), key.as_str());
@@ -212,12 +222,12 @@ fn action_method<'a, A: S3Action<'a>>(_: &A) -> rusty_s3::Method {
 /// cluster regaining its quorum, is back within the minute they span.
 const RETRY_PAUSES_S: [u64; 6] = [1, 2, 4, 8, 16, 32];
 
-/// `write` until it succeeds, tried again after each of `RETRY_PAUSES_S`; the last error. Only
-/// for content (keys are digests): a retried write never puts back something older.
-pub async fn retried<F, Fut>(write: F) -> Result<(), Error>
+/// `write` until it succeeds, tried again after each of `RETRY_PAUSES_S`: what it answered
+/// last. Only for content (keys are digests): a retried write never puts back something older.
+pub async fn retried<T, F, Fut>(write: F) -> Result<T, Error>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<(), Error>>,
+    Fut: std::future::Future<Output = Result<T, Error>>,
 {
     let mut result = write().await;
     for pause in RETRY_PAUSES_S {
@@ -292,7 +302,7 @@ mod tests {
         let started = tokio::time::Instant::now();
         let never = || async {
             tries.fetch_add(1, Ordering::Relaxed);
-            Err(refused())
+            Err::<(), _>(refused())
         };
         assert!(retried(never).await.is_err());
         assert_eq!(tries.load(Ordering::Relaxed), 1 + RETRY_PAUSES_S.len());

@@ -103,14 +103,14 @@ impl Mirror {
     /// bucket's is kept.
     async fn resolve_offline(&self, repo: &RepoName, tag: &Tag) -> Result<Resolved, Error> {
         let record = match self.cache.reread_tag(&self.registry, repo, tag).await {
-            Some(record) => Some(record),
-            None => match self.tag_in_bucket(repo, tag).await {
-                Some(shared) => Some(self.keep_shared_tag(repo, tag, shared).await),
-                None => None,
-            },
+            Some(record) => record,
+            None => {
+                let shared = self.tag_in_bucket(repo, tag).await.ok_or(Error::OfflineManifest)?;
+                self.keep_shared_tag(repo, tag, shared).await
+            }
         };
         Ok(Resolved {
-            digest: record.ok_or(Error::OfflineManifest)?.digest,
+            digest: record.digest,
             head: None,
             source: Source::Cache,
         })

@@ -61,29 +61,19 @@ impl Mirror {
     pub(super) async fn blob_in_bucket(&self, digest: &Digest) -> Option<BucketBlob> {
         let bucket = self.bucket.as_ref()?;
         let key = Key::blob(digest);
-        match bucket.get(&key, 0).await {
-            Ok(object) => Some(BucketBlob {
-                bucket: bucket.clone(),
-                first: Mutex::new(Some(object?)),
-                key,
-            }),
-            Err(e) => {
-                tracing::warn!(%digest, error = %e, "bucket unavailable; asking past it");
-                None
-            }
-        }
+        let object = passed_over(&key, bucket.get(&key, 0).await)?;
+        Some(BucketBlob {
+            bucket: bucket.clone(),
+            first: Mutex::new(Some(object)),
+            key,
+        })
     }
 
     /// The size of the bucket's copy of the blob, when it holds one.
     pub(super) async fn blob_size_in_bucket(&self, digest: &Digest) -> Option<u64> {
         let bucket = self.bucket.as_ref()?;
-        match bucket.size(&Key::blob(digest)).await {
-            Ok(size) => size,
-            Err(e) => {
-                tracing::warn!(%digest, error = %e, "bucket unavailable; asking past it");
-                None
-            }
-        }
+        let key = Key::blob(digest);
+        passed_over(&key, bucket.size(&key).await)
     }
 
     /// Once the fill has verified the blob, uploads it to the bucket if it came from the
@@ -102,9 +92,9 @@ impl Mirror {
                 return;
             }
             let key = Key::blob(&digest);
-            let uploaded = bucket::retried(|| upload_unless_there(&bucket, &key, &file, size)).await;
+            let uploaded = bucket::retried(|| bucket.upload_unless_there(&key, &file, size)).await;
             match uploaded {
-                Ok(()) => tracing::debug!(%digest, size, "blob in the bucket"),
+                Ok(_) => tracing::debug!(%digest, size, "blob in the bucket"),
                 Err(e) => tracing::warn!(%digest, error = %e, "cannot put the blob in the bucket"),
             }
         });
@@ -115,18 +105,14 @@ impl Mirror {
         let Some(bucket) = &self.bucket else {
             return Ok(None);
         };
-        let read = bucket.read(&Key::manifest(digest), manifest::MAX_SIZE).await;
-        let (bytes, media_type) = match read {
-            Ok(Some((bytes, Some(media_type)))) if manifest::is_manifest(&media_type) => (bytes, media_type),
-            Ok(_) => return Ok(None),
-            Err(e) => {
-                tracing::warn!(%digest, error = %e, "bucket unavailable; asking past it");
-                return Ok(None);
-            }
+        let key = Key::manifest(digest);
+        let (bytes, media_type) = match passed_over(&key, bucket.read(&key, manifest::MAX_SIZE).await) {
+            Some((bytes, Some(media_type))) if manifest::is_manifest(&media_type) => (bytes, media_type),
+            _ => return Ok(None),
         };
         if !digest.matches(&bytes) {
             tracing::error!(%digest, "the bucket's copy of the manifest does not match its digest; deleting it");
-            drop_corrupt(bucket.clone(), Key::manifest(digest));
+            drop_corrupt(bucket.clone(), key);
             return Ok(None);
         }
         let manifest = Manifest {
@@ -139,15 +125,28 @@ impl Mirror {
 
     /// Puts a manifest this instance fetched from the upstream in the bucket, in the background.
     pub(super) fn publish_manifest(&self, digest: &Digest, manifest: &Manifest) {
+        let content_type = Some(manifest.media_type.clone());
+        self.publish(
+            Key::manifest(digest),
+            manifest.bytes.clone(),
+            content_type,
+            Write::Retried,
+        );
+    }
+
+    /// Puts small bytes in the bucket in the background, if there is a bucket.
+    fn publish(&self, key: Key, bytes: Bytes, content_type: Option<Arc<str>>, write: Write) {
         let Some(bucket) = self.bucket.clone() else {
             return;
         };
-        let (digest, bytes, media_type) = (digest.clone(), manifest.bytes.clone(), manifest.media_type.clone());
         self.uploads.spawn(async move {
-            let key = Key::manifest(&digest);
-            let put = bucket::retried(|| bucket.put(&key, bytes.clone(), Some(&media_type))).await;
+            let put = || bucket.put(&key, bytes.clone(), content_type.as_deref());
+            let put = match write {
+                Write::Once => put().await,
+                Write::Retried => bucket::retried(put).await,
+            };
             if let Err(e) = put {
-                tracing::warn!(%digest, error = %e, "cannot put the manifest in the bucket");
+                tracing::warn!(%key, error = %e, "cannot put it in the bucket");
             }
         });
     }
@@ -155,71 +154,55 @@ impl Mirror {
     /// The link another instance put in the bucket, saying `repo` holds `digest`.
     pub(super) async fn link_in_bucket(&self, repo: &RepoName, digest: &Digest) -> Option<Link> {
         let bucket = self.bucket.as_ref()?;
-        let read = bucket.read(&Key::link(&self.registry, repo, digest), LINK_LIMIT).await;
-        match read {
-            Ok(found) => found.map(|(bytes, _)| Link::parse(&bytes)),
-            Err(e) => {
-                tracing::warn!(%repo, %digest, error = %e, "bucket unavailable; asking past it");
-                None
-            }
-        }
+        let key = Key::link(&self.registry, repo, digest);
+        let (bytes, _) = passed_over(&key, bucket.read(&key, LINK_LIMIT).await)?;
+        Some(Link::parse(&bytes))
     }
 
     /// Puts a link made here in the bucket, in the background.
     pub(super) fn publish_link(&self, repo: &RepoName, digest: &Digest, link: Link) {
-        let Some(bucket) = self.bucket.clone() else {
-            return;
-        };
         let key = Key::link(&self.registry, repo, digest);
-        let text = Bytes::from(link.text());
-        self.uploads.spawn(async move {
-            // A link never stops being true, so a retried write cannot put back a stale one.
-            let put = bucket::retried(|| bucket.put(&key, text.clone(), None)).await;
-            if let Err(e) = put {
-                tracing::warn!(%key, error = %e, "cannot put the link in the bucket");
-            }
-        });
+        // A link never stops being true, so a retried write cannot put back a stale one.
+        self.publish(key, Bytes::from(link.text()), None, Write::Retried);
     }
 
     /// The tag's record in the bucket, as another instance last checked it.
     pub(super) async fn tag_in_bucket(&self, repo: &RepoName, tag: &Tag) -> Option<TagRecord> {
         let bucket = self.bucket.as_ref()?;
-        let read = bucket
-            .read(&Key::tag(&self.registry, repo, tag), TAG_RECORD_LIMIT)
-            .await;
-        match read {
-            Ok(Some((bytes, _))) => serde_json::from_slice(&bytes).ok(),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(%repo, %tag, error = %e, "bucket unavailable; asking past it");
-                None
-            }
-        }
+        let key = Key::tag(&self.registry, repo, tag);
+        let (bytes, _) = passed_over(&key, bucket.read(&key, TAG_RECORD_LIMIT).await)?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     /// Puts a tag this instance checked with the upstream in the bucket, in the background.
     pub(super) fn publish_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) {
-        let Some(bucket) = self.bucket.clone() else {
-            return;
-        };
-        let key = Key::tag(&self.registry, repo, tag);
         let Ok(record) = serde_json::to_vec(&TagRecord::new(digest)) else {
             return;
         };
-        self.uploads.spawn(async move {
-            if let Err(e) = bucket.put(&key, Bytes::from(record), Some("application/json")).await {
-                tracing::warn!(%key, error = %e, "cannot put the tag in the bucket");
-            }
-        });
+        let key = Key::tag(&self.registry, repo, tag);
+        // Once: a record retried a minute late could put back one older than another's.
+        self.publish(
+            key,
+            Bytes::from(record),
+            Some(Arc::from("application/json")),
+            Write::Once,
+        );
     }
 }
 
-/// Uploads the blob unless another instance has put it there meanwhile.
-async fn upload_unless_there(bucket: &Bucket, key: &Key, file: &std::fs::File, size: u64) -> Result<(), bucket::Error> {
-    match bucket.size(key).await? {
-        Some(_) => Ok(()),
-        None => bucket.upload(key, file, size).await,
-    }
+/// Whether a write to the bucket is tried again when it fails (`bucket::retried`).
+enum Write {
+    Once,
+    Retried,
+}
+
+/// What the bucket answered, or nothing when it failed: a failing bucket is passed over like
+/// one that lacks the object, and said so in the log.
+fn passed_over<T>(key: &Key, answer: Result<Option<T>, bucket::Error>) -> Option<T> {
+    answer.unwrap_or_else(|e| {
+        tracing::warn!(%key, error = %e, "bucket unavailable; asking past it");
+        None
+    })
 }
 
 /// A tag record is under a hundred bytes; anything much bigger is not one.
