@@ -17,7 +17,7 @@ use regmirror::image::{Platform, Platforms};
 use regmirror::mirror::Mirror;
 use regmirror::reference::ImageRef;
 
-use super::{data_dir, env};
+use super::{data_dir, env, one_thread};
 
 pub fn prefetch(args: PrefetchArgs) -> anyhow::Result<()> {
     let mut images = parse_images(&args.images)?;
@@ -140,10 +140,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
 /// bucket's other registries' tags are left out, and said so: the reader asks Docker Hub's
 /// mirror, as `prefetch` does.
 fn docker_hub_tags_in(bucket: &BucketConfig) -> anyhow::Result<Vec<ImageRef>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = one_thread()?;
     let tags = runtime.block_on(Bucket::new(bucket)?.tags())?;
     let parsed: Vec<ImageRef> = parse_images(&tags)?;
     let (hub, others): (Vec<_>, Vec<_>) = parsed.into_iter().partition(|i| i.registry.is_docker_hub());
@@ -154,10 +151,7 @@ fn docker_hub_tags_in(bucket: &BucketConfig) -> anyhow::Result<Vec<ImageRef>> {
 }
 
 pub fn import(args: ImportArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = one_thread()?;
     let bundle = args.bundle.display().to_string();
     let bucket = args.bucket.config()?;
     let dir = data_dir(args.data_dir);

@@ -1,12 +1,11 @@
 //! `regmirror cache`: the data directory's content counted, listed, pruned and verified; with
 //! `--bucket`, the fleet's bucket counted, listed and verified instead.
 
-use anyhow::Context as _;
 use regmirror::bucket::Bucket;
 use regmirror::cache::maintenance::{self, Prune};
 use regmirror::cli::{BucketArgs, CacheArgs, CacheCommand, DataDirArg, PruneArgs};
 
-use super::data_dir;
+use super::{data_dir, one_thread};
 
 pub fn cache(command: CacheCommand) -> anyhow::Result<()> {
     match command {
@@ -79,10 +78,7 @@ fn on_bucket(args: BucketArgs) -> anyhow::Result<Option<OnBucket>> {
     let Some(config) = args.config()? else {
         return Ok(None);
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = one_thread()?;
     let bucket = Bucket::new(&config)?;
     Ok(Some(OnBucket { bucket, runtime }))
 }

@@ -65,13 +65,16 @@ pub fn cert_show(args: DataDirArg) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A runtime on this thread, for the commands that wait on one thing at a time.
+fn one_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    runtime.context("cannot start the async runtime")
+}
+
 /// Collects hosted content no tag reaches, beside a running server, and says what went.
 pub fn gc(args: GcArgs) -> anyhow::Result<()> {
     let dir = data_dir(args.data_dir);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = one_thread()?;
     let report = runtime
         .block_on(gc::collect(&dir, args.grace, args.upload_max_age))
         .with_context(|| format!("collecting {}", dir.display()))?;

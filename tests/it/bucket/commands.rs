@@ -10,9 +10,9 @@ use regmirror::airgap::{import, prefetch, share};
 use regmirror::cache::store::Store;
 use regmirror::image::Platforms;
 
-use super::{path, REPO};
+use super::{offline_on, path, REPO};
 use crate::support::garage::Garage;
-use crate::support::{FakeRegistry, Format, Mirror};
+use crate::support::{FakeRegistry, Format};
 
 fn export(dir: &Path, output: &Path) -> export::Summary {
     let request = export::Request {
@@ -74,13 +74,7 @@ async fn an_import_reaches_every_instance_and_an_export_reads_the_bucket() {
     );
 
     let asked = upstream.total();
-    let offline = Mirror::builder(&upstream)
-        .configure(|c| {
-            c.bucket = Some(garage.config());
-            c.offline = true;
-        })
-        .start()
-        .await;
+    let offline = offline_on(&upstream, &garage).await;
     // By digest first: only the links the import put in the bucket vouch for it.
     let by_digest = format!("/v2/{REPO}/manifests/{}", image.manifest.digest);
     offline.get_manifest(&by_digest).await.assert_manifest(&image.manifest);

@@ -3,9 +3,9 @@
 //! instance with an empty data directory serves what the fleet put in the bucket, through the
 //! repository that holds it and through no other.
 
-use super::{mirror_on, path, REPO};
+use super::{mirror_on, offline_on, path, REPO};
 use crate::support::garage::Garage;
-use crate::support::{FakeRegistry, Format, Mirror};
+use crate::support::{FakeRegistry, Format};
 
 /// A repository on the same upstream that holds none of `REPO`'s content.
 const OTHER: &str = "someone/else";
@@ -46,13 +46,7 @@ async fn what_one_instance_learned_a_repository_holds_every_instance_knows() {
     }
     online.stop().await;
 
-    let offline = Mirror::builder(&upstream)
-        .configure(|c| {
-            c.bucket = Some(garage.config());
-            c.offline = true;
-        })
-        .start()
-        .await;
+    let offline = offline_on(&upstream, &garage).await;
     let asked = upstream.total();
     offline.get_manifest(&by_tag).await.assert_manifest(&image.manifest);
     offline

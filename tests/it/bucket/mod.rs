@@ -69,6 +69,18 @@ async fn mirror_on(upstream: &FakeRegistry, garage: &Garage) -> Mirror {
         .await
 }
 
+/// An `--offline` mirror on the bucket, with an empty data directory of its own.
+async fn offline_on(upstream: &FakeRegistry, garage: &Garage) -> Mirror {
+    let bucket = garage.config();
+    Mirror::builder(upstream)
+        .configure(|c| {
+            c.bucket = Some(bucket);
+            c.offline = true;
+        })
+        .start()
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
 async fn what_one_instance_fetched_the_next_reads_from_the_bucket() {
