@@ -1,5 +1,5 @@
 //! What the bucket holds, for `regmirror cache … --bucket`: objects listed a page at a time,
-//! counted by kind, tag records read, and every blob and manifest hashed again, a copy that
+//! counted by kind, tags named, and every blob and manifest hashed again, a copy that
 //! does not match its key deleted so the next miss fetches it afresh.
 
 use futures_util::StreamExt as _;
@@ -73,9 +73,9 @@ impl Bucket {
             inventory.blobs += 1;
             inventory.blob_bytes += blob.size;
         }
-        inventory.manifests = self.list("manifests/").await?.len() as u64;
-        for record in self.list("tags/").await? {
-            match record.key.contains("/_tags/") {
+        inventory.manifests = self.list(Key::MANIFESTS).await?.len() as u64;
+        for record in self.list(Key::REPOSITORIES).await? {
+            match Key::listed(record.key).tag_name().is_some() {
                 true => inventory.tags += 1,
                 false => inventory.links += 1,
             }
@@ -85,7 +85,7 @@ impl Bucket {
 
     /// Every tag the bucket holds a record of, as `registry/repository:tag`.
     pub async fn tags(&self) -> Result<Vec<String>, Error> {
-        let records = self.list("tags/").await?.into_iter();
+        let records = self.list(Key::REPOSITORIES).await?.into_iter();
         Ok(records
             .filter_map(|record| Key::listed(record.key).tag_name())
             .collect())
@@ -94,7 +94,7 @@ impl Bucket {
     /// Hashes every blob and manifest again, deleting each whose bytes do not match its key.
     pub async fn verify(&self) -> Result<Verified, Error> {
         let mut verified = Verified::default();
-        for prefix in [Key::BLOBS, "manifests/"] {
+        for prefix in [Key::BLOBS, Key::MANIFESTS] {
             for object in self.list(prefix).await? {
                 let key = Key::listed(object.key);
                 verified.checked += 1;

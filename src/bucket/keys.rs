@@ -18,6 +18,10 @@ pub struct Key(String);
 impl Key {
     /// Where every blob's key begins.
     pub const BLOBS: &str = "blobs/";
+    /// Where every manifest's key begins.
+    pub const MANIFESTS: &str = "manifests/";
+    /// Where every tag record's and link's key begins.
+    pub const REPOSITORIES: &str = "tags/";
 
     pub fn blob(digest: &Digest) -> Key {
         Key(format!("{}{}/{}", Key::BLOBS, digest.algorithm().name(), digest.hex()))
@@ -29,16 +33,24 @@ impl Key {
     }
 
     pub fn manifest(digest: &Digest) -> Key {
-        Key(format!("manifests/{}/{}", digest.algorithm().name(), digest.hex()))
+        Key(format!(
+            "{}{}/{}",
+            Key::MANIFESTS,
+            digest.algorithm().name(),
+            digest.hex()
+        ))
     }
 
     pub fn tag(registry: &Registry, repo: &RepoName, tag: &Tag) -> Key {
-        Key(format!("tags/{registry}/{repo}/_tags/{tag}"))
+        Key(format!("{}{registry}/{repo}/_tags/{tag}", Key::REPOSITORIES))
     }
 
     pub fn link(registry: &Registry, repo: &RepoName, digest: &Digest) -> Key {
         let (algorithm, hex) = (digest.algorithm().name(), digest.hex());
-        Key(format!("tags/{registry}/{repo}/_links/{algorithm}/{hex}"))
+        Key(format!(
+            "{}{registry}/{repo}/_links/{algorithm}/{hex}",
+            Key::REPOSITORIES
+        ))
     }
 
     /// The digest a content key (`blobs/<alg>/<hex>`, `manifests/<alg>/<hex>`) names.
@@ -50,7 +62,7 @@ impl Key {
 
     /// `registry/repository:tag`, for a tag record's key.
     pub(super) fn tag_name(&self) -> Option<String> {
-        let named = self.0.strip_prefix("tags/")?;
+        let named = self.0.strip_prefix(Key::REPOSITORIES)?;
         let (repository, tag) = named.split_once("/_tags/")?;
         Some(format!("{repository}:{tag}"))
     }
