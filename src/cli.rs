@@ -117,6 +117,10 @@ pub struct BucketArgs {
     /// directory lacks.
     #[arg(long, env = "REGMIRROR_BUCKET", value_parser = parse::bucket)]
     pub bucket: Option<url::Url>,
+    /// Other endpoints of the bucket (comma-separated URLs without its name), tried in order
+    /// when the ones before cannot be reached.
+    #[arg(long, env = "REGMIRROR_BUCKET_FALLBACK", value_parser = parse::bucket, value_delimiter = ',')]
+    pub bucket_fallback: Vec<url::Url>,
     /// Region the bucket's requests are signed for: us-east-1 unless given.
     #[arg(long, env = "REGMIRROR_BUCKET_REGION")]
     pub bucket_region: Option<String>,
@@ -132,12 +136,13 @@ pub struct BucketArgs {
 impl BucketArgs {
     /// The bucket these name, checked as `serve` checks its own.
     pub fn config(self) -> Result<Option<BucketConfig>, config::Error> {
-        config::bucket_from_options(
-            self.bucket,
-            self.bucket_region,
-            self.bucket_virtual_host,
-            self.bucket_credentials,
-        )
+        config::bucket_from_options(config::BucketOptions {
+            url: self.bucket,
+            fallbacks: self.bucket_fallback,
+            region: self.bucket_region,
+            virtual_host: self.bucket_virtual_host,
+            credentials_file: self.bucket_credentials,
+        })
     }
 }
 

@@ -6,8 +6,8 @@ use futures_util::StreamExt as _;
 use http_body_util::BodyDataStream;
 use rusty_s3::actions::ListObjectsV2;
 
+use super::request::Payload;
 use super::{answer_text, expect_ok, Bucket, Error, Key, LISTING_LIMIT};
-use crate::body;
 use crate::digest::Hasher;
 
 /// One listed object.
@@ -40,13 +40,16 @@ impl Bucket {
         let mut listed = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut action = ListObjectsV2::new(&self.bucket, Some(&self.credentials));
-            action.with_prefix(prefix);
-            if let Some(token) = &token {
-                action.with_continuation_token(token.as_str());
-            }
+            let list = |b, c| {
+                let mut action = ListObjectsV2::new(b, Some(c));
+                action.with_prefix(prefix);
+                if let Some(token) = &token {
+                    action.with_continuation_token(token.as_str());
+                }
+                action
+            };
             let key = Key::listed(format!("?list-type=2&prefix={prefix}"));
-            let response = self.act(&action, &[], body::empty()).await?;
+            let response = self.act(list, &[], Payload::Empty).await?;
             expect_ok(&response, "GET", &key)?;
             let text = answer_text(response.into_body(), "list", &key, LISTING_LIMIT).await?;
             let page = ListObjectsV2::parse_response(&text).map_err(|e| Error::Answer {

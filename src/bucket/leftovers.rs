@@ -12,8 +12,8 @@ use std::time::Duration;
 use instant_xml::FromXml;
 use jiff::Timestamp;
 
+use super::request::Payload;
 use super::{answer_text, expect_ok, Bucket, Error, Key, LISTING_LIMIT, SIGNED_FOR};
-use crate::body;
 
 /// Uploads begun longer ago than this are abandoned.
 pub const ABANDONED: Duration = Duration::from_secs(24 * 3600);
@@ -113,19 +113,22 @@ impl Bucket {
         }
         // The signature wants the query sorted by name.
         query.sort_unstable();
-        let url = rusty_s3::signing::sign(
-            &Timestamp::now(),
-            rusty_s3::Method::Get,
-            self.bucket.base_url().clone(),
-            self.credentials.key(),
-            self.credentials.secret(),
-            self.credentials.token(),
-            self.bucket.region(),
-            SIGNED_FOR.as_secs(),
-            query.into_iter(),
-            std::iter::empty(),
-        );
-        let response = self.send(rusty_s3::Method::Get, url, &[], body::empty()).await?;
+        let sign = |endpoint: &rusty_s3::Bucket| {
+            let url = rusty_s3::signing::sign(
+                &Timestamp::now(),
+                rusty_s3::Method::Get,
+                endpoint.base_url().clone(),
+                self.credentials.key(),
+                self.credentials.secret(),
+                self.credentials.token(),
+                endpoint.region(),
+                SIGNED_FOR.as_secs(),
+                query.iter().copied(),
+                std::iter::empty(),
+            );
+            (rusty_s3::Method::Get, url)
+        };
+        let response = self.signed(sign, &[], Payload::Empty).await?;
         expect_ok(&response, "GET", &listing)?;
         let text = answer_text(response.into_body(), "list uploads", &listing, LISTING_LIMIT).await?;
         instant_xml::from_str(&text).map_err(|e| Error::Answer {

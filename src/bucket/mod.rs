@@ -14,25 +14,26 @@ mod inventory;
 mod keys;
 mod leftovers;
 mod multipart;
+mod request;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rusty_s3::{Credentials, S3Action, UrlStyle};
+use rusty_s3::{Credentials, UrlStyle};
 
-use crate::body::{self, Body};
+use crate::body::Body;
 use crate::config::BucketConfig;
-use crate::upstream::error_chain;
 pub use inventory::{Inventory, Listed, Verified};
 pub use keys::Key;
 pub use leftovers::{sweep, ABANDONED};
+use request::{Endpoints, Payload};
 
 /// How long a signed URL stays valid: long enough for the slowest part upload.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
@@ -61,7 +62,7 @@ pub enum Error {
 }
 
 pub struct Bucket {
-    bucket: rusty_s3::Bucket,
+    endpoints: Endpoints,
     credentials: Credentials,
     client: Client<HttpsConnector<HttpConnector>, Body>,
 }
@@ -80,13 +81,11 @@ impl Bucket {
             true => UrlStyle::VirtualHost,
             false => UrlStyle::Path,
         };
-        let bucket = rusty_s3::Bucket::new(
-            config.endpoint.clone(),
-            style,
-            config.name.clone(),
-            config.region.clone(),
-        )
-        .map_err(|e| Error::Config(format!("{}: {e}", config.endpoint)))?;
+        let endpoint = |url: &url::Url| {
+            rusty_s3::Bucket::new(url.clone(), style, config.name.clone(), config.region.clone())
+                .map_err(|e| Error::Config(format!("{url}: {e}")))
+        };
+        let all = std::iter::once(&config.endpoint).chain(&config.fallbacks);
         let creds = &config.credentials;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
@@ -94,7 +93,7 @@ impl Bucket {
             .enable_http1()
             .build();
         Ok(Bucket {
-            bucket,
+            endpoints: Endpoints::new(all.map(endpoint).collect::<Result<_, _>>()?),
             credentials: Credentials::new(creds.access_key_id.clone(), creds.secret_access_key.clone()),
             client: Client::builder(TokioExecutor::new()).build(https),
         })
@@ -102,8 +101,8 @@ impl Bucket {
 
     /// The object's size; `None` when there is no such object.
     pub async fn size(&self, key: &Key) -> Result<Option<u64>, Error> {
-        let action = rusty_s3::actions::HeadObject::new(&self.bucket, Some(&self.credentials), key.as_str());
-        let response = self.act(&action, &[], body::empty()).await?;
+        let head = |b, c| rusty_s3::actions::HeadObject::new(b, Some(c), key.as_str());
+        let response = self.act(head, &[], Payload::Empty).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             StatusCode::OK => Ok(Some(length(&response).unwrap_or_default())),
@@ -113,13 +112,13 @@ impl Bucket {
 
     /// The object from byte `offset`; `None` when there is no such object.
     pub async fn get(&self, key: &Key, offset: u64) -> Result<Option<Object>, Error> {
-        let action = rusty_s3::actions::GetObject::new(&self.bucket, Some(&self.credentials), key.as_str());
+        let get = |b, c| rusty_s3::actions::GetObject::new(b, Some(c), key.as_str());
         let range = format!("bytes={offset}-");
         let headers: &[(header::HeaderName, &str)] = match offset {
             0 => &[],
             _ => &[(header::RANGE, &range)],
         };
-        let response = self.act(&action, headers, body::empty()).await?;
+        let response = self.act(get, headers, Payload::Empty).await?;
         match (response.status(), offset) {
             (StatusCode::NOT_FOUND, _) => Ok(None),
             (StatusCode::OK, 0) | (StatusCode::PARTIAL_CONTENT, 1..) => {
@@ -155,11 +154,11 @@ impl Bucket {
 
     /// Stores small bytes whole under `key`.
     pub async fn put(&self, key: &Key, bytes: Bytes, content_type: Option<&str>) -> Result<(), Error> {
-        let action = rusty_s3::actions::PutObject::new(&self.bucket, Some(&self.credentials), key.as_str());
+        let put = |b, c| rusty_s3::actions::PutObject::new(b, Some(c), key.as_str());
         let len = bytes.len().to_string();
         let mut headers = vec![(header::CONTENT_LENGTH, len.as_str())];
         headers.extend(content_type.map(|t| (header::CONTENT_TYPE, t)));
-        let response = self.act(&action, &headers, body::full(bytes)).await?;
+        let response = self.act(put, &headers, Payload::Bytes(bytes)).await?;
         expect_ok(&response, "PUT", key)
     }
 
@@ -175,47 +174,13 @@ impl Bucket {
 
     /// Removes the object; gone already is fine.
     pub async fn delete(&self, key: &Key) -> Result<(), Error> {
-        let action = rusty_s3::actions::DeleteObject::new(&self.bucket, Some(&self.credentials), key.as_str());
-        let response = self.act(&action, &[], body::empty()).await?;
+        let delete = |b, c| rusty_s3::actions::DeleteObject::new(b, Some(c), key.as_str());
+        let response = self.act(delete, &[], Payload::Empty).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(()),
             _ => expect_ok(&response, "DELETE", key),
         }
     }
-
-    /// Sends a rusty-s3 action, signed now, with the method it names.
-    async fn act<'a>(
-        &self,
-        action: &impl S3Action<'a>,
-        headers: &[(header::HeaderName, &str)],
-        body: Body,
-    ) -> Result<Response<Incoming>, Error> {
-        self.send(action_method(action), action.sign(SIGNED_FOR), headers, body)
-            .await
-    }
-
-    async fn send(
-        &self,
-        method: rusty_s3::Method,
-        url: url::Url,
-        headers: &[(header::HeaderName, &str)],
-        body: Body,
-    ) -> Result<Response<Incoming>, Error> {
-        let mut request = Request::builder().method(method.to_str()).uri(url.as_str());
-        for (name, value) in headers {
-            let value = HeaderValue::from_str(value).map_err(|e| Error::Config(e.to_string()))?;
-            request = request.header(name, value);
-        }
-        let request = request.body(body).map_err(|e| Error::Config(e.to_string()))?;
-        let response = self.client.request(request).await;
-        response.map_err(|e| Error::Unreachable(error_chain(&e)))
-    }
-}
-
-/// The method an action is signed for (`S3Action::METHOD`, named through a value so that
-/// `impl Trait` arguments need no type name).
-fn action_method<'a, A: S3Action<'a>>(_: &A) -> rusty_s3::Method {
-    A::METHOD
 }
 
 /// Pauses before each new try of a failed write of content: a bucket node restarting, or a

@@ -8,10 +8,10 @@
 use http::{header, Response, StatusCode};
 use hyper::body::Incoming;
 use rusty_s3::actions::{AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, PutObject, UploadPart};
-use rusty_s3::S3Action;
+use rusty_s3::{Credentials, S3Action};
 
-use super::{action_method, expect_ok, status_error, Bucket, Error, Key, SIGNED_FOR};
-use crate::body;
+use super::request::{action_method, Payload};
+use super::{expect_ok, status_error, Bucket, Error, Key, SIGNED_FOR};
 
 /// Part size: S3 wants at least 5 MiB per part but the last; 16 MiB keeps a 1 GiB blob at 64
 /// requests.
@@ -27,8 +27,8 @@ impl Bucket {
         if size <= PART_SIZE {
             return self.put_file(file, size, key).await;
         }
-        let action = CreateMultipartUpload::new(&self.bucket, Some(&self.credentials), key.as_str());
-        let response = self.act(&action, &[], body::empty()).await?;
+        let create = |b, c| CreateMultipartUpload::new(b, Some(c), key.as_str());
+        let response = self.act(create, &[], Payload::Empty).await?;
         expect_ok(&response, "POST ?uploads", key)?;
         let text = answer_text(response.into_body(), key).await?;
         let created = CreateMultipartUpload::parse_response(&text).map_err(|e| bad_answer(key, e))?;
@@ -46,8 +46,8 @@ impl Bucket {
 
     /// Drops an unfinished multipart upload and its parts.
     pub(super) async fn abort_upload(&self, key: &Key, upload_id: &str) -> Result<(), Error> {
-        let abort = AbortMultipartUpload::new(&self.bucket, Some(&self.credentials), key.as_str(), upload_id);
-        let response = self.act(&abort, &[], body::empty()).await?;
+        let abort = |b, c| AbortMultipartUpload::new(b, Some(c), key.as_str(), upload_id);
+        let response = self.act(abort, &[], Payload::Empty).await?;
         match response.status() {
             // Completed or aborted meanwhile by another instance.
             http::StatusCode::NOT_FOUND => Ok(()),
@@ -65,12 +65,17 @@ impl Bucket {
             let etag = self.put_part(file, start, len, key, (number, upload_id)).await?;
             etags.push(etag);
         }
-        let etags = etags.iter().map(String::as_str);
-        let action =
-            CompleteMultipartUpload::new(&self.bucket, Some(&self.credentials), key.as_str(), upload_id, etags);
-        // Its body consumes the action: signed first.
-        let (method, url) = (action_method(&action), action.sign(SIGNED_FOR));
-        let response = self.send(method, url, &[], body::full(action.body())).await?;
+        let complete = |b| {
+            let etags = etags.iter().map(String::as_str);
+            CompleteMultipartUpload::new(b, Some(&self.credentials), key.as_str(), upload_id, etags)
+        };
+        // Its body names the parts, the same for every endpoint.
+        let parts = complete(self.endpoints.first()).body();
+        let sign = |b| {
+            let action = complete(b);
+            (action_method(&action), action.sign(SIGNED_FOR))
+        };
+        let response = self.signed(sign, &[], Payload::Bytes(parts.into())).await?;
         expect_ok(&response, "POST ?uploadId", key)?;
         // S3 may answer 200 and still fail the completion, with an error in the body.
         let text = answer_text(response.into_body(), key).await?;
@@ -87,8 +92,8 @@ impl Bucket {
         key: &Key,
         (number, id): (u16, &str),
     ) -> Result<String, Error> {
-        let action = UploadPart::new(&self.bucket, Some(&self.credentials), key.as_str(), number, id);
-        let response = self.put_range(&action, file, start, len).await?;
+        let part = |b, c| UploadPart::new(b, Some(c), key.as_str(), number, id);
+        let response = self.put_range(part, file, start, len).await?;
         if response.status() != StatusCode::OK {
             return Err(status_error(response.status(), "PUT part", key));
         }
@@ -98,23 +103,22 @@ impl Bucket {
     }
 
     async fn put_file(&self, file: &std::fs::File, len: u64, key: &Key) -> Result<(), Error> {
-        let action = PutObject::new(&self.bucket, Some(&self.credentials), key.as_str());
-        let response = self.put_range(&action, file, 0, len).await?;
+        let put = |b, c| PutObject::new(b, Some(c), key.as_str());
+        let response = self.put_range(put, file, 0, len).await?;
         expect_ok(&response, "PUT", key)
     }
 
     /// A PUT (of an object or a part) whose body streams `len` bytes of `file` from `start`.
-    async fn put_range<'a>(
-        &self,
-        action: &impl S3Action<'a>,
+    async fn put_range<'a, A: S3Action<'a>>(
+        &'a self,
+        make: impl Fn(&'a rusty_s3::Bucket, &'a Credentials) -> A,
         file: &std::fs::File,
         start: u64,
         len: u64,
     ) -> Result<Response<Incoming>, Error> {
-        let reader = file.try_clone().map_err(|e| Error::File(e.to_string()))?;
         let length = len.to_string();
         let headers = [(header::CONTENT_LENGTH, length.as_str())];
-        self.act(action, &headers, body::file(reader, start, len)).await
+        self.act(make, &headers, Payload::File { file, start, len }).await
     }
 }
 

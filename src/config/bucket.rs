@@ -19,6 +19,9 @@ const DEFAULT_REGION: &str = "us-east-1";
 pub struct BucketConfig {
     /// The S3 endpoint, without the bucket.
     pub endpoint: Url,
+    /// Other endpoints of the same bucket (other nodes of its cluster), in the order they are
+    /// tried when the ones before cannot be reached.
+    pub fallbacks: Vec<Url>,
     pub name: String,
     pub region: String,
     /// Address the bucket as `name.endpoint-host` instead of `endpoint/name`.
@@ -42,16 +45,18 @@ impl fmt::Debug for BucketCredentials {
 
 /// The bucket the options describe: none without `--bucket`, an error when the rest do not
 /// fit it.
-pub fn from_options(
-    url: Option<Url>,
-    region: Option<String>,
-    virtual_host: bool,
-    credentials_file: Option<PathBuf>,
-) -> Result<Option<BucketConfig>, Error> {
+pub fn from_options(options: BucketOptions) -> Result<Option<BucketConfig>, Error> {
+    let BucketOptions {
+        url,
+        fallbacks,
+        region,
+        virtual_host,
+        credentials_file,
+    } = options;
     let Some(url) = url else {
-        return match region.is_some() || virtual_host || credentials_file.is_some() {
+        return match !fallbacks.is_empty() || region.is_some() || virtual_host || credentials_file.is_some() {
             true => Err(bucket_error(
-                "--bucket-region, --bucket-virtual-host and --bucket-credentials go with --bucket",
+                "--bucket-fallback, --bucket-region, --bucket-virtual-host and --bucket-credentials go with --bucket",
             )),
             false => Ok(None),
         };
@@ -59,11 +64,32 @@ pub fn from_options(
     let (endpoint, name) = split(&url)?;
     Ok(Some(BucketConfig {
         endpoint,
+        fallbacks: fallbacks.iter().map(endpoint_only).collect::<Result<_, _>>()?,
         name,
         region: region.unwrap_or_else(|| DEFAULT_REGION.to_owned()),
         virtual_host,
         credentials: credentials(credentials_file)?,
     }))
+}
+
+/// The bucket options as given, each layer (flags, environment, file) put together.
+#[derive(Debug, Default)]
+pub struct BucketOptions {
+    pub url: Option<Url>,
+    pub fallbacks: Vec<Url>,
+    pub region: Option<String>,
+    pub virtual_host: bool,
+    pub credentials_file: Option<PathBuf>,
+}
+
+/// A fallback endpoint: the bucket's name comes from `--bucket`, so it has no path.
+fn endpoint_only(url: &Url) -> Result<Url, Error> {
+    match url.path() {
+        "" | "/" => Ok(url.clone()),
+        _ => Err(bucket_error(&format!(
+            "--bucket-fallback {url} names a path; give the endpoint alone, e.g. http://garage2.lan:3900"
+        ))),
+    }
 }
 
 /// `http://host:port/name` into the endpoint and the bucket's name.
@@ -148,8 +174,28 @@ mod tests {
 
     #[test]
     fn the_other_options_need_a_bucket() {
-        let err = from_options(None, Some("garage".into()), false, None).expect_err("no bucket");
+        let options = BucketOptions {
+            region: Some("garage".into()),
+            ..BucketOptions::default()
+        };
+        let err = from_options(options).expect_err("no bucket");
         assert!(err.to_string().contains("go with --bucket"), "{err}");
-        assert!(from_options(None, None, false, None).expect("none").is_none());
+        let options = BucketOptions {
+            fallbacks: vec![Url::parse("http://[::1]:3901").expect("url")],
+            ..BucketOptions::default()
+        };
+        assert!(from_options(options).is_err(), "a fallback without --bucket");
+        assert!(from_options(BucketOptions::default()).expect("none").is_none());
+    }
+
+    #[test]
+    fn a_fallback_is_an_endpoint_alone() {
+        let url = |s: &str| Url::parse(s).expect("url");
+        assert_eq!(
+            endpoint_only(&url("http://[::1]:3901")).expect("endpoint").as_str(),
+            "http://[::1]:3901/"
+        );
+        let err = endpoint_only(&url("http://[::1]:3901/regmirror")).expect_err("a path");
+        assert!(err.to_string().contains("the endpoint alone"), "{err}");
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use http::Uri;
 
-pub use self::bucket::{from_options as bucket_from_options, BucketConfig, BucketCredentials};
+pub use self::bucket::{from_options as bucket_from_options, BucketConfig, BucketCredentials, BucketOptions};
 pub use self::fleet::FleetConfig;
 pub use self::options::ServeOptions;
 pub use self::registries::{env_credentials, Credentials, FileRegistry, RegistryConfig};
@@ -337,12 +337,13 @@ fn sharing(given: &mut ServeOptions) -> Result<(Option<FleetConfig>, Option<Buck
         given.fleet_key_file.take(),
         given.fleet_ca.take(),
     )?;
-    let bucket = bucket::from_options(
-        given.bucket.take(),
-        given.bucket_region.take(),
-        given.bucket_virtual_host,
-        given.bucket_credentials.take(),
-    )?;
+    let bucket = bucket::from_options(BucketOptions {
+        url: given.bucket.take(),
+        fallbacks: given.bucket_fallback.take().unwrap_or_default(),
+        region: given.bucket_region.take(),
+        virtual_host: given.bucket_virtual_host,
+        credentials_file: given.bucket_credentials.take(),
+    })?;
     Ok((fleet, bucket))
 }
 

@@ -222,6 +222,13 @@ layered! {
         #[serde(default, deserialize_with = "parse::de::bucket")]
         pub bucket: Option<url::Url>,
 
+        /// Other endpoints of the --bucket (other nodes of its cluster; comma-separated URLs
+        /// without the bucket's name), tried in order when the ones before cannot be reached
+        /// [default: none].
+        #[arg(long, env = "REGMIRROR_BUCKET_FALLBACK", value_parser = parse::bucket, value_delimiter = ',')]
+        #[serde(default, deserialize_with = "parse::de::buckets")]
+        pub bucket_fallback: Option<Vec<url::Url>>,
+
         /// Region the bucket's requests are signed for, with --bucket: us-east-1 unless given
         /// (Garage's is `garage` unless its config says otherwise).
         #[arg(long, env = "REGMIRROR_BUCKET_REGION")]

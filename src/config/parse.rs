@@ -160,6 +160,17 @@ pub mod de {
         optional(d, super::bucket)
     }
 
+    /// A TOML array of bucket URLs.
+    pub fn buckets<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<url::Url>>, D::Error> {
+        let Some(values) = Option::<Vec<String>>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let parsed = values
+            .iter()
+            .map(|v| super::bucket(v).map_err(|reason| invalid::<D>(v, reason)));
+        parsed.collect::<Result<_, _>>().map(Some)
+    }
+
     /// A TOML array of URLs.
     pub fn upstreams<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Uri>>, D::Error> {
         let Some(values) = Option::<Vec<String>>::deserialize(d)? else {

@@ -90,7 +90,11 @@ bucket_start() {
     printf 'access_key_id = "%s"\nsecret_access_key = "%s"\n' "$GARAGE_KEY_ID" "$GARAGE_SECRET" >"$TMP/bucket.toml"
     FLEET_NAME=bucketfleet
     FLEET_BUCKETS=()
-    for ((n = 0; n < 3; n++)); do FLEET_BUCKETS[n]="http://127.0.0.1:${GARAGE_S3[n]}/regmirror"; done
+    for ((n = 0; n < 3; n++)); do
+        FLEET_BUCKETS[n]="http://127.0.0.1:${GARAGE_S3[n]}/regmirror"
+        # Its own node first, then the other two: a dead node costs it no bucket read.
+        FLEET_BUCKET_FALLBACKS[n]="http://127.0.0.1:${GARAGE_S3[(n + 1) % 3]},http://127.0.0.1:${GARAGE_S3[(n + 2) % 3]}"
+    done
     fleet_start
 }
 

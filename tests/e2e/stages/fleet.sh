@@ -5,11 +5,13 @@
 # SIGKILL, and every pull aimed at the other two completes with the right digests; after the
 # killed one restarts, warm pulls from every instance cost the upstream nothing.
 # Sets: FLEET_PIDS, FLEET_PORTS. stages/bucket.sh runs a second fleet with the same helpers:
-# FLEET_NAME names its logs and data directories, FLEET_BUCKETS gives each instance its bucket.
+# FLEET_NAME names its logs and data directories, FLEET_BUCKETS gives each instance its bucket
+# and FLEET_BUCKET_FALLBACKS the bucket's other endpoints.
 
 FLEET_SIZE=3
 FLEET_NAME=fleet
 FLEET_BUCKETS=()
+FLEET_BUCKET_FALLBACKS=()
 
 # fleet_image NAME: an OCI layout at $TMP/fleet-images/NAME:1 with three 20 MiB random layers.
 fleet_image() {
@@ -68,6 +70,7 @@ fleet_serve() {
     if [[ -n ${FLEET_BUCKETS[n]:-} ]]; then
         bucket=(--bucket "${FLEET_BUCKETS[n]}" --bucket-region garage --bucket-credentials "$TMP/bucket.toml")
     fi
+    if [[ -n ${FLEET_BUCKET_FALLBACKS[n]:-} ]]; then bucket+=(--bucket-fallback "${FLEET_BUCKET_FALLBACKS[n]}"); fi
     start_bg "regmirror-$FLEET_NAME-$n" "$TMP/$FLEET_NAME-$n.log" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
         "$REGMIRROR_BIN" serve --listen "[::1]:${FLEET_PORTS[n]}" --data-dir "$TMP/$FLEET_NAME-data-$n" \
         --upstream "$UP_URL" --upstream-ca "$UP_CA" --fleet "$members" \

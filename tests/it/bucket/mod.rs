@@ -9,6 +9,7 @@
 //! `cargo test --test it bucket:: -- --ignored`.
 
 mod commands;
+mod endpoints;
 mod inventory;
 mod leftovers;
 mod links;

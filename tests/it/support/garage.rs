@@ -69,6 +69,7 @@ impl Garage {
     pub fn config(&self) -> BucketConfig {
         BucketConfig {
             endpoint: self.s3.parse().expect("endpoint"),
+            fallbacks: Vec::new(),
             name: BUCKET.to_owned(),
             region: "garage".to_owned(),
             virtual_host: false,
