@@ -37,6 +37,9 @@ use request::{Endpoints, Payload};
 
 /// How long a signed URL stays valid: long enough for the slowest part upload.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
+/// The bucket's nodes are on the site: one that takes longer to accept a connection is as
+/// good as down, and the next endpoint is asked instead.
+const CONNECT_WITHIN: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -87,11 +90,15 @@ impl Bucket {
         };
         let all = std::iter::once(&config.endpoint).chain(&config.fallbacks);
         let creds = &config.credentials;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_WITHIN));
+        http.set_nodelay(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         Ok(Bucket {
             endpoints: Endpoints::new(all.map(endpoint).collect::<Result<_, _>>()?),
             credentials: Credentials::new(creds.access_key_id.clone(), creds.secret_access_key.clone()),

@@ -20,6 +20,10 @@ use crate::upstream::error_chain;
 
 /// How long requests skip the first endpoint after it could not be reached.
 const PREFERRED_AGAIN: Duration = Duration::from_secs(30);
+/// How long a node may take to answer a request without a file to upload: a node that
+/// accepts connections and answers nothing (overloaded, partitioned from its cluster) is
+/// passed over like one that is down, rather than holding up the client behind the request.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// What a request carries, kept so that it can be sent again to the next endpoint.
 pub(super) enum Payload<'f> {
@@ -112,7 +116,14 @@ impl Bucket {
         let mut answer = Err(Error::Unreachable("no endpoint".into()));
         for (index, endpoint) in self.endpoints.in_order() {
             let (method, url) = sign(endpoint);
-            answer = self.send(method, url, headers, payload.body()?).await;
+            let sent = self.send(method, url, headers, payload.body()?);
+            answer = match payload {
+                // An upload's answer comes once its body is in, however long that takes.
+                Payload::File { .. } => sent.await,
+                _ => tokio::time::timeout(ANSWER_WITHIN, sent)
+                    .await
+                    .unwrap_or_else(|_| Err(Error::Unreachable(format!("no answer within {ANSWER_WITHIN:?}")))),
+            };
             match &answer {
                 Err(Error::Unreachable(reason)) => {
                     tracing::warn!(endpoint = %endpoint.base_url(), reason, "bucket endpoint unreachable");
