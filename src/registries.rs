@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::fleet::Fleet;
-use crate::hosted::Hosted;
+use crate::hosted::{self, Hosted};
 use crate::metrics::{Metrics, Origin, Snapshot, TaggedImage};
 use crate::mirror::{self, Mirror, Transfers};
 use crate::reference::{Registry, RepoName};
@@ -82,8 +82,13 @@ impl Registries {
         for mirror in &mirrors {
             tracing::info!(registry = %mirror.registry(), upstream = %mirror.upstream().base(), "mirroring");
         }
-        let hosted = (config.hosted.clone())
-            .map(|namespace| Hosted::new(namespace, cache.clone(), config.upload_max_age, config.max_blob_size));
+        let hosted = (config.hosted.clone()).map(|namespace| {
+            let limits = hosted::Limits {
+                upload_max_age: config.upload_max_age,
+                max_size: config.max_blob_size,
+            };
+            Hosted::new(namespace, cache.clone(), bucket.clone(), limits)
+        });
         if let Some(hosted) = &hosted {
             tracing::info!(namespace = %hosted.namespace(), "hosting the site's own repositories");
         }
@@ -167,7 +172,7 @@ impl Registries {
     /// error should surface, the log is.
     pub async fn hosted_overview(&self) -> Option<HostedOverview> {
         let hosted = self.hosted.as_ref()?;
-        let names = hosted.repositories().unwrap_or_else(|e| {
+        let names = hosted.repositories().await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot list the hosted repositories");
             Vec::new()
         });

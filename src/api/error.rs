@@ -162,6 +162,7 @@ fn hosted_status(error: &hosted::Error) -> (StatusCode, &'static str) {
         E::Interrupted(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
         E::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         E::ManifestTooLarge(_) => (StatusCode::INTERNAL_SERVER_ERROR, "MANIFEST_INVALID"),
+        E::Bucket(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
     }
 }
 

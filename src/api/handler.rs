@@ -95,7 +95,7 @@ where
         Route::Tags { registry, repo } if registries.hosted(&registry).is_some() => {
             listing::tags(registries, &registry, &repo, request, head).await
         }
-        Route::Catalog => listing::catalog(app, client, request, head),
+        Route::Catalog => listing::catalog(app, client, request, head).await,
         Route::Referrers { .. } => listing::referrers(registries, route, head).await,
         Route::PutManifest { .. }
         | Route::DeleteManifest { .. }

@@ -35,7 +35,7 @@ pub(super) async fn tags(
 }
 
 /// `/v2/_catalog`: the hosted repositories this client may pull; empty when nothing is hosted.
-pub(super) fn catalog(
+pub(super) async fn catalog(
     app: &App,
     client: Option<&Client>,
     request: &Parts,
@@ -44,7 +44,7 @@ pub(super) fn catalog(
     let mut names = Vec::new();
     if let Some(hosted) = app.registries.any_hosted() {
         let namespace = hosted.namespace();
-        for repo in hosted.repositories().map_err(|e| Error::Internal(e.to_string()))? {
+        for repo in hosted.repositories().await? {
             if admission::may_pull(app, client, namespace, &repo) {
                 names.push(format!("{namespace}/{repo}"));
             }

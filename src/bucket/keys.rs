@@ -5,7 +5,11 @@
 //!   (so a reader needs one request, and a blob fetched as a blob never becomes a manifest);
 //! - `tags/<registry>/<repo>/_tags/<tag>`: the tag record, as JSON;
 //! - `tags/<registry>/<repo>/_links/<alg>/<hex>`: the repository is known to hold the
-//!   content; the object holds the size a manifest gave it, in decimal, or nothing.
+//!   content; the object holds the size a manifest gave it, in decimal, or nothing;
+//! - `tags/<registry>/<repo>/_referrers/<subject alg>/<subject hex>/<alg>/<hex>`: a manifest
+//!   of the repository that refers to the subject, as the referrers API lists it (JSON);
+//! - `hosted/…`: the same layout again for the hosted repositories, their content included,
+//!   apart from the cache so that nothing expiring cached content ever reaches it.
 
 use std::fmt;
 
@@ -22,13 +26,16 @@ impl Key {
     pub const MANIFESTS: &str = "manifests/";
     /// Where every tag record's and link's key begins.
     pub const REPOSITORIES: &str = "tags/";
+    /// Where the hosted repositories' content and record begin: never the cache's, so never
+    /// expired with it.
+    pub const HOSTED: &str = "hosted/";
 
     pub fn blob(digest: &Digest) -> Key {
         Key(format!("{}{}/{}", Key::BLOBS, digest.algorithm().name(), digest.hex()))
     }
 
     /// A key as the bucket listed it.
-    pub(super) fn listed(key: String) -> Key {
+    pub fn listed(key: String) -> Key {
         Key(key)
     }
 
@@ -51,6 +58,40 @@ impl Key {
             "{}{registry}/{repo}/_links/{algorithm}/{hex}",
             Key::REPOSITORIES
         ))
+    }
+
+    /// The repository's tag records, one key per tag below this prefix.
+    pub fn tags_of(registry: &Registry, repo: &RepoName) -> Key {
+        Key(format!("{}{registry}/{repo}/_tags/", Key::REPOSITORIES))
+    }
+
+    /// Every repository of `registry`, each below this prefix.
+    pub fn repositories_of(registry: &Registry) -> Key {
+        Key(format!("{}{registry}/", Key::REPOSITORIES))
+    }
+
+    /// A manifest of the repository whose `subject` is `subject`: the referrers API's entry.
+    pub fn referrer(registry: &Registry, repo: &RepoName, subject: &Digest, digest: &Digest) -> Key {
+        let (algorithm, hex) = (digest.algorithm().name(), digest.hex());
+        Key(format!(
+            "{}{algorithm}/{hex}",
+            Key::referrers_of(registry, repo, subject)
+        ))
+    }
+
+    /// Every referrer of `subject` in the repository, each below this prefix.
+    pub fn referrers_of(registry: &Registry, repo: &RepoName, subject: &Digest) -> Key {
+        let (algorithm, hex) = (subject.algorithm().name(), subject.hex());
+        Key(format!(
+            "{}{registry}/{repo}/_referrers/{algorithm}/{hex}/",
+            Key::REPOSITORIES
+        ))
+    }
+
+    /// The same key in the hosted repositories' part of the bucket, which holds their own
+    /// content and record apart from the mirrors' cache.
+    pub fn hosted(self) -> Key {
+        Key(format!("{}{}", Key::HOSTED, self.0))
     }
 
     /// The digest a content key (`blobs/<alg>/<hex>`, `manifests/<alg>/<hex>`) names.

@@ -34,6 +34,15 @@ pub enum Error {
     Io(#[from] io::Error),
     #[error("the stored manifest is not served: {0}")]
     ManifestTooLarge(store::TooLarge),
+    /// The shared bucket, which holds the hosted repositories' record, failed.
+    #[error("the shared store failed: {0}")]
+    Bucket(String),
+}
+
+impl From<crate::bucket::Error> for Error {
+    fn from(error: crate::bucket::Error) -> Error {
+        Error::Bucket(error.to_string())
+    }
 }
 
 impl From<store::ReadError> for Error {

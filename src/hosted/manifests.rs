@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::{Error, Hosted};
+use crate::cache::store::Link;
 use crate::cache::{Lookup, Manifest, Referrer};
 use crate::digest::Digest;
 use crate::image::Descriptor;
@@ -59,10 +60,8 @@ impl Hosted {
         };
         self.cache.put_manifest(&digest, &stored).await?;
         self.cache.pin(&digest)?;
-        self.cache.link(&self.namespace, repo, &digest, Some(size)).await?;
-        if let Reference::Tag(tag) = reference {
-            self.cache.set_tag(&self.namespace, repo, tag, &digest).await?;
-        }
+        self.share_manifest(&digest, &stored).await?;
+        self.record.link(repo, &digest, size).await?;
         let subject = shape.subject.as_ref().map(|s| s.digest.clone());
         if let Some(subject) = &subject {
             let referrer = Referrer {
@@ -72,9 +71,11 @@ impl Hosted {
                 artifact_type: shape.artifact_type.or(shape.config.map(|c| c.media_type)),
                 annotations: shape.annotations,
             };
-            self.cache
-                .put_referrer(&self.namespace, repo, subject, &referrer)
-                .await?;
+            self.record.put_referrer(repo, subject, &referrer).await?;
+        }
+        // The tag last: whoever pulls by it finds everything it names.
+        if let Reference::Tag(tag) = reference {
+            self.record.set_tag(repo, tag, &digest).await?;
         }
         Ok(Pushed { digest, subject })
     }
@@ -89,20 +90,25 @@ impl Hosted {
             (false, None) => return Err(Error::ManifestInvalid("an image manifest needs a config".into())),
         };
         for descriptor in named.into_iter().filter(|d| !d.is_foreign()) {
-            let held = self.cache.linked(&self.namespace, repo, &descriptor.digest).await?;
-            let stored = match held {
-                Some(_) => self.cache.find(&descriptor.digest).await?,
-                None => Lookup::Absent,
+            let held = self.record.linked(repo, &descriptor.digest).await?;
+            let size = match held {
+                // A link made by a push has its size; one older than sizes, the file's.
+                Some(Link { size: Some(size) }) => Some(size),
+                Some(_) => match self.cache.find(&descriptor.digest).await? {
+                    Lookup::Cached { size, .. } => Some(size),
+                    _ => None,
+                },
+                None => None,
             };
-            match stored {
-                Lookup::Cached { size, .. } if size == descriptor.size => {}
-                Lookup::Cached { size, .. } => {
+            match size {
+                Some(size) if size == descriptor.size => {}
+                Some(size) => {
                     return Err(Error::ManifestInvalid(format!(
                         "{} has {size} bytes, not the {} its descriptor says",
                         descriptor.digest, descriptor.size
                     )))
                 }
-                _ => return Err(Error::ManifestBlobUnknown(descriptor.digest.clone())),
+                None => return Err(Error::ManifestBlobUnknown(descriptor.digest.clone())),
             }
         }
         Ok(())
@@ -113,36 +119,31 @@ impl Hosted {
     pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<(), Error> {
         let digest = match reference {
             Reference::Tag(tag) => {
-                if self.cache.tag(&self.namespace, repo, tag).await.is_none() {
+                if self.record.tag(repo, tag).await?.is_none() {
                     return Err(Error::ManifestUnknown);
                 }
-                self.cache.remove_tag(&self.namespace, repo, tag).await?;
-                return Ok(());
+                return self.record.remove_tag(repo, tag).await;
             }
             Reference::Digest(digest) => digest,
         };
-        if !self.holds(repo, digest).await? {
+        if self.record.linked(repo, digest).await?.is_none() {
             return Err(Error::ManifestUnknown);
         }
-        for tag in self.cache.repo_tags(&self.namespace, repo).await? {
+        for tag in self.record.tags(repo).await? {
             let Ok(tag) = tag.parse() else { continue };
-            let record = self.cache.reread_tag(&self.namespace, repo, &tag).await;
-            if record.is_some_and(|r| r.digest == *digest) {
-                self.cache.remove_tag(&self.namespace, repo, &tag).await?;
+            if self.record.tag(repo, &tag).await?.as_ref() == Some(digest) {
+                self.record.remove_tag(repo, &tag).await?;
             }
         }
-        if let Some(stored) = self.cache.manifest(digest).await? {
+        if let Some(stored) = self.manifest_content(digest).await? {
             let subject = serde_json::from_slice::<Shape>(&stored.bytes)
                 .ok()
                 .and_then(|s| s.subject);
             if let Some(subject) = subject {
-                (self.cache)
-                    .remove_referrer(&self.namespace, repo, &subject.digest, digest)
-                    .await?;
+                self.record.remove_referrer(repo, &subject.digest, digest).await?;
             }
         }
-        self.cache.unlink(&self.namespace, repo, digest).await?;
-        Ok(())
+        self.record.unlink(repo, digest).await
     }
 }
 

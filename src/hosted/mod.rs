@@ -4,41 +4,55 @@
 //! records manifests (tags, referrers), `gc` frees what nothing holds any more. Nothing here
 //! knows HTTP.
 
+mod content;
 mod error;
 pub mod gc;
 mod manifests;
+mod record;
 mod uploads;
 
-use std::io;
 use std::sync::Arc;
 
 pub use error::Error;
 pub use manifests::Pushed;
 pub use uploads::Progress;
 
+use crate::bucket::Bucket;
 use crate::cache::{Cache, Lookup, Referrer};
 use crate::digest::Digest;
 use crate::mirror::{BlobAnswer, ManifestAnswer, Source, Want};
 use crate::reference::{Reference, Registry, RepoName};
+use record::Record;
 use uploads::Uploads;
 
 pub struct Hosted {
     namespace: Registry,
     cache: Arc<Cache>,
+    /// What each repository holds, its tags and referrers: here, or in the shared bucket.
+    record: Record,
     uploads: Uploads,
 }
 
+/// What hosted repositories are kept within.
+pub struct Limits {
+    /// How long an unfinished upload is kept after its last write.
+    pub upload_max_age: std::time::Duration,
+    /// The most bytes one upload may grow to.
+    pub max_size: u64,
+}
+
 impl Hosted {
-    /// Hosted repositories under `namespace`, over the mirrors' cache; unfinished uploads
-    /// are kept `upload_max_age` after their last write, and none grows past `max_size`.
-    pub fn new(namespace: Registry, cache: Arc<Cache>, upload_max_age: std::time::Duration, max_size: u64) -> Hosted {
+    /// Hosted repositories under `namespace`, over the mirrors' cache, recorded in `bucket`
+    /// when the instance shares one.
+    pub fn new(namespace: Registry, cache: Arc<Cache>, bucket: Option<Arc<Bucket>>, limits: Limits) -> Hosted {
         if let Err(e) = cache.record_hosted(&namespace) {
             tracing::warn!(error = %e, "cannot record the hosted namespace for gc");
         }
         Hosted {
+            record: Record::new(namespace.clone(), cache.clone(), bucket),
             namespace,
             cache,
-            uploads: Uploads::new(upload_max_age, max_size),
+            uploads: Uploads::new(limits.upload_max_age, limits.max_size),
         }
     }
 
@@ -50,15 +64,12 @@ impl Hosted {
     pub async fn manifest(&self, repo: &RepoName, reference: &Reference, want: Want) -> Result<ManifestAnswer, Error> {
         let digest = match reference {
             Reference::Digest(digest) => digest.clone(),
-            Reference::Tag(tag) => match self.cache.tag(&self.namespace, repo, tag).await {
-                Some(record) => record.digest,
-                None => return Err(Error::ManifestUnknown),
-            },
+            Reference::Tag(tag) => self.record.tag(repo, tag).await?.ok_or(Error::ManifestUnknown)?,
         };
-        if !self.holds(repo, &digest).await? {
+        if self.record.linked(repo, &digest).await?.is_none() {
             return Err(Error::ManifestUnknown);
         }
-        let manifest = self.cache.manifest(&digest).await?.ok_or(Error::ManifestUnknown)?;
+        let manifest = self.manifest_content(&digest).await?.ok_or(Error::ManifestUnknown)?;
         Ok(ManifestAnswer {
             digest,
             size: manifest.bytes.len() as u64,
@@ -70,27 +81,24 @@ impl Hosted {
 
     /// A blob of this repository, from the store.
     pub async fn blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobAnswer, Error> {
-        if !self.holds(repo, digest).await? {
+        let Some(link) = self.record.linked(repo, digest).await? else {
             return Err(Error::BlobUnknown);
-        }
-        match self.cache.find(digest).await? {
-            Lookup::Cached { file, size } => Ok(BlobAnswer::Cached { file, size }),
-            _ => Err(Error::BlobUnknown),
-        }
+        };
+        self.blob_content(digest, link.size).await
     }
 
     /// The repository's tags, sorted; unknown when nothing was ever pushed to it.
     pub async fn tags(&self, repo: &RepoName) -> Result<Vec<String>, Error> {
-        let tags = self.cache.repo_tags(&self.namespace, repo).await?;
-        if tags.is_empty() && !self.repositories()?.contains(repo) {
+        let tags = self.record.tags(repo).await?;
+        if tags.is_empty() && !self.repositories().await?.contains(repo) {
             return Err(Error::NameUnknown);
         }
         Ok(tags)
     }
 
     /// Every hosted repository that holds something.
-    pub fn repositories(&self) -> io::Result<Vec<RepoName>> {
-        self.cache.repositories(&self.namespace)
+    pub async fn repositories(&self) -> Result<Vec<RepoName>, Error> {
+        self.record.repositories().await
     }
 
     /// The manifests of this repository whose `subject` is `subject`, of `artifact_type` when
@@ -101,7 +109,7 @@ impl Hosted {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>, Error> {
-        let mut found = self.cache.referrers(&self.namespace, repo, subject).await?;
+        let mut found = self.record.referrers(repo, subject).await?;
         if let Some(wanted) = artifact_type {
             found.retain(|r| r.artifact_type.as_deref() == Some(wanted));
         }
@@ -111,28 +119,28 @@ impl Hosted {
     /// Links `digest` into `repo` when `from` (a hosted or mirrored repository) holds it and
     /// the store has it: a cross-repository mount. `false` leaves the client to upload it.
     pub async fn mount(&self, repo: &RepoName, digest: &Digest, from: (&Registry, &RepoName)) -> Result<bool, Error> {
-        if self.cache.linked(from.0, from.1, digest).await?.is_none() {
+        let held = match from.0 == &self.namespace {
+            true => self.record.linked(from.1, digest).await?,
+            false => self.cache.linked(from.0, from.1, digest).await?,
+        };
+        if held.is_none() {
             return Ok(false);
         }
         let Lookup::Cached { size, .. } = self.cache.find(digest).await? else {
             return Ok(false);
         };
         self.cache.pin(digest)?;
-        self.cache.link(&self.namespace, repo, digest, Some(size)).await?;
+        self.share_blob(digest).await?;
+        self.record.link(repo, digest, size).await?;
         Ok(true)
     }
 
     /// Forgets that `repo` holds the blob; its bytes stay until `gc`.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), Error> {
-        if !self.holds(repo, digest).await? {
+        if self.record.linked(repo, digest).await?.is_none() {
             return Err(Error::BlobUnknown);
         }
-        self.cache.unlink(&self.namespace, repo, digest).await?;
-        Ok(())
-    }
-
-    async fn holds(&self, repo: &RepoName, digest: &Digest) -> io::Result<bool> {
-        Ok(self.cache.linked(&self.namespace, repo, digest).await?.is_some())
+        self.record.unlink(repo, digest).await
     }
 }
 

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use futures_util::stream;
 
 use super::*;
+use std::io;
+
 use crate::cache::Limits;
 use crate::manifest;
 use crate::metrics::Metrics;
@@ -22,12 +24,11 @@ fn hosted(dir: &Path) -> Hosted {
         source_idle: Duration::from_secs(60),
     };
     let cache = Arc::new(Cache::load(dir, limits, Arc::new(Metrics::default())).expect("load"));
-    Hosted::new(
-        "site.lan".parse().expect("namespace"),
-        cache,
-        Duration::from_secs(60),
-        1 << 20,
-    )
+    let limits = super::Limits {
+        upload_max_age: Duration::from_secs(60),
+        max_size: 1 << 20,
+    };
+    Hosted::new("site.lan".parse().expect("namespace"), cache, None, limits)
 }
 
 fn body(chunks: &[&'static [u8]]) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Unpin {

@@ -130,10 +130,8 @@ impl Hosted {
             });
         }
         self.cache.commit_upload(id, digest, session.size).await?;
-        self.cache
-            .link(&self.namespace, repo, digest, Some(session.size))
-            .await?;
-        Ok(())
+        self.share_blob(digest).await?;
+        self.record.link(repo, digest, session.size).await
     }
 
     /// A whole blob in one request: an upload started and finished at once.

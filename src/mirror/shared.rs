@@ -62,11 +62,7 @@ impl Mirror {
         let bucket = self.bucket.as_ref()?;
         let key = Key::blob(digest);
         let object = passed_over(&key, bucket.get(&key, 0).await)?;
-        Some(BucketBlob {
-            bucket: bucket.clone(),
-            first: Mutex::new(Some(object)),
-            key,
-        })
+        Some(BucketBlob::found(bucket.clone(), key, object))
     }
 
     /// The size of the bucket's copy of the blob, when it holds one.
@@ -212,7 +208,7 @@ const TAG_RECORD_LIMIT: usize = 4096;
 const LINK_LIMIT: usize = 64;
 
 /// A fill's source reading the bucket's copy of a blob, resumed with a range.
-pub(super) struct BucketBlob {
+pub struct BucketBlob {
     bucket: Arc<Bucket>,
     key: Key,
     /// The whole object, as the GET that found it opened it: the fill's first open.
@@ -220,6 +216,15 @@ pub(super) struct BucketBlob {
 }
 
 impl BucketBlob {
+    /// The blob under `key`, which a GET just opened whole as `object`.
+    pub fn found(bucket: Arc<Bucket>, key: Key, object: bucket::Object) -> BucketBlob {
+        BucketBlob {
+            bucket,
+            key,
+            first: Mutex::new(Some(object)),
+        }
+    }
+
     async fn object(&self, offset: u64) -> Result<bucket::Object, SourceError> {
         if let Some(first) = (offset == 0).then(|| self.first.locked().take()).flatten() {
             return Ok(first);
