@@ -72,6 +72,9 @@ pub struct GcArgs {
     /// Remove unfinished uploads not written to for this long.
     #[arg(long, env = "REGMIRROR_UPLOAD_MAX_AGE", value_parser = parse::duration, default_value = "24h")]
     pub upload_max_age: Duration,
+    /// With --bucket, the hosted repositories' part of the bucket is collected too.
+    #[command(flatten)]
+    pub bucket: BucketArgs,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,8 @@
 //! counted by kind, tags named, and every blob and manifest hashed again, a copy that
 //! does not match its key deleted so the next miss fetches it afresh.
 
+use std::time::SystemTime;
+
 use futures_util::StreamExt as _;
 use http_body_util::BodyDataStream;
 use rusty_s3::actions::ListObjectsV2;
@@ -14,6 +16,13 @@ use crate::digest::Hasher;
 pub struct Listed {
     pub key: String,
     pub size: u64,
+    /// When the object was written, as the bucket says.
+    pub modified: Option<SystemTime>,
+}
+
+/// An object's `LastModified` (ISO 8601).
+fn modified(text: &str) -> Option<SystemTime> {
+    text.parse::<jiff::Timestamp>().ok().map(SystemTime::from)
 }
 
 /// Counts and sizes of what the bucket holds.
@@ -60,6 +69,7 @@ impl Bucket {
             let objects = page.contents.into_iter();
             listed.extend(objects.map(|o| Listed {
                 size: o.size.unwrap_or_default(),
+                modified: o.last_modified.as_deref().and_then(modified),
                 key: o.key,
             }));
             match page.next_continuation_token {

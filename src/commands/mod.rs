@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use regmirror::bucket::Bucket;
 use regmirror::certs::{self, CertDir, NamePolicy, Names};
 use regmirror::cli::{CertClientArgs, CertInitArgs, ClientConfigArgs, DataDirArg, GcArgs};
 use regmirror::client_config;
 use regmirror::config::{self, Config, ServeOptions, Tls};
-use regmirror::hosted::gc;
+use regmirror::hosted::{bucket_gc, gc};
 use regmirror::server;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -74,6 +75,7 @@ fn one_thread() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Collects hosted content no tag reaches, beside a running server, and says what went.
 pub fn gc(args: GcArgs) -> anyhow::Result<()> {
     let dir = data_dir(args.data_dir);
+    let bucket = args.bucket.config()?.map(|c| Bucket::new(&c)).transpose()?;
     let runtime = one_thread()?;
     let report = runtime
         .block_on(gc::collect(&dir, args.grace, args.upload_max_age))
@@ -85,6 +87,13 @@ pub fn gc(args: GcArgs) -> anyhow::Result<()> {
         report.unpinned
     );
     println!("removed {} abandoned uploads", report.uploads);
+    if let Some(bucket) = bucket {
+        let report = runtime
+            .block_on(bucket_gc::collect(&bucket, args.grace))
+            .context("collecting the bucket's hosted repositories")?;
+        println!("bucket: freed {} objects, {} bytes", report.objects, report.bytes);
+        println!("bucket: unlinked {} from hosted repositories", report.unlinked);
+    }
     Ok(())
 }
 

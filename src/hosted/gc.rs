@@ -104,12 +104,19 @@ async fn mark(store: &Store, namespace: &Registry, repo: &RepoName) -> io::Resul
             Ok(Some(bytes)) if store.media_type(&digest).await?.is_some() => bytes,
             _ => continue,
         };
-        if let Ok(named) = serde_json::from_slice::<Named>(&bytes) {
-            let children = named.config.into_iter().chain(named.layers).chain(named.manifests);
-            pending.extend(children.filter(|d| !d.is_foreign()).map(|d| d.digest));
-        }
+        pending.extend(named_by(&bytes));
     }
     Ok(held)
+}
+
+/// What a manifest names, whatever its kind: config and layers, or child manifests; never a
+/// foreign layer, which lives elsewhere.
+pub(super) fn named_by(manifest: &[u8]) -> Vec<Digest> {
+    let Ok(named) = serde_json::from_slice::<Named>(manifest) else {
+        return Vec::new();
+    };
+    let children = named.config.into_iter().chain(named.layers).chain(named.manifests);
+    children.filter(|d| !d.is_foreign()).map(|d| d.digest).collect()
 }
 
 /// Every digest a mirrored (not hosted) repository links: the cache's, left to eviction.

@@ -4,6 +4,7 @@
 //! records manifests (tags, referrers), `gc` frees what nothing holds any more. Nothing here
 //! knows HTTP.
 
+pub mod bucket_gc;
 mod content;
 mod error;
 pub mod gc;

@@ -10,6 +10,7 @@
 
 mod commands;
 mod endpoints;
+mod hosted;
 mod inventory;
 mod leftovers;
 mod links;
