@@ -5,6 +5,7 @@
 //! it), so it goes in as the mirror's own uploads do: content the bucket lacks (a blob in one
 //! PUT or a multipart upload), each manifest with its media type, the repository's links, and
 //! the tag record last, so that an instance that finds the tag finds everything it names.
+//! An image of a hosted repository goes in the bucket's hosted part, which is then its record.
 
 use std::io;
 
@@ -14,7 +15,7 @@ use crate::bucket::{self, Bucket, Key};
 use crate::cache::store::{Store, TagRecord};
 use crate::cache::vouched;
 use crate::digest::Digest;
-use crate::reference::{ImageRef, Reference, Tag};
+use crate::reference::{ImageRef, Reference, Registry, Tag};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,11 +38,23 @@ pub struct Shared {
 }
 
 /// Puts each image (its manifests, the blobs they name, its repository's links to them and
-/// its tag record) from the data directory in the bucket.
-pub async fn share(store: &Store, bucket: &Bucket, images: &[(ImageRef, Digest)]) -> Result<Shared, Error> {
+/// its tag record) from the data directory in the bucket; those named under one of the
+/// `hosted` namespaces in its hosted part.
+pub async fn share(
+    store: &Store,
+    bucket: &Bucket,
+    images: &[(ImageRef, Digest)],
+    hosted: &[Registry],
+) -> Result<Shared, Error> {
     let mut shared = Shared::default();
     for (image, digest) in images {
-        let sharing = Sharing { store, bucket, image };
+        let hosted = hosted.contains(&image.registry);
+        let sharing = Sharing {
+            store,
+            bucket,
+            image,
+            hosted,
+        };
         let reached = sharing.tree(digest, &mut shared).await?;
         // Links once the content is in, the root's last: a link found means what it names
         // and all below it are there.
@@ -61,9 +74,19 @@ struct Sharing<'a> {
     store: &'a Store,
     bucket: &'a Bucket,
     image: &'a ImageRef,
+    /// Whether the image is a hosted repository's, so goes in the bucket's hosted part.
+    hosted: bool,
 }
 
 impl Sharing<'_> {
+    /// Where `key` is for this image: the hosted part's copy of it, for a hosted image.
+    fn key(&self, key: Key) -> Key {
+        match self.hosted {
+            true => key.hosted(),
+            false => key,
+        }
+    }
+
     /// The manifest `root` and everything it reaches that the data directory holds (a child
     /// manifest it lacks is a platform the bundle left out); what it reached, each
     /// manifest before the content it names.
@@ -89,7 +112,7 @@ impl Sharing<'_> {
                     }
                 }
             }
-            let key = Key::manifest(&digest);
+            let key = self.key(Key::manifest(&digest));
             if self.bucket.size(&key).await?.is_some() {
                 shared.present += 1;
                 continue;
@@ -102,7 +125,7 @@ impl Sharing<'_> {
     }
 
     async fn blob(&self, digest: &Digest, shared: &mut Shared) -> Result<(), Error> {
-        let key = Key::blob(digest);
+        let key = self.key(Key::blob(digest));
         let file = self.store.open(digest).await?.ok_or_else(|| self.missing(digest))?;
         let size = file.metadata()?.len();
         let uploaded = bucket::retried(|| self.bucket.upload_unless_there(&key, &file, size)).await?;
@@ -119,13 +142,13 @@ impl Sharing<'_> {
         let Some(link) = self.store.linked(&image.registry, &image.repo, digest).await? else {
             return Ok(());
         };
-        let key = Key::link(&image.registry, &image.repo, digest);
+        let key = self.key(Key::link(&image.registry, &image.repo, digest));
         let text = Bytes::from(link.text());
         Ok(bucket::retried(|| self.bucket.put(&key, text.clone(), None)).await?)
     }
 
     async fn tag(&self, tag: &Tag, record: &TagRecord) -> Result<(), Error> {
-        let key = Key::tag(&self.image.registry, &self.image.repo, tag);
+        let key = self.key(Key::tag(&self.image.registry, &self.image.repo, tag));
         let json = serde_json::to_vec(record).map_err(io::Error::other)?;
         Ok(self
             .bucket

@@ -181,7 +181,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Puts what an import added in the bucket; hosted repositories stay in the data directory.
+/// Puts what an import added in the bucket, hosted repositories' images in its hosted part.
 fn share_imported(
     runtime: &tokio::runtime::Runtime,
     dir: &Path,
@@ -190,17 +190,13 @@ fn share_imported(
 ) -> anyhow::Result<()> {
     let store = Store::at(dir).context("cannot open the data directory")?;
     let hosted = store.hosted_namespaces().unwrap_or_default();
-    let mirrored: Vec<_> = (images.iter())
-        .filter(|(image, _)| !hosted.contains(&image.registry))
-        .cloned()
-        .collect();
     let bucket = Bucket::new(bucket)?;
     let shared = runtime
-        .block_on(share::share(&store, &bucket, &mirrored))
+        .block_on(share::share(&store, &bucket, images, &hosted))
         .context("putting the imported images in the bucket (run the import again to resume)")?;
     println!(
         "put {} images in the bucket: {} uploaded ({} bytes), {} already there",
-        mirrored.len(),
+        images.len(),
         shared.uploaded,
         shared.bytes,
         shared.present

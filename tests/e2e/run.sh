@@ -227,6 +227,7 @@ if stage_on bucket; then
     fleet_kill bucketkill
     bucket_restart
     bucket_airgap
+    bucket_hosted
     bucket_stop
 fi
 

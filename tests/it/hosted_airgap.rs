@@ -29,7 +29,7 @@ fn namespace() -> Registry {
 
 /// A bundle of `site.lan/gallery/ui:v1` exported from a mirror it was pushed to, written into
 /// `work`; and the image.
-async fn hosted_bundle(work: &Path) -> (std::path::PathBuf, Image, FakeRegistry) {
+pub(crate) async fn hosted_bundle(work: &Path) -> (std::path::PathBuf, Image, FakeRegistry) {
     let (hub, mirror) = hosted_mirror().await;
     let image = Image::build(Format::Oci, "amd64");
     push_image(&mirror, NAME, "v1", &image).await;

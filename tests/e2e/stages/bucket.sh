@@ -1,14 +1,16 @@
 # Stage: a fleet on a shared bucket (sourced by run.sh, after fleet.sh, whose helpers it uses).
 # Three Garage nodes on 127.0.0.1 (replication factor 3) hold one bucket; three regmirror
-# instances, in a fleet, each use their own node's S3 endpoint. 16 concurrent cold pulls of a
+# instances, in a fleet, each use their own node's S3 endpoint first (the other two as
+# fallbacks), and take pushes under site.lan. 16 concurrent cold pulls of a
 # generated 60 MiB image spread over the instances must cost the upstream one GET per blob,
 # and put every blob in the bucket under its digest. One Garage node is killed with SIGKILL
 # during 12 cold pulls of another image, all of which must complete verified; one instance is
 # killed likewise during pulls through the other two. Then everything restarts, one instance
 # with an empty data directory: every object in the bucket must hash to its key (nothing
 # partial is visible), and warm pulls from every instance must cost the upstream no blob GET.
-# Last, `export --bucket`, `import --bucket`, `cache ls --bucket` and `cache verify --bucket`
-# run against the bucket (bucket_airgap).
+# Then `export --bucket`, `import --bucket`, `cache ls --bucket` and `cache verify --bucket`
+# run against the bucket (bucket_airgap); last, hosted repositories on the bucket: a push,
+# a pull elsewhere, a delete through a third instance, `gc --bucket` (bucket_hosted).
 # Needs garage (REGMIRROR_GARAGE or PATH; .ci/run installs it).
 
 GARAGE_BIN=${REGMIRROR_GARAGE:-$(command -v garage || true)}
@@ -89,6 +91,7 @@ bucket_start() {
         || die "garage: bucket allow"
     printf 'access_key_id = "%s"\nsecret_access_key = "%s"\n' "$GARAGE_KEY_ID" "$GARAGE_SECRET" >"$TMP/bucket.toml"
     FLEET_NAME=bucketfleet
+    FLEET_HOSTED=site.lan
     FLEET_BUCKETS=()
     for ((n = 0; n < 3; n++)); do
         FLEET_BUCKETS[n]="http://127.0.0.1:${GARAGE_S3[n]}/regmirror"
@@ -206,6 +209,35 @@ bucket_airgap() {
     info "bucket cache verify: $lines"
     check "bucket cache verify: every blob and manifest in the bucket matches its digest" \
         grep -qE "^all [0-9]+ objects in the bucket match their digests" <<<"$lines"
+}
+
+# Hosted repositories on the bucket: skopeo pushes an image to instance 0 and pulls it from
+# instance 2, which never saw it, byte for byte; `skopeo delete` through instance 1 deletes it
+# for all three; `gc --bucket` then frees its manifest and every blob from the bucket.
+bucket_hosted() {
+    step "bucket: a push to one instance, pulled from another, deleted through the third, collected"
+    local ref="site.lan/team/app:v1" out="$TMP/bucket-hosted" digest blobs lines
+    local bucket=(--bucket "${FLEET_BUCKETS[0]}" --bucket-region garage --bucket-credentials "$TMP/bucket.toml")
+    local at=("$MIRROR_NAME:${FLEET_PORTS[0]}" "$MIRROR_NAME:${FLEET_PORTS[1]}" "$MIRROR_NAME:${FLEET_PORTS[2]}")
+    digest="sha256:$(sha256_of "$TMP/fleet-images/bucketnode.manifest")"
+    blobs=$(fleet_blobs bucketnode | wc -l)
+    check "bucket hosted: skopeo copy of the upstream's library/bucketnode:1 to instance 0 as $ref" \
+        timeout 300 "${SKOPEO[@]}" copy -q --src-cert-dir "$UP_CA_DIR" --dest-cert-dir "$CA_ONLY_DIR" \
+        "docker://$UP/library/bucketnode:1" "docker://${at[0]}/$ref"
+    rm -rf "$out" && mkdir -p "$out"
+    check "bucket hosted: skopeo copy of $ref from instance 2" \
+        timeout 300 "${SKOPEO[@]}" copy -q --src-cert-dir "$CA_ONLY_DIR" "docker://${at[2]}/$ref" "dir:$out"
+    expect_eq "bucket hosted: the manifest instance 2 served, as pushed to instance 0" \
+        "sha256:$(sha256_of "$out/manifest.json")" "$digest"
+    check "bucket hosted: skopeo delete of $ref through instance 1" \
+        timeout 60 "${SKOPEO[@]}" delete --cert-dir "$CA_ONLY_DIR" "docker://${at[1]}/$ref"
+    check "bucket hosted: instance 0 no longer serves $ref" \
+        bash -c '! "$@"' _ timeout 60 "${SKOPEO[@]}" inspect --raw --cert-dir "$CA_ONLY_DIR" "docker://${at[0]}/$ref"
+    lines=$("$REGMIRROR_BIN" gc --data-dir "$TMP/bucket-gc" "${bucket[@]}" --grace 0s 2>&1) \
+        || fail "bucket hosted: gc --bucket exited non-zero: $lines"
+    info "bucket hosted: $(grep '^bucket:' <<<"$lines" | tr '\n' ' ')"
+    check "bucket hosted: gc --bucket freed the manifest and its $blobs blobs" \
+        grep -qE "^bucket: freed $((blobs + 1)) objects" <<<"$lines"
 }
 
 bucket_stop() {

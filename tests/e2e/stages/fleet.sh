@@ -6,7 +6,8 @@
 # killed one restarts, warm pulls from every instance cost the upstream nothing.
 # Sets: FLEET_PIDS, FLEET_PORTS. stages/bucket.sh runs a second fleet with the same helpers:
 # FLEET_NAME names its logs and data directories, FLEET_BUCKETS gives each instance its bucket
-# and FLEET_BUCKET_FALLBACKS the bucket's other endpoints.
+# and FLEET_BUCKET_FALLBACKS the bucket's other endpoints; FLEET_HOSTED, when set, is the
+# hosted namespace every instance takes pushes under.
 
 FLEET_SIZE=3
 FLEET_NAME=fleet
@@ -71,6 +72,7 @@ fleet_serve() {
         bucket=(--bucket "${FLEET_BUCKETS[n]}" --bucket-region garage --bucket-credentials "$TMP/bucket.toml")
     fi
     if [[ -n ${FLEET_BUCKET_FALLBACKS[n]:-} ]]; then bucket+=(--bucket-fallback "${FLEET_BUCKET_FALLBACKS[n]}"); fi
+    if [[ -n ${FLEET_HOSTED:-} ]]; then bucket+=(--hosted-namespace "$FLEET_HOSTED"); fi
     start_bg "regmirror-$FLEET_NAME-$n" "$TMP/$FLEET_NAME-$n.log" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
         "$REGMIRROR_BIN" serve --listen "[::1]:${FLEET_PORTS[n]}" --data-dir "$TMP/$FLEET_NAME-data-$n" \
         --upstream "$UP_URL" --upstream-ca "$UP_CA" --fleet "$members" \

@@ -61,11 +61,11 @@ async fn an_import_reaches_every_instance_and_an_export_reads_the_bucket() {
 
     let imported = import::import(dirs[1].path(), &bundle).await.expect("import");
     let store = Store::at(dirs[1].path()).expect("store");
-    let shared = share::share(&store, &garage.client(), &imported.images)
+    let shared = share::share(&store, &garage.client(), &imported.images, &[])
         .await
         .expect("share");
     assert_eq!(shared.uploaded, image.blobs().count() + 1, "{shared:?}");
-    let again = share::share(&store, &garage.client(), &imported.images).await;
+    let again = share::share(&store, &garage.client(), &imported.images, &[]).await;
     let again = again.expect("share again");
     assert_eq!(
         (again.uploaded, again.present),

@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode};
+use regmirror::airgap::{import, share};
+use regmirror::cache::store::Store;
 use regmirror::hosted::bucket_gc::{self, BucketReport};
+use regmirror::reference::Registry;
 
 use super::{in_bucket, key};
 use crate::support::content::Image;
@@ -136,4 +139,28 @@ async fn gc_frees_from_the_bucket_what_no_hosted_tag_reaches() {
     }
     let again = bucket_gc::collect(&bucket, Duration::ZERO).await.expect("gc");
     assert_eq!(again, BucketReport::default(), "what a tag reaches stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn an_imported_hosted_image_goes_in_the_bucket_for_every_instance() {
+    let garage = Garage::start();
+    let work = tempfile::tempdir().expect("dir");
+    let (bundle, image, hub) = crate::hosted_airgap::hosted_bundle(work.path()).await;
+    let site = tempfile::tempdir().expect("dir");
+    let namespace: Registry = "site.lan".parse().expect("namespace");
+    let imported = import::import_hosting(site.path(), &bundle, Some(&namespace))
+        .await
+        .expect("import");
+    let store = Store::at(site.path()).expect("store");
+    let shared = share::share(&store, &garage.client(), &imported.images, &[namespace])
+        .await
+        .expect("share");
+    assert_eq!(shared.uploaded, image.blobs().count() + 1, "{shared:?}");
+
+    let mirror = hosted_on(&hub, &garage).await;
+    assert_serves(&mirror, "site.lan/gallery/ui", "v1", &image).await;
+    // In the hosted part only: no mirrored repository's key names it.
+    let cached = garage.client().size(&key(&image.config.digest)).await.expect("HEAD");
+    assert_eq!(cached, None, "a hosted blob in the cache's part");
 }
