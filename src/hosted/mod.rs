@@ -120,18 +120,26 @@ impl Hosted {
     /// Links `digest` into `repo` when `from` (a hosted or mirrored repository) holds it and
     /// the store has it: a cross-repository mount. `false` leaves the client to upload it.
     pub async fn mount(&self, repo: &RepoName, digest: &Digest, from: (&Registry, &RepoName)) -> Result<bool, Error> {
-        let held = match from.0 == &self.namespace {
+        let hosted = from.0 == &self.namespace;
+        let held = match hosted {
             true => self.record.linked(from.1, digest).await?,
             false => self.cache.linked(from.0, from.1, digest).await?,
         };
-        if held.is_none() {
-            return Ok(false);
-        }
-        let Lookup::Cached { size, .. } = self.cache.find(digest).await? else {
+        let Some(held) = held else {
             return Ok(false);
         };
-        self.cache.pin(digest)?;
-        self.share_blob(digest).await?;
+        let size = match (hosted, held.size) {
+            // Hosted content is already where the record keeps it, on a bucket too.
+            (true, Some(size)) => size,
+            _ => {
+                let Lookup::Cached { size, .. } = self.cache.find(digest).await? else {
+                    return Ok(false);
+                };
+                self.cache.pin(digest)?;
+                self.share_blob(digest).await?;
+                size
+            }
+        };
         self.record.link(repo, digest, size).await?;
         Ok(true)
     }

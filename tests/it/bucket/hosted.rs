@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Method, StatusCode};
 use regmirror::airgap::{import, share};
 use regmirror::cache::store::Store;
@@ -14,7 +15,7 @@ use regmirror::reference::Registry;
 use super::{in_bucket, key};
 use crate::support::content::Image;
 use crate::support::garage::Garage;
-use crate::support::push::{assert_manifest_created, push_blob, push_image, put_manifest};
+use crate::support::push::{assert_manifest_created, push_blob, push_image, put_manifest, send_body};
 use crate::support::{FakeRegistry, Format, Mirror};
 
 const REPO: &str = "site.lan/team/app";
@@ -68,6 +69,15 @@ async fn a_push_to_one_instance_is_pulled_from_all_and_a_delete_is_seen_by_all()
         two.get(&path).await.assert_error(404, "BLOB_UNKNOWN");
     }
     (two.get_manifest(&manifest_path(OTHER, &image.manifest.digest)).await).assert_error(404, "MANIFEST_UNKNOWN");
+
+    // A mount on the other instance, from the repository the push went to.
+    let config = &image.config.digest;
+    let mount = format!("/v2/{OTHER}/blobs/uploads/?mount={config}&from={REPO}");
+    let reply = send_body(&two, Method::POST, &mount, &[], Bytes::new()).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    one.get(&format!("/v2/{OTHER}/blobs/{config}"))
+        .await
+        .assert_blob(&image.config);
 
     // Blobs to one instance, the manifest naming them to the other.
     let second = Image::build(Format::Oci, "arm64");
