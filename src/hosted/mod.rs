@@ -1,8 +1,10 @@
 //! The site's own repositories, beside the mirrors: pushed content under one namespace (a
 //! host-like name no mirrored registry has), stored in the same content store, never asked
 //! of an upstream and never evicted. `uploads` takes blobs in, `manifests` verifies and
-//! records manifests (tags, referrers), `gc` frees what nothing holds any more. Nothing here
-//! knows HTTP.
+//! records manifests (tags, referrers), `gc` frees what nothing holds any more. On a shared
+//! bucket, `record` keeps what each repository holds there and `content` puts and reads the
+//! content there, so every instance on the bucket hosts the same repositories; `bucket_gc`
+//! collects that part of the bucket. Nothing here knows HTTP.
 
 pub mod bucket_gc;
 mod content;
