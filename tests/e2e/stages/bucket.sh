@@ -213,7 +213,8 @@ bucket_airgap() {
 
 # Hosted repositories on the bucket: skopeo pushes an image to instance 0 and pulls it from
 # instance 2, which never saw it, byte for byte; `skopeo delete` through instance 1 deletes it
-# for all three; `gc --bucket` then frees its manifest and every blob from the bucket.
+# for all three; `gc --bucket`, run beside instance 0 on its data directory, then frees its
+# manifest and every blob from the bucket.
 bucket_hosted() {
     step "bucket: a push to one instance, pulled from another, deleted through the third, collected"
     local ref="site.lan/team/app:v1" out="$TMP/bucket-hosted" digest blobs lines
@@ -233,7 +234,7 @@ bucket_hosted() {
         timeout 60 "${SKOPEO[@]}" delete --cert-dir "$CA_ONLY_DIR" "docker://${at[1]}/$ref"
     check "bucket hosted: instance 0 no longer serves $ref" \
         bash -c '! "$@"' _ timeout 60 "${SKOPEO[@]}" inspect --raw --cert-dir "$CA_ONLY_DIR" "docker://${at[0]}/$ref"
-    lines=$("$REGMIRROR_BIN" gc --data-dir "$TMP/bucket-gc" "${bucket[@]}" --grace 0s 2>&1) \
+    lines=$("$REGMIRROR_BIN" gc --data-dir "$TMP/bucketfleet-data-0" "${bucket[@]}" --grace 0s 2>&1) \
         || fail "bucket hosted: gc --bucket exited non-zero: $lines"
     info "bucket hosted: $(grep '^bucket:' <<<"$lines" | tr '\n' ' ')"
     check "bucket hosted: gc --bucket freed the manifest and its $blobs blobs" \

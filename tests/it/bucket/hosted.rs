@@ -15,11 +15,12 @@ use regmirror::reference::Registry;
 use super::{in_bucket, key};
 use crate::support::content::Image;
 use crate::support::garage::Garage;
-use crate::support::push::{assert_manifest_created, push_blob, push_image, put_manifest, send_body};
+use crate::support::push::{artifact, assert_manifest_created, push_blob, push_image, put_manifest, send_body};
 use crate::support::{FakeRegistry, Format, Mirror};
 
 const REPO: &str = "site.lan/team/app";
 const OTHER: &str = "site.lan/team/other";
+const SIGNATURE: &str = "application/vnd.example.signature.v1+json";
 
 async fn hosted_on(hub: &FakeRegistry, garage: &Garage) -> Mirror {
     let bucket = garage.config();
@@ -173,4 +174,37 @@ async fn an_imported_hosted_image_goes_in_the_bucket_for_every_instance() {
     // In the hosted part only: no mirrored repository's key names it.
     let cached = garage.client().size(&key(&image.config.digest)).await.expect("HEAD");
     assert_eq!(cached, None, "a hosted blob in the cache's part");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn referrers_pushed_to_one_instance_are_listed_by_all() {
+    let garage = Garage::start();
+    let hub = FakeRegistry::start().await;
+    let (one, two) = (hosted_on(&hub, &garage).await, hosted_on(&hub, &garage).await);
+    let image = Image::build(Format::Oci, "amd64");
+    push_image(&one, REPO, "v1", &image).await;
+    let (signature, config, payload) = artifact(&image.manifest, SIGNATURE, false);
+    push_blob(&one, REPO, &config).await;
+    push_blob(&one, REPO, &payload).await;
+    let reply = put_manifest(&one, REPO, &signature.digest, &signature).await;
+    assert_manifest_created(&reply, REPO, &signature);
+
+    let listing = format!("/v2/{REPO}/referrers/{}", image.manifest.digest);
+    let listed = two.get(&listing).await.json();
+    let digests: Vec<&str> = (listed["manifests"].as_array().into_iter().flatten())
+        .filter_map(|m| m["digest"].as_str())
+        .collect();
+    assert_eq!(digests, [signature.digest.as_str()], "{listed}");
+    // gc keeps a referrer of a tagged manifest, with what it names.
+    let bucket = garage.client();
+    let report = bucket_gc::collect(&bucket, Duration::ZERO).await.expect("gc");
+    assert_eq!(report, BucketReport::default(), "a referrer of a tagged image went");
+
+    let deleted = two
+        .send(Method::DELETE, &manifest_path(REPO, &signature.digest), &[])
+        .await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{deleted:?}");
+    let listed = one.get(&listing).await.json();
+    assert_eq!(listed["manifests"], serde_json::json!([]), "{listed}");
 }
