@@ -213,9 +213,12 @@ pub struct PruneArgs {
     /// Shrink the cache to at most this size, e.g. 20GiB.
     #[arg(long, value_parser = parse::size)]
     pub max_size: Option<u64>,
-    /// Delete content not used for this long, e.g. 30d.
+    /// Delete content not used for this long, e.g. 30d (in a bucket: not written for this long).
     #[arg(long, value_parser = parse::duration)]
     pub older_than: Option<Duration>,
+    /// With --bucket, the bucket's cached content is pruned instead (never its hosted part).
+    #[command(flatten)]
+    pub bucket: BucketArgs,
 }
 
 #[derive(Debug, Subcommand)]

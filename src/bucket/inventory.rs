@@ -2,7 +2,7 @@
 //! counted by kind, tags named, and every blob and manifest hashed again, a copy that
 //! does not match its key deleted so the next miss fetches it afresh.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt as _;
 use http_body_util::BodyDataStream;
@@ -102,6 +102,31 @@ impl Bucket {
         Ok(records
             .filter_map(|record| Key::listed(record.key).tag_name())
             .collect())
+    }
+
+    /// Deletes cached content (blobs and manifest copies, never the hosted part) written
+    /// over `older_than` ago, and the oldest while the blobs' bytes are over `max_bytes`:
+    /// what `cache prune` does to a data directory, by write time, since the bucket keeps no
+    /// access time. Each costs at most a refetch. Returns the objects and bytes deleted.
+    pub async fn prune(&self, older_than: Option<Duration>, max_bytes: Option<u64>) -> Result<(u64, u64), Error> {
+        let mut content = self.list(Key::BLOBS).await?;
+        content.extend(self.list(Key::MANIFESTS).await?);
+        content.sort_by_key(|object| object.modified);
+        let now = SystemTime::now();
+        let age = |object: &Listed| object.modified.and_then(|at| now.duration_since(at).ok());
+        let mut total: u64 = content.iter().map(|object| object.size).sum();
+        let (mut objects, mut bytes) = (0, 0);
+        for object in content {
+            let too_old = older_than.is_some_and(|limit| age(&object).is_none_or(|age| age >= limit));
+            let too_big = max_bytes.is_some_and(|max| total > max);
+            if !too_old && !too_big {
+                continue;
+            }
+            self.delete(&Key::listed(object.key)).await?;
+            total -= object.size;
+            (objects, bytes) = (objects + 1, bytes + object.size);
+        }
+        Ok((objects, bytes))
     }
 
     /// Hashes every blob and manifest again, deleting each whose bytes do not match its key.

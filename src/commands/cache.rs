@@ -1,5 +1,5 @@
 //! `regmirror cache`: the data directory's content counted, listed, pruned and verified; with
-//! `--bucket`, the fleet's bucket counted, listed and verified instead.
+//! `--bucket`, the cache part of the fleet's bucket instead.
 
 use regmirror::bucket::Bucket;
 use regmirror::cache::maintenance::{self, Prune};
@@ -49,6 +49,12 @@ fn prune(args: PruneArgs) -> anyhow::Result<()> {
         rule.max_bytes.is_some() || rule.older_than.is_some(),
         "say what to prune: --max-size and/or --older-than"
     );
+    if let Some(on) = on_bucket(args.bucket)? {
+        let pruned = on.bucket.prune(rule.older_than, rule.max_bytes);
+        let (objects, bytes) = on.runtime.block_on(pruned)?;
+        println!("pruned {objects} objects, {bytes} bytes from the bucket");
+        return Ok(());
+    }
     let (files, bytes) = maintenance::prune(&data_dir(args.data_dir), &rule)?;
     println!("pruned {files} files, {bytes} bytes");
     Ok(())

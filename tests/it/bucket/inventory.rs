@@ -1,9 +1,12 @@
 //! `cache … --bucket`: what the bucket holds counted by kind, its tags listed (past the
-//! thousand keys of one listing page), and every blob and manifest hashed again, a copy that
-//! does not match its key deleted.
+//! thousand keys of one listing page), every blob and manifest hashed again, a copy that
+//! does not match its key deleted, and the cached content pruned, never the hosted part.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use regmirror::bucket::Key;
+use regmirror::digest::Digest;
 use regmirror::reference::{Registry, RepoName, Tag};
 
 use super::{key, mirror_on, path, REPO};
@@ -73,4 +76,40 @@ async fn a_listing_goes_on_past_a_page_of_a_thousand() {
     let listed = bucket.tags().await.expect("tags");
     assert_eq!(listed.len(), tags.len());
     assert_eq!(listed.last().map(String::as_str), Some("docker.io/library/many:t1099"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn pruning_the_bucket_deletes_cached_content_and_never_hosted() {
+    let garage = Garage::start();
+    let bucket = garage.client();
+    let contents: Vec<Bytes> = (0..3u8).map(|i| Bytes::from(vec![i; 1000])).collect();
+    let keys: Vec<Key> = contents.iter().map(|c| Key::blob(&Digest::sha256_of(c))).collect();
+    for (key, content) in keys.iter().zip(&contents) {
+        bucket.put(key, content.clone(), None).await.expect("put");
+    }
+    let hosted = keys[0].clone().hosted();
+    bucket.put(&hosted, contents[0].clone(), None).await.expect("put");
+
+    let young = bucket
+        .prune(Some(Duration::from_secs(3600)), None)
+        .await
+        .expect("prune");
+    assert_eq!(young, (0, 0), "nothing is an hour old");
+    let capped = bucket.prune(None, Some(1000)).await.expect("prune");
+    assert_eq!(capped, (2, 2000), "down to one blob's bytes");
+    let left: Vec<_> = bucket
+        .list(Key::BLOBS)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    let all = bucket.prune(Some(Duration::ZERO), None).await.expect("prune");
+    assert_eq!(all, (1, 1000));
+    assert!(
+        bucket.size(&hosted).await.expect("HEAD").is_some(),
+        "the hosted copy went"
+    );
 }
