@@ -50,6 +50,17 @@ impl Cache {
         Ok(())
     }
 
+    /// Lets content be evicted again: on a shared bucket the hosted copy is the bucket's, and
+    /// the one here only a cache of it.
+    pub fn unpin(&self, digest: &Digest) -> io::Result<()> {
+        self.store.unpin(digest)?;
+        // Weighed again as cached content: against the cap, evicted at once if over it.
+        if let Some(entry) = self.index.get(digest) {
+            self.index.insert(digest.clone(), entry);
+        }
+        Ok(())
+    }
+
     pub async fn remove_tag(&self, registry: &Registry, repo: &RepoName, tag: &Tag) -> io::Result<()> {
         self.store.remove_tag(registry, repo, tag).await?;
         self.index.forget_tag(registry, repo, tag);

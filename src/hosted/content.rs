@@ -1,8 +1,9 @@
 //! Hosted content on a shared bucket: what a push stored here goes to the bucket's `hosted/`
 //! part before the push is answered, and what another instance pushed is read from there
 //! into the data directory, checked against its digest like everything read from a bucket.
-//! Content never changes under its digest, so the copies kept here are only a cache; the
-//! record (`record`) says what each repository holds.
+//! Content never changes under its digest, so the copies kept here are only a cache: once the
+//! bucket has a push's content, the pin that kept it here is lifted and `--max-cache-size`
+//! bounds it like any cached content. The record (`record`) says what each repository holds.
 
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ impl Hosted {
         };
         let key = Key::blob(digest).hosted();
         bucket::retried(|| bucket.upload_unless_there(&key, &file, size)).await?;
-        Ok(())
+        Ok(self.cache.unpin(digest)?)
     }
 
     pub(super) async fn share_manifest(&self, digest: &Digest, manifest: &Manifest) -> Result<(), Error> {
@@ -34,7 +35,7 @@ impl Hosted {
         let key = Key::manifest(digest).hosted();
         let put = || bucket.put(&key, manifest.bytes.clone(), Some(&manifest.media_type));
         bucket::retried(put).await?;
-        Ok(())
+        Ok(self.cache.unpin(digest)?)
     }
 
     /// A manifest's bytes: from the data directory, else from the bucket (kept here after).

@@ -16,7 +16,7 @@ use super::{in_bucket, key};
 use crate::support::content::Image;
 use crate::support::garage::Garage;
 use crate::support::push::{artifact, assert_manifest_created, push_blob, push_image, put_manifest, send_body};
-use crate::support::{FakeRegistry, Format, Mirror};
+use crate::support::{poll_until, FakeRegistry, Format, Mirror};
 
 const REPO: &str = "site.lan/team/app";
 const OTHER: &str = "site.lan/team/other";
@@ -207,4 +207,30 @@ async fn referrers_pushed_to_one_instance_are_listed_by_all() {
     assert_eq!(deleted.status, StatusCode::ACCEPTED, "{deleted:?}");
     let listed = one.get(&listing).await.json();
     assert_eq!(listed["manifests"], serde_json::json!([]), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn pushed_content_is_only_cached_here_once_the_bucket_has_it() {
+    let garage = Garage::start();
+    let hub = FakeRegistry::start().await;
+    let bucket = garage.config();
+    let mirror = Mirror::builder(&hub)
+        .hosted("site.lan")
+        .max_cache_size(0)
+        .configure(|c| c.bucket = Some(bucket))
+        .start()
+        .await;
+    let image = Image::build(Format::Oci, "amd64");
+    push_image(&mirror, REPO, "v1", &image).await;
+    let dir = mirror.data_dir();
+    for blob in image.blobs() {
+        let gone = poll_until(Duration::from_secs(5), || !dir.has_blob(&blob.digest)).await;
+        assert!(
+            gone,
+            "{} stayed pinned in a data directory kept to nothing",
+            blob.digest
+        );
+    }
+    assert_serves(&mirror, REPO, "v1", &image).await;
 }
