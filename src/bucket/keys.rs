@@ -31,7 +31,7 @@ impl Key {
     pub const HOSTED: &str = "hosted/";
 
     pub fn blob(digest: &Digest) -> Key {
-        Key(format!("{}{}/{}", Key::BLOBS, digest.algorithm().name(), digest.hex()))
+        Key(format!("{}{}", Key::BLOBS, path(digest)))
     }
 
     /// A key as the bucket listed it.
@@ -40,12 +40,7 @@ impl Key {
     }
 
     pub fn manifest(digest: &Digest) -> Key {
-        Key(format!(
-            "{}{}/{}",
-            Key::MANIFESTS,
-            digest.algorithm().name(),
-            digest.hex()
-        ))
+        Key(format!("{}{}", Key::MANIFESTS, path(digest)))
     }
 
     pub fn tag(registry: &Registry, repo: &RepoName, tag: &Tag) -> Key {
@@ -53,10 +48,10 @@ impl Key {
     }
 
     pub fn link(registry: &Registry, repo: &RepoName, digest: &Digest) -> Key {
-        let (algorithm, hex) = (digest.algorithm().name(), digest.hex());
         Key(format!(
-            "{}{registry}/{repo}/_links/{algorithm}/{hex}",
-            Key::REPOSITORIES
+            "{}{registry}/{repo}/_links/{}",
+            Key::REPOSITORIES,
+            path(digest)
         ))
     }
 
@@ -72,19 +67,19 @@ impl Key {
 
     /// A manifest of the repository whose `subject` is `subject`: the referrers API's entry.
     pub fn referrer(registry: &Registry, repo: &RepoName, subject: &Digest, digest: &Digest) -> Key {
-        let (algorithm, hex) = (digest.algorithm().name(), digest.hex());
         Key(format!(
-            "{}{algorithm}/{hex}",
-            Key::referrers_of(registry, repo, subject)
+            "{}{}",
+            Key::referrers_of(registry, repo, subject),
+            path(digest)
         ))
     }
 
     /// Every referrer of `subject` in the repository, each below this prefix.
     pub fn referrers_of(registry: &Registry, repo: &RepoName, subject: &Digest) -> Key {
-        let (algorithm, hex) = (subject.algorithm().name(), subject.hex());
         Key(format!(
-            "{}{registry}/{repo}/_referrers/{algorithm}/{hex}/",
-            Key::REPOSITORIES
+            "{}{registry}/{repo}/_referrers/{}/",
+            Key::REPOSITORIES,
+            path(subject)
         ))
     }
 
@@ -94,10 +89,17 @@ impl Key {
         Key(format!("{}{}", Key::HOSTED, self.0))
     }
 
-    /// The digest a content key (`blobs/<alg>/<hex>`, `manifests/<alg>/<hex>`) names.
-    pub(super) fn digest(&self) -> Option<Digest> {
-        let (_, content) = self.0.split_once('/')?;
-        let (algorithm, hex) = content.split_once('/')?;
+    /// The digest a content key (`blobs/<alg>/<hex>`, `manifests/<alg>/<hex>`, either in
+    /// the hosted part too) names.
+    pub fn digest(&self) -> Option<Digest> {
+        let content = self.0.strip_prefix(Key::HOSTED).unwrap_or(&self.0);
+        let (_, path) = content.split_once('/')?;
+        Key::digest_at(path)
+    }
+
+    /// The digest a key's `<alg>/<hex>` part names.
+    pub fn digest_at(path: &str) -> Option<Digest> {
+        let (algorithm, hex) = path.split_once('/')?;
         format!("{algorithm}:{hex}").parse().ok()
     }
 
@@ -111,6 +113,11 @@ impl Key {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A digest as keys spell it: `<alg>/<hex>`.
+fn path(digest: &Digest) -> String {
+    format!("{}/{}", digest.algorithm().name(), digest.hex())
 }
 
 impl fmt::Display for Key {
@@ -137,6 +144,7 @@ mod tests {
         assert_eq!(Key::blob(&digest).digest(), Some(digest.clone()));
         assert_eq!(Key::manifest(&digest).digest(), Some(digest.clone()));
         assert_eq!(Key::listed("blobs/sha256/zz".into()).digest(), None);
+        assert_eq!(Key::blob(&digest).hosted().digest(), Some(digest.clone()));
         assert_eq!(
             Key::tag(&registry, &repo, &tag).tag_name().as_deref(),
             Some("ghcr.io/org/app:v1")

@@ -162,24 +162,12 @@ pub mod de {
 
     /// A TOML array of bucket URLs.
     pub fn buckets<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<url::Url>>, D::Error> {
-        let Some(values) = Option::<Vec<String>>::deserialize(d)? else {
-            return Ok(None);
-        };
-        let parsed = values
-            .iter()
-            .map(|v| super::bucket(v).map_err(|reason| invalid::<D>(v, reason)));
-        parsed.collect::<Result<_, _>>().map(Some)
+        array(d, super::bucket)
     }
 
     /// A TOML array of URLs.
     pub fn upstreams<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Uri>>, D::Error> {
-        let Some(values) = Option::<Vec<String>>::deserialize(d)? else {
-            return Ok(None);
-        };
-        let parsed = values
-            .iter()
-            .map(|v| super::upstream(v).map_err(|reason| invalid::<D>(v, reason)));
-        parsed.collect::<Result<_, _>>().map(Some)
+        array(d, super::upstream)
     }
 
     pub fn required_upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Uri, D::Error> {
@@ -195,6 +183,20 @@ pub mod de {
             return Ok(None);
         };
         parse(&value).map(Some).map_err(|reason| invalid::<D>(&value, reason))
+    }
+
+    /// An optional array of strings, each parsed by `parse`.
+    fn array<'de, D, T>(d: D, parse: fn(&str) -> Result<T, String>) -> Result<Option<Vec<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+    {
+        let Some(values) = Option::<Vec<String>>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let parsed = values
+            .iter()
+            .map(|v| parse(v).map_err(|reason| invalid::<D>(v, reason)));
+        parsed.collect::<Result<_, _>>().map(Some)
     }
 
     fn invalid<'de, D: Deserializer<'de>>(value: &str, reason: impl Display) -> D::Error {

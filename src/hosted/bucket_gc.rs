@@ -62,13 +62,14 @@ pub async fn collect(bucket: &Bucket, grace: Duration) -> Result<BucketReport, E
     }
     for prefix in [Key::BLOBS, Key::MANIFESTS] {
         for object in bucket.list(&format!("{}{prefix}", Key::HOSTED)).await? {
-            let digest = content_digest(&object.key);
-            if digest.is_some_and(|d| held.contains(&d)) || !old(&object) {
+            let (stale, size) = (old(&object), object.size);
+            let key = Key::listed(object.key);
+            if !stale || key.digest().is_some_and(|d| held.contains(&d)) {
                 continue;
             }
-            bucket.delete(&Key::listed(object.key)).await?;
+            bucket.delete(&key).await?;
             report.objects += 1;
-            report.bytes += object.size;
+            report.bytes += size;
         }
     }
     Ok(report)
@@ -118,7 +119,7 @@ fn repositories(listed: Vec<Listed>) -> BTreeMap<String, Repository> {
             let repo = repo.to_owned();
             found.entry(repo).or_default().tags.push(object);
         } else if let Some((repo, digest)) = named.split_once("/_links/") {
-            let (repo, digest) = (repo.to_owned(), digest_path(digest));
+            let (repo, digest) = (repo.to_owned(), Key::digest_at(digest));
             if let Some(digest) = digest {
                 found.entry(repo).or_default().links.push((digest, object));
             }
@@ -136,23 +137,11 @@ fn repositories(listed: Vec<Listed>) -> BTreeMap<String, Repository> {
     found
 }
 
-/// `<alg>/<hex>` as a digest.
-fn digest_path(path: &str) -> Option<Digest> {
-    let (algorithm, hex) = path.split_once('/')?;
-    format!("{algorithm}:{hex}").parse().ok()
-}
-
 /// `<subject alg>/<subject hex>/<alg>/<hex>` as (subject, referrer).
 fn referrer_path(path: &str) -> Option<(Digest, Digest)> {
     let mut parts = path.splitn(3, '/');
-    let subject = digest_path(&format!("{}/{}", parts.next()?, parts.next()?))?;
-    Some((subject, digest_path(parts.next()?)?))
-}
-
-/// The digest `hosted/blobs/<alg>/<hex>` or `hosted/manifests/<alg>/<hex>` names.
-fn content_digest(key: &str) -> Option<Digest> {
-    let (_, path) = key.strip_prefix(Key::HOSTED)?.split_once('/')?;
-    digest_path(path)
+    let subject = Key::digest_at(&format!("{}/{}", parts.next()?, parts.next()?))?;
+    Some((subject, Key::digest_at(parts.next()?)?))
 }
 
 #[cfg(test)]
@@ -186,7 +175,5 @@ mod tests {
             (other.referrers[0].0.clone(), other.referrers[0].1.clone()),
             (a.clone(), b)
         );
-        assert_eq!(content_digest(&format!("hosted/blobs/{}", path(&a))), Some(a));
-        assert_eq!(content_digest("blobs/sha256/00"), None);
     }
 }

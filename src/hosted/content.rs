@@ -5,14 +5,11 @@
 //! bucket has a push's content, the pin that kept it here is lifted and `--max-cache-size`
 //! bounds it like any cached content. The record (`record`) says what each repository holds.
 
-use std::sync::Arc;
-
 use super::{Error, Hosted};
 use crate::bucket::{self, Key};
 use crate::cache::{Lookup, Manifest};
 use crate::digest::Digest;
-use crate::manifest;
-use crate::mirror::{BlobAnswer, BucketBlob};
+use crate::mirror::{manifest_in, BlobAnswer, BucketBlob};
 
 impl Hosted {
     /// Puts a blob committed here in the bucket, unless another push put it there already.
@@ -47,16 +44,8 @@ impl Hosted {
             return Ok(None);
         };
         let key = Key::manifest(digest).hosted();
-        let Some((bytes, Some(media_type))) = bucket.read(&key, manifest::MAX_SIZE).await? else {
+        let Some(manifest) = manifest_in(bucket, key, digest).await? else {
             return Ok(None);
-        };
-        if !digest.matches(&bytes) || !manifest::is_manifest(&media_type) {
-            tracing::error!(%digest, "the bucket's copy of a hosted manifest does not match its digest");
-            return Ok(None);
-        }
-        let manifest = Manifest {
-            bytes,
-            media_type: Arc::from(media_type),
         };
         self.cache.put_manifest(digest, &manifest).await?;
         Ok(Some(manifest))

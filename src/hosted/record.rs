@@ -74,8 +74,9 @@ impl Record {
         };
         let prefix = Key::tags_of(&self.namespace, repo).hosted();
         let listed = bucket.list(prefix.as_str()).await?;
+        // S3 lists keys in order: the tags come sorted.
         let names = listed.iter().filter_map(|l| l.key.strip_prefix(prefix.as_str()));
-        Ok(names.map(str::to_owned).collect::<BTreeSet<_>>().into_iter().collect())
+        Ok(names.map(str::to_owned).collect())
     }
 
     /// Whether the repository holds the content, and the size it was pushed with.

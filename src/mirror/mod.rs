@@ -19,7 +19,7 @@ mod transfers;
 pub use blob::BlobAnswer;
 pub use error::Error;
 use isolation::Kind;
-pub use shared::BucketBlob;
+pub use shared::{manifest_in, BucketBlob};
 pub use tags::TagList;
 pub use transfers::{Busy, Cap, Requester, TransferLimits, Transfers};
 

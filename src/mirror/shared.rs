@@ -102,18 +102,8 @@ impl Mirror {
             return Ok(None);
         };
         let key = Key::manifest(digest);
-        let (bytes, media_type) = match passed_over(&key, bucket.read(&key, manifest::MAX_SIZE).await) {
-            Some((bytes, Some(media_type))) if manifest::is_manifest(&media_type) => (bytes, media_type),
-            _ => return Ok(None),
-        };
-        if !digest.matches(&bytes) {
-            tracing::error!(%digest, "the bucket's copy of the manifest does not match its digest; deleting it");
-            drop_corrupt(bucket.clone(), key);
+        let Some(manifest) = passed_over(&key, manifest_in(bucket, key.clone(), digest).await) else {
             return Ok(None);
-        }
-        let manifest = Manifest {
-            bytes,
-            media_type: Arc::from(media_type),
         };
         self.cache.put_manifest(digest, &manifest).await?;
         Ok(Some(manifest))
@@ -260,6 +250,25 @@ impl Source for BucketBlob {
 /// Deletes a corrupt object, in the background, so the next miss fetches the content afresh
 /// and puts a good copy in its place. Deleting one that another instance has just replaced
 /// with a good copy costs one more fetch, never a wrong answer.
+/// The manifest the bucket keeps under `key`, checked against `digest`: a copy that is not a
+/// manifest counts as none, and one that fails its digest is deleted (the next miss puts a
+/// good one) and counts as none too.
+pub async fn manifest_in(bucket: &Arc<Bucket>, key: Key, digest: &Digest) -> Result<Option<Manifest>, bucket::Error> {
+    let (bytes, media_type) = match bucket.read(&key, manifest::MAX_SIZE).await? {
+        Some((bytes, Some(media_type))) if manifest::is_manifest(&media_type) => (bytes, media_type),
+        _ => return Ok(None),
+    };
+    if !digest.matches(&bytes) {
+        tracing::error!(%digest, %key, "the bucket's copy of the manifest does not match its digest; deleting it");
+        drop_corrupt(bucket.clone(), key);
+        return Ok(None);
+    }
+    Ok(Some(Manifest {
+        bytes,
+        media_type: Arc::from(media_type),
+    }))
+}
+
 fn drop_corrupt(bucket: Arc<Bucket>, key: Key) {
     tokio::spawn(async move {
         if let Err(e) = bucket.delete(&key).await {

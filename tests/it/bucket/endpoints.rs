@@ -11,7 +11,7 @@ use crate::support::garage::Garage;
 use crate::support::{FakeRegistry, Format, Mirror};
 
 /// An endpoint where nothing listens: a port taken and let go.
-fn nobody_there() -> url::Url {
+pub(super) fn nobody_there() -> url::Url {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("address").port();
     drop(listener);

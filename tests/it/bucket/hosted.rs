@@ -234,3 +234,22 @@ async fn pushed_content_is_only_cached_here_once_the_bucket_has_it() {
     }
     assert_serves(&mirror, REPO, "v1", &image).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a garage binary in REGMIRROR_GARAGE; .ci/run runs it"]
+async fn a_bucket_that_cannot_be_read_answers_503_not_a_stale_record() {
+    let garage = Garage::start();
+    let hub = FakeRegistry::start().await;
+    let mut bucket = garage.config();
+    bucket.endpoint = super::endpoints::nobody_there();
+    let mirror = Mirror::builder(&hub)
+        .hosted("site.lan")
+        .configure(|c| c.bucket = Some(bucket))
+        .start()
+        .await;
+    let image = Image::build(Format::Oci, "amd64");
+    let reply = mirror.get(&manifest_path(REPO, "v1")).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
+    let blob = mirror.get(&format!("/v2/{REPO}/blobs/{}", image.config.digest)).await;
+    blob.assert_error(503, "UNAVAILABLE");
+}
